@@ -1,0 +1,98 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "tcpipctl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tcpipd", targets: ["tcpipd"]),
+        .executable(name: "tcpipctl", targets: ["tcpipctl"]),
+        .library(name: "TCPIPWire", targets: ["TCPIPWire"]),
+        .library(name: "TCPIPKit", targets: ["TCPIPKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // The wire format: packets, header, frame parser. No sockets, no files: only ByteBuffer.
+        .target(
+            name: "TCPIPWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // The logic on SwiftNIO: hub, client session, output helpers.
+        .target(
+            name: "TCPIPKit",
+            dependencies: [
+                "TCPIPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // What the three front ends share: connection options, error reporting, logging set-up.
+        .target(
+            name: "TCPIPCLI",
+            dependencies: [
+                "TCPIPKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tcpipd",
+            dependencies: [
+                "TCPIPKit",
+                "TCPIPCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "tcpipctl",
+            dependencies: [
+                "TCPIPKit",
+                "TCPIPCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Helpers shared by the test targets: spawning the built programs, raw sockets, temporary folders.
+        .target(
+            name: "TCPIPTestSupport",
+            dependencies: [
+                "TCPIPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TCPIPWireTests",
+            dependencies: [
+                "TCPIPWire",
+                "TCPIPTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TCPIPKitTests",
+            dependencies: [
+                "TCPIPKit",
+                "TCPIPWire",
+                "TCPIPTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["TCPIPTestSupport", "TCPIPWire"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

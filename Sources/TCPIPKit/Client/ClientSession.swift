@@ -1,0 +1,240 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TCPIPWire
+
+/// A registered connection to the hub, used from one task.
+///
+/// ``next()`` answers pings by itself, so any client that reads stays alive and measurable (`tcpipctl ping --to`).
+public final class ClientSession {
+    /// What the hub said when it accepted this client: its id, final name and the hub's clock.
+    public private(set) var registered: Registered
+    /// The peers connected when this client registered (empty unless the roster was asked for).
+    public private(set) var roster: [PeerRecord] = []
+    /// The hub's greeting.
+    public private(set) var greeting: CredentialsRequest
+    public let configuration: ClientConfiguration
+
+    private let channel: any Channel
+    private let outbound: NIOAsyncChannelOutboundWriter<Packet>
+    private var inbound: NIOAsyncChannelInboundStream<Packet>.AsyncIterator
+    private let logger: Logger
+    private let expired = NIOLockedValueBox<String?>(nil)
+    private var deadlineTask: Scheduled<Void>?
+    private var nextRequestID: UInt32 = 1
+
+    /// This client as the hub knows it.
+    public var me: PeerRecord { registered.peer }
+
+    private init(
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<Packet>, outbound: NIOAsyncChannelOutboundWriter<Packet>,
+        configuration: ClientConfiguration, logger: Logger
+    ) async throws {
+        self.channel = channel
+        self.inbound = inbound.makeAsyncIterator()
+        self.outbound = outbound
+        self.configuration = configuration
+        self.logger = logger
+        registered = Registered(peer: PeerRecord(id: 0, name: ""), hubTime: 0, heartbeatMilliseconds: 0, rosterCount: 0)
+        greeting = CredentialsRequest(hubVersion: "", tokenRequired: false)
+        setDeadline(after: configuration.timeout, doing: "registering with the hub at \(configuration.server)")
+
+        let first = try await nextPacket()
+        if first.header.type == .error { throw Self.error(from: try ErrorPayload(tlv: first.payload)) }
+        guard first.header.type == .requestCredentials else {
+            throw TCPIPError.internalError("the hub greeted with \(first.header.type), not RequestCredentials")
+        }
+        greeting = try CredentialsRequest(tlv: first.payload)
+        try await send(configuration.credentials.packet(PacketHeader(type: .myCredentials, maskTo: .hub)))
+        let answer = try await nextPacket()
+        switch answer.header.type {
+        case .registered:
+            registered = try Registered(tlv: answer.payload)
+        case .error:
+            throw Self.error(from: try ErrorPayload(tlv: answer.payload))
+        default:
+            throw TCPIPError.internalError("the hub answered MyCredentials with \(answer.header.type)")
+        }
+        while roster.count < registered.rosterCount {
+            let packet = try await next()
+            guard packet.header.type == .clientData else { continue }
+            roster.append(try PeerRecord(tlv: packet.payload))
+        }
+        clearDeadline()
+        logger.debug("registered", metadata: ["id": "\(me.id)", "name": "\(escapedForLog(me.name))"])
+    }
+
+    /// Connects, registers, runs `body`, says Close and disconnects.
+    public static func run<Result: Sendable>(
+        _ configuration: ClientConfiguration, logger: Logger, _ body: (ClientSession) async throws -> Result
+    ) async throws -> Result {
+        let server = configuration.server
+        let maxFrameSize = configuration.maxFrameSize
+        let timeout = TimeAmount(configuration.timeout)
+        let connection: NIOAsyncChannel<Packet, Packet>
+        do {
+            connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(min(timeout, .seconds(10)))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: server.host, port: server.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)), PacketEncoder(),
+                        ])
+                        return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw TCPIPError.unavailable("cannot reach the hub at \(server): \(Self.describe(error))")
+        }
+        return try await connection.executeThenClose { inbound, outbound in
+            let session = try await ClientSession(
+                channel: connection.channel, inbound: inbound, outbound: outbound, configuration: configuration,
+                logger: logger
+            )
+            let result = try await body(session)
+            session.clearDeadline()
+            try? await outbound.write(Packet(header: PacketHeader(type: .close, maskTo: .hub)))
+            return result
+        }
+    }
+
+    // MARK: sending and receiving
+
+    /// Sends a packet; waits while the connection is over its write mark.
+    public func send(_ packet: Packet) async throws {
+        do {
+            try await outbound.write(packet)
+        } catch {
+            throw lostConnection(error)
+        }
+    }
+
+    /// The next packet that is not a ping. Pings are answered here; HostExiting ends the session with exit 75.
+    public func next() async throws -> Packet {
+        while true {
+            let packet = try await nextPacket()
+            switch packet.header.type {
+            case .ping:
+                let ping = try PingPayload(tlv: packet.payload)
+                let from = packet.header.idFrom
+                let header = PacketHeader(
+                    type: .pingResponse, dataType: packet.header.dataType, maskTo: from == PacketHeader.hubID ? .hub : .client,
+                    idTo: from
+                )
+                try await send(ping.answered(at: WireClock.now()).packet(header))
+            case .hostExiting where packet.header.idFrom == PacketHeader.hubID:
+                let reason = (try? Reason(tlv: packet.payload))?.text ?? ""
+                throw TCPIPError.temporary("the hub is shutting down" + (reason.isEmpty ? "" : " (\(escapedForLog(reason)))"))
+            default:
+                return packet
+            }
+        }
+    }
+
+    private func nextPacket() async throws -> Packet {
+        let packet: Packet?
+        do {
+            packet = try await inbound.next()
+        } catch {
+            if let wireError = error as? WireError {
+                throw TCPIPError(.dataError, "the hub sent a bad frame: \(wireError)")
+            }
+            throw lostConnection(error)
+        }
+        guard let packet else { throw lostConnection(nil) }
+        return packet
+    }
+
+    private func lostConnection(_ error: (any Error)?) -> TCPIPError {
+        if let what = expired.withLockedValue({ $0 }) {
+            return TCPIPError.temporary("timed out after \(Self.format(configuration.timeout)) \(what)")
+        }
+        if let error { return TCPIPError.temporary("lost the connection to the hub: \(Self.describe(error))") }
+        return TCPIPError.temporary("the hub closed the connection")
+    }
+
+    // MARK: deadlines
+
+    /// After `duration`, closes the connection so that waiting ends with a timeout error (exit 75) naming `what`.
+    public func setDeadline(after duration: Duration, doing what: String) {
+        clearDeadline()
+        let expired = self.expired
+        let channel = self.channel
+        deadlineTask = channel.eventLoop.scheduleTask(in: TimeAmount(duration)) {
+            expired.withLockedValue { $0 = what }
+            channel.close(promise: nil)
+        }
+    }
+
+    public func clearDeadline() {
+        deadlineTask?.cancel()
+        deadlineTask = nil
+    }
+
+    // MARK: requests
+
+    /// Finds a connected peer by name or numeric id, asking the hub (no roster download). Exit 68 when none matches.
+    public func resolve(_ peer: String) async throws -> PeerRecord {
+        if let found = try await lookUp(peer) { return found }
+        throw TCPIPError.unknownPeer("no connected peer is named '\(escapedForLog(peer))'")
+    }
+
+    /// Finds a connected peer by name or numeric id, or nil.
+    public func lookUp(_ peer: String) async throws -> PeerRecord? {
+        let requestID = nextRequestID
+        nextRequestID &+= 1
+        var query = PeerQuery(requestID: requestID)
+        if let id = UInt32(peer) { query.id = id } else { query.name = peer }
+        try await send(query.packet(PacketHeader(type: .peerQuery, maskTo: .hub)))
+        while true {
+            let packet = try await next()
+            switch packet.header.type {
+            case .peerQueryResult:
+                let result = try PeerQueryResult(tlv: packet.payload)
+                if result.requestID == requestID { return result.peer }
+            case .error:
+                throw Self.error(from: try ErrorPayload(tlv: packet.payload))
+            default:
+                continue
+            }
+        }
+    }
+
+    // MARK: errors
+
+    /// The user-facing error for an Error packet from the hub.
+    public static func error(from payload: ErrorPayload) -> TCPIPError {
+        let text = "the hub refused: \(escapedForLog(payload.message)) (\(payload.code))"
+        switch payload.code {
+        case .authenticationFailed: return TCPIPError(.permissionDenied, text)
+        case .unknownPeer: return TCPIPError(.unknownPeer, text)
+        case .invalidCredentials: return TCPIPError(.usage, text)
+        case .frameTooLarge: return TCPIPError(.dataError, text)
+        case .nameInUse, .shuttingDown, .registrationTimeout, .heartbeatTimeout, .peerStalled:
+            return TCPIPError(.temporary, text)
+        default: return TCPIPError(.internalError, text)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let failure = error as? NIOConnectionError {
+            if let first = failure.connectionErrors.first { return describe(first.error) }
+            if failure.dnsAError != nil || failure.dnsAAAAError != nil { return "cannot resolve \(failure.host)" }
+            return "no address for \(failure.host)"
+        }
+        if let ioError = error as? IOError { return String(cString: strerror(ioError.errnoCode)).lowercased() }
+        if case ChannelError.connectTimeout = error { return "connection timed out" }
+        return "\(error)"
+    }
+
+    static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        if attoseconds == 0 { return "\(seconds)s" }
+        return "\(Double(seconds) + Double(attoseconds) / 1e18)s"
+    }
+}

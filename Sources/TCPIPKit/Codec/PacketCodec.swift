@@ -1,0 +1,52 @@
+import NIOCore
+import TCPIPWire
+
+/// Turns received bytes into ``Packet``s with a ``FrameParser``. A frame over the limit or with a bad header fires
+/// a ``WireError`` down the pipeline, and nothing more is read from that connection.
+public struct PacketDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = Packet
+    private let parser: FrameParser
+
+    public init(maxFrameSize: Int = FrameParser.defaultMaxFrameSize) {
+        parser = FrameParser(maxFrameSize: maxFrameSize)
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let packet = try parser.nextPacket(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(packet))
+        return .continue
+    }
+
+    public mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        // Bytes left at EOF are a truncated frame; the connection is ending anyway, so they are dropped.
+        return .needMoreData
+    }
+}
+
+/// Writes ``Packet``s as frames: the header as a small buffer and the payload as its own buffer, so relayed and bulk
+/// payloads are never copied (the socket sends both with one vectored write).
+public final class PacketEncoder: ChannelOutboundHandler, Sendable {
+    public typealias OutboundIn = Packet
+    public typealias OutboundOut = ByteBuffer
+
+    public init() {}
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let packet = unwrapOutboundIn(data)
+        var header = context.channel.allocator.buffer(capacity: PacketHeader.size)
+        header.writePacketHeader(packet.header, payloadLength: packet.payload.readableBytes)
+        if packet.payload.readableBytes == 0 {
+            context.write(wrapOutboundOut(header), promise: promise)
+        } else if packet.payload.readableBytes <= 512 {
+            // Small control packets: one buffer is cheaper than two.
+            header.writeImmutableBuffer(packet.payload)
+            context.write(wrapOutboundOut(header), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(header), promise: nil)
+            context.write(wrapOutboundOut(packet.payload), promise: promise)
+        }
+    }
+}

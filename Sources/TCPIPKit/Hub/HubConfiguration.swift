@@ -1,0 +1,54 @@
+import TCPIPWire
+
+/// The hub's limits and settings. Clients cannot raise any of them.
+public struct HubConfiguration: Sendable {
+    /// Where to listen. Port 0 picks a free port.
+    public var listen: HostPort = .defaultAddress
+    /// The token clients must present, or nil for none (loopback only, unless ``allowInsecure``).
+    public var token: Token?
+    /// Listen on a non-loopback address without a token.
+    public var allowInsecure = false
+    /// The largest frame accepted, header included (default 1 MiB + 18 bytes).
+    public var maxFrameSize = FrameParser.defaultMaxFrameSize
+    /// Time between the hub's pings; a peer silent for three of them is dropped (default 15 s).
+    public var pingInterval: Duration = .seconds(15)
+    /// Time a new connection has to send MyCredentials (default 5 s).
+    public var registrationTimeout: Duration = .seconds(5)
+    /// Bytes the hub queues towards one connection before it stops reading the connections that feed it
+    /// (default 8 MiB). Reading pauses at half of this, leaving room for frames already in flight.
+    public var maxQueuedBytes = 8 << 20
+    /// Time a destination may make no progress reading before it is dropped (default 30 s).
+    public var writeTimeout: Duration = .seconds(30)
+    /// The version the hub announces.
+    public var version = tcpipVersion
+
+    public init() {}
+
+    /// Refuses settings that would make the hub insecure or unusable.
+    public func validate() throws {
+        if !listen.isLoopback && (token?.isEmpty ?? true) && !allowInsecure {
+            throw TCPIPError.usage(
+                "refusing to listen on \(listen) without a token: set TCPIP_TOKEN or --token-file, "
+                    + "or pass --insecure-no-token to accept anyone who can reach this address"
+            )
+        }
+        guard maxFrameSize >= PacketHeader.size + 1024 else {
+            throw TCPIPError.usage("--max-frame-size must be at least \(PacketHeader.size + 1024) bytes")
+        }
+        guard maxFrameSize <= Int(UInt32.max) else { throw TCPIPError.usage("--max-frame-size is larger than 4 GiB") }
+        guard maxQueuedBytes >= 2 * maxFrameSize else {
+            throw TCPIPError.usage("--max-queued-bytes must be at least twice --max-frame-size")
+        }
+        guard pingInterval > .zero, registrationTimeout > .zero, writeTimeout > .zero else {
+            throw TCPIPError.usage("intervals and timeouts must be positive")
+        }
+    }
+}
+
+extension Duration {
+    /// Whole microseconds, for arithmetic with ``WireTime``.
+    var microseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        return UInt64(max(0, seconds)) * 1_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000_000)
+    }
+}

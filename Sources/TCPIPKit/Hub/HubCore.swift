@@ -1,0 +1,386 @@
+import Logging
+import NIOCore
+import TCPIPWire
+
+/// A connection as the hub core knows it; the server maps it to a channel.
+public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public var description: String { "#\(rawValue)" }
+}
+
+/// What the hub core asks its server to do.
+public enum HubAction: Equatable, Sendable {
+    /// Write this packet to the connection.
+    case send(ConnectionID, Packet)
+    /// Close the connection after what was written to it so far.
+    case close(ConnectionID)
+}
+
+/// The hub's logic as a value: registration, roster, routing, heartbeats. No sockets: events go in, actions come out,
+/// and the clock is passed in, so every rule can be tested directly.
+public struct HubCore {
+    struct Connection {
+        var address: String
+        var openedAt: WireTime
+        var lastHeard: WireTime
+        var peer: PeerRecord?
+        var flags: RegistrationFlags = []
+    }
+
+    public let configuration: HubConfiguration
+    private let logger: Logger
+    private var connections: [ConnectionID: Connection] = [:]
+    private var byPeerID: [UInt32: ConnectionID] = [:]
+    private var byName: [String: UInt32] = [:]
+    private var watchers: Set<ConnectionID> = []
+    private var nextPeerID: UInt32 = 1
+    private var lastPingAt: WireTime = 0
+    private var pingSequence: UInt32 = 0
+
+    /// The longest name a peer may register, in UTF-8 bytes.
+    public static let maxNameLength = 255
+
+    public init(configuration: HubConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Connections open now, registered or not.
+    public var connectionCount: Int { connections.count }
+    /// Registered peers.
+    public var peerCount: Int { byPeerID.count }
+    /// Connections that asked for join/leave updates.
+    public var watcherCount: Int { watchers.count }
+
+    /// The peer id of a registered connection.
+    public func peerID(of connection: ConnectionID) -> UInt32? { connections[connection]?.peer?.id }
+
+    // MARK: events
+
+    /// A connection was accepted: greet it with RequestCredentials.
+    public mutating func connected(_ id: ConnectionID, address: String, now: WireTime) -> [HubAction] {
+        connections[id] = Connection(address: address, openedAt: now, lastHeard: now)
+        let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
+        return [.send(id, request.packet(hubHeader(.requestCredentials)))]
+    }
+
+    /// A connection ended (closed by the peer or by the hub).
+    public mutating func disconnected(_ id: ConnectionID) -> [HubAction] {
+        guard connections[id] != nil else { return [] }
+        return remove(id, reason: .left)
+    }
+
+    /// A packet arrived on a connection.
+    public mutating func received(_ packet: Packet, from id: ConnectionID, now: WireTime) -> [HubAction] {
+        guard var connection = connections[id] else { return [] }
+        connection.lastHeard = now
+        connections[id] = connection
+        guard let peer = connection.peer else {
+            return receivedBeforeRegistration(packet, from: id, now: now)
+        }
+        let header = packet.header
+        if header.type.isHubOnly || header.type == .myCredentials {
+            return [.send(id, errorPacket(.unsupported, "\(header.type) may only be sent by the hub", type: header.type))]
+        }
+        switch header.maskTo {
+        case .hub:
+            return receivedForHub(packet, from: id, peer: peer, now: now)
+        case .client:
+            guard let destination = byPeerID[header.idTo] else {
+                return [
+                    .send(id, errorPacket(.unknownPeer, "no peer with id \(header.idTo) is connected", peer: header.idTo, type: header.type))
+                ]
+            }
+            var relayed = packet
+            relayed.header.idFrom = peer.id
+            return [.send(destination, relayed)]
+        case .all:
+            var relayed = packet
+            relayed.header.idFrom = peer.id
+            var actions: [HubAction] = []
+            actions.reserveCapacity(byPeerID.count)
+            for (peerID, destination) in byPeerID where peerID != peer.id {
+                actions.append(.send(destination, relayed))
+            }
+            return actions
+        }
+    }
+
+    /// A connection sent bytes that are not a valid frame: tell it why and close it.
+    public mutating func protocolViolation(_ id: ConnectionID, error: WireError) -> [HubAction] {
+        guard let connection = connections[id] else { return [] }
+        logger.warning(
+            "closing connection: \(error)",
+            metadata: ["connection": "\(id)", "address": "\(connection.address)", "peer": "\(describe(connection.peer))"]
+        )
+        let code: ErrorCode = error.isFrameTooLarge ? .frameTooLarge : .malformed
+        return [.send(id, errorPacket(code, error.description))] + remove(id, reason: .dropped) + [.close(id)]
+    }
+
+    /// A destination made no progress for the write deadline: drop it and tell the peers whose packets waited on it.
+    public mutating func stalled(_ id: ConnectionID, waiting senders: [ConnectionID]) -> [HubAction] {
+        guard let connection = connections[id] else { return [] }
+        logger.warning(
+            "dropping peer that stopped reading",
+            metadata: ["connection": "\(id)", "peer": "\(describe(connection.peer))"]
+        )
+        let peerID = connection.peer?.id
+        let message = "peer \(describe(connection.peer)) stopped reading and was dropped"
+        var actions = senders.filter { $0 != id && connections[$0] != nil }.map {
+            HubAction.send($0, errorPacket(.peerStalled, message, peer: peerID))
+        }
+        actions += [.send(id, errorPacket(.peerStalled, "you made no progress reading and were dropped"))]
+        actions += remove(id, reason: .dropped) + [.close(id)]
+        return actions
+    }
+
+    /// Called regularly: pings registered peers, drops the silent and the unregistered past their deadline.
+    /// `busy` connections are ones the server stopped reading (backpressure); their silence is not their fault.
+    public mutating func tick(now: WireTime, busy: Set<ConnectionID> = []) -> [HubAction] {
+        var actions: [HubAction] = []
+        let registrationDeadline = configuration.registrationTimeout.microseconds
+        let silenceLimit = 3 * configuration.pingInterval.microseconds
+        for (id, connection) in connections {
+            if connection.peer == nil {
+                if now >= connection.openedAt + registrationDeadline {
+                    logger.info("closing connection that did not register in time", metadata: ["connection": "\(id)", "address": "\(connection.address)"])
+                    actions.append(.send(id, errorPacket(.registrationTimeout, "no MyCredentials within \(configuration.registrationTimeout)")))
+                    actions += remove(id, reason: .dropped)
+                    actions.append(.close(id))
+                }
+            } else if busy.contains(id) {
+                connections[id]?.lastHeard = now
+            } else if now >= connection.lastHeard + silenceLimit {
+                logger.info("dropping silent peer", metadata: ["connection": "\(id)", "peer": "\(describe(connection.peer))"])
+                actions.append(.send(id, errorPacket(.heartbeatTimeout, "silent for three heartbeats")))
+                actions += remove(id, reason: .timedOut)
+                actions.append(.close(id))
+            }
+        }
+        if now >= lastPingAt + configuration.pingInterval.microseconds {
+            lastPingAt = now
+            pingSequence &+= 1
+            let ping = PingPayload(sequence: pingSequence, sentAt: now).encoded()
+            for (peerID, id) in byPeerID {
+                actions.append(.send(id, Packet(header: hubHeader(.ping, to: peerID, mask: .client), payload: ping)))
+            }
+        }
+        return actions
+    }
+
+    /// The hub is stopping: tell everyone, then close every connection.
+    public mutating func shutdown(reason: String) -> [HubAction] {
+        let exiting = Reason(reason).encoded()
+        var actions: [HubAction] = []
+        for id in connections.keys {
+            actions.append(.send(id, Packet(header: hubHeader(.hostExiting), payload: exiting)))
+            actions.append(.close(id))
+        }
+        connections.removeAll()
+        byPeerID.removeAll()
+        byName.removeAll()
+        watchers.removeAll()
+        return actions
+    }
+
+    // MARK: registered traffic for the hub itself
+
+    private mutating func receivedForHub(_ packet: Packet, from id: ConnectionID, peer: PeerRecord, now: WireTime) -> [HubAction] {
+        switch packet.header.type {
+        case .ping:
+            let answer: Packet
+            do {
+                let ping = try PingPayload(tlv: packet.payload)
+                answer = ping.answered(at: now).packet(hubHeader(.pingResponse, to: peer.id, dataType: packet.header.dataType))
+            } catch {
+                return [.send(id, errorPacket(.malformed, "bad Ping payload: \(error)", type: .ping))]
+            }
+            return [.send(id, answer)]
+        case .pingResponse:
+            return []
+        case .close:
+            logger.debug("peer said goodbye", metadata: ["peer": "\(describe(peer))"])
+            return remove(id, reason: .left) + [.close(id)]
+        case .credentialsUpdate:
+            return updateCredentials(packet, from: id, peer: peer)
+        case .peerQuery:
+            do {
+                let query = try PeerQuery(tlv: packet.payload)
+                var found: PeerRecord?
+                if let name = query.name, let peerID = byName[name] {
+                    found = record(of: peerID)
+                } else if let wanted = query.id {
+                    found = record(of: wanted)
+                }
+                let result = PeerQueryResult(requestID: query.requestID, peer: found)
+                return [.send(id, result.packet(hubHeader(.peerQueryResult, to: peer.id)))]
+            } catch {
+                return [.send(id, errorPacket(.malformed, "bad PeerQuery payload: \(error)", type: .peerQuery))]
+            }
+        default:
+            return [.send(id, errorPacket(.unsupported, "the hub does not handle \(packet.header.type)", type: packet.header.type))]
+        }
+    }
+
+    private mutating func updateCredentials(_ packet: Packet, from id: ConnectionID, peer: PeerRecord) -> [HubAction] {
+        let update: Credentials
+        do {
+            update = try Credentials(tlv: packet.payload)
+        } catch {
+            return [.send(id, errorPacket(.malformed, "bad CredentialsUpdate payload: \(error)", type: .credentialsUpdate))]
+        }
+        var changed = peer
+        if let name = update.name, name != peer.name {
+            if let problem = Self.problem(withName: name) {
+                return [.send(id, errorPacket(.invalidCredentials, problem, type: .credentialsUpdate))]
+            }
+            guard byName[name] == nil else {
+                return [.send(id, errorPacket(.nameInUse, "the name '\(name)' is used by another peer", type: .credentialsUpdate))]
+            }
+            byName[peer.name] = nil
+            byName[name] = peer.id
+            changed.name = name
+        }
+        if let host = update.host { changed.host = host }
+        if let user = update.user { changed.user = user }
+        if let role = update.role { changed.role = role }
+        if let version = update.version { changed.version = version }
+        connections[id]?.peer = changed
+        let notice = changed.encoded()
+        var targets = watchers
+        targets.insert(id)
+        return targets.map { .send($0, Packet(header: hubHeader(.credentialsUpdate, from: changed.id), payload: notice)) }
+    }
+
+    // MARK: registration
+
+    private mutating func receivedBeforeRegistration(_ packet: Packet, from id: ConnectionID, now: WireTime) -> [HubAction] {
+        switch packet.header.type {
+        case .myCredentials:
+            return register(packet, from: id, now: now)
+        case .close:
+            connections[id] = nil
+            return [.close(id)]
+        default:
+            logger.info("closing connection that sent \(packet.header.type) before registering", metadata: ["connection": "\(id)"])
+            connections[id] = nil
+            return [.send(id, errorPacket(.notRegistered, "send MyCredentials first", type: packet.header.type)), .close(id)]
+        }
+    }
+
+    private mutating func refuse(_ id: ConnectionID, _ code: ErrorCode, _ message: String) -> [HubAction] {
+        let address = connections[id]?.address ?? "?"
+        logger.info("refused registration: \(message)", metadata: ["connection": "\(id)", "address": "\(address)"])
+        connections[id] = nil
+        return [.send(id, errorPacket(code, message, type: .myCredentials)), .close(id)]
+    }
+
+    private mutating func register(_ packet: Packet, from id: ConnectionID, now: WireTime) -> [HubAction] {
+        let credentials: Credentials
+        do {
+            credentials = try Credentials(tlv: packet.payload)
+        } catch {
+            return refuse(id, .malformed, "bad MyCredentials payload: \(error)")
+        }
+        if let token = configuration.token, !token.matches(credentials.token) {
+            return refuse(id, .authenticationFailed, credentials.token == nil ? "this hub requires a token" : "wrong token")
+        }
+        guard let requested = credentials.name else { return refuse(id, .invalidCredentials, "MyCredentials carries no name") }
+        if let problem = Self.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
+        let peerID = nextPeerID
+        var name = requested
+        if byName[name] != nil {
+            guard credentials.flags.contains(.allowRename) else {
+                return refuse(id, .nameInUse, "the name '\(requested)' is used by another connected peer")
+            }
+            name = "\(requested)#\(peerID)"
+            guard byName[name] == nil else { return refuse(id, .nameInUse, "the name '\(name)' is in use") }
+        }
+        nextPeerID += 1
+        guard var connection = connections[id] else { return [] }
+        let peer = PeerRecord(
+            id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
+            address: connection.address, role: credentials.role ?? "client", connectedAt: now,
+            version: credentials.version ?? ""
+        )
+        connection.peer = peer
+        connection.flags = credentials.flags
+        connections[id] = connection
+
+        var actions: [HubAction] = []
+        var roster: [PeerRecord] = []
+        if credentials.flags.contains(.wantsRoster) {
+            roster = byPeerID.keys.sorted().compactMap { record(of: $0) }
+        }
+        let registered = Registered(
+            peer: peer, hubTime: now,
+            heartbeatMilliseconds: UInt32(clamping: configuration.pingInterval.microseconds / 1000),
+            rosterCount: UInt32(roster.count)
+        )
+        actions.append(.send(id, registered.packet(hubHeader(.registered, to: peerID))))
+        for other in roster {
+            let data = other.packet(hubHeader(.clientData, to: peerID, dataType: ClientDataKind.present.rawValue, from: other.id))
+            actions.append(.send(id, data))
+        }
+        if !watchers.isEmpty {
+            let joined = Packet(header: hubHeader(.clientData, dataType: ClientDataKind.joined.rawValue, from: peerID), payload: peer.encoded())
+            for watcher in watchers { actions.append(.send(watcher, joined)) }
+        }
+        byPeerID[peerID] = id
+        byName[name] = peerID
+        if credentials.flags.contains(.wantsUpdates) { watchers.insert(id) }
+        logger.info(
+            "registered",
+            metadata: ["peer": "\(describe(peer))", "role": "\(peer.role)", "address": "\(peer.address)"]
+        )
+        return actions
+    }
+
+    /// Why a name cannot be registered, or nil when it can.
+    public static func problem(withName name: String) -> String? {
+        if name.isEmpty { return "the name is empty" }
+        if name.utf8.count > maxNameLength { return "the name is longer than \(maxNameLength) bytes" }
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) }) {
+            return "the name contains control characters"
+        }
+        if name.first == "#" || UInt32(name) != nil { return "a name cannot be a number or start with '#'" }
+        return nil
+    }
+
+    // MARK: helpers
+
+    private func record(of peerID: UInt32) -> PeerRecord? {
+        byPeerID[peerID].flatMap { connections[$0]?.peer }
+    }
+
+    /// Forgets a connection and tells the watchers if it was a registered peer.
+    private mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
+        guard let connection = connections.removeValue(forKey: id) else { return [] }
+        watchers.remove(id)
+        guard let peer = connection.peer else { return [] }
+        byPeerID[peer.id] = nil
+        if byName[peer.name] == peer.id { byName[peer.name] = nil }
+        logger.info("peer left", metadata: ["peer": "\(describe(peer))", "reason": "\(reason)"])
+        guard !watchers.isEmpty else { return [] }
+        let notice = Packet(
+            header: hubHeader(.clientDisconnecting, dataType: reason.rawValue, from: peer.id), payload: peer.encoded()
+        )
+        return watchers.map { .send($0, notice) }
+    }
+
+    private func hubHeader(
+        _ type: PacketType, to peerID: UInt32 = 0, mask: MaskTo = .client, dataType: UInt16 = 0, from: UInt32 = PacketHeader.hubID
+    ) -> PacketHeader {
+        PacketHeader(type: type, dataType: dataType, maskTo: mask, idTo: peerID, idFrom: from)
+    }
+
+    private func errorPacket(_ code: ErrorCode, _ message: String, peer: UInt32? = nil, type: PacketType? = nil) -> Packet {
+        ErrorPayload(code: code, message: message, peerID: peer, packetType: type).packet(hubHeader(.error))
+    }
+
+    private func describe(_ peer: PeerRecord?) -> String {
+        guard let peer else { return "(unregistered)" }
+        return "\(peer.id) \(escapedForLog(peer.name))"
+    }
+}

@@ -1,0 +1,94 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TCPIPWire
+
+/// The hub: accepts clients on one event loop and relays their packets through a ``HubCore``.
+///
+/// One loop keeps routing free of locks and hops; the hub's work per packet is a header rewrite and a vectored write.
+public final class HubServer: Sendable {
+    public let configuration: HubConfiguration
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let router: HubRouter
+    private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let tickTask = NIOLockedValueBox<RepeatedTask?>(nil)
+
+    public init(configuration: HubConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        router = HubRouter(core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
+    }
+
+    /// Binds and starts accepting. Returns the address actually bound (the real port when asked for port 0).
+    public func start() async throws -> SocketAddress {
+        try configuration.validate()
+        let router = self.router
+        let configuration = self.configuration
+        let high = configuration.maxQueuedBytes / 2
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(PacketDecoder(maxFrameSize: configuration.maxFrameSize)),
+                        PacketEncoder(),
+                        HubConnectionHandler(router: router),
+                    ])
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
+        } catch {
+            throw TCPIPError(.cannotCreate, "cannot listen on \(configuration.listen): \(error)")
+        }
+        serverChannel.withLockedValue { $0 = channel }
+        let tickEvery = Self.tickInterval(configuration)
+        let task = router.loop.scheduleRepeatedTask(initialDelay: tickEvery, delay: tickEvery) { _ in router.tick() }
+        tickTask.withLockedValue { $0 = task }
+        guard let address = channel.localAddress else { throw TCPIPError.internalError("bound socket has no address") }
+        logger.info("listening", metadata: ["address": "\(HubConnectionHandler.describe(address))"])
+        return address
+    }
+
+    /// Sends HostExiting to every client, closes every connection and stops accepting.
+    public func shutdown(reason: String = "stopped") async {
+        let router = self.router
+        tickTask.withLockedValue { $0?.cancel() }
+        let channel = serverChannel.withLockedValue { $0 }
+        try? await channel?.close()
+        try? await router.loop.submit { router.shutdown(reason: reason) }.get()
+        // Give the closes a moment to reach the clients before the loop goes away.
+        for _ in 0..<100 {
+            let open = (try? await router.loop.submit { router.openConnections }.get()) ?? 0
+            if open == 0 { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    /// Counters for tests and benchmarks.
+    public func statistics() async throws -> HubStatistics {
+        let router = self.router
+        return try await router.loop.submit { router.statistics() }.get()
+    }
+
+    static func tickInterval(_ configuration: HubConfiguration) -> TimeAmount {
+        let shortest = min(configuration.pingInterval, configuration.registrationTimeout, configuration.writeTimeout)
+        let quarter = TimeAmount.nanoseconds(TimeAmount(shortest).nanoseconds / 4)
+        return min(max(quarter, .milliseconds(10)), .seconds(1))
+    }
+}
+
+/// A bound address as `HOST:PORT` (`[HOST]:PORT` for IPv6), for the "listening on" line.
+public struct SocketAddressDescription: Sendable {
+    public let text: String
+    public init(_ address: SocketAddress) { text = HubConnectionHandler.describe(address) }
+}

@@ -1,0 +1,76 @@
+import NIOCore
+
+/// What a client says about itself: MyCredentials (4) at registration, CredentialsUpdate (9) from a client later.
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | name | UTF-8, required in MyCredentials |
+/// | 2 | host | UTF-8 |
+/// | 3 | user | UTF-8 |
+/// | 4 | role | UTF-8 ("client", "listener", "receiver", …) |
+/// | 5 | version | UTF-8 |
+/// | 6 | token | UTF-8, MyCredentials only |
+/// | 7 | flags | u32, see ``RegistrationFlags`` |
+///
+/// In a CredentialsUpdate, absent fields keep their value.
+public struct Credentials: ControlPayload, Hashable {
+    public var name: String?
+    public var host: String?
+    public var user: String?
+    public var role: String?
+    public var version: String?
+    public var token: String?
+    public var flags: RegistrationFlags
+
+    public init(
+        name: String? = nil, host: String? = nil, user: String? = nil, role: String? = nil, version: String? = nil,
+        token: String? = nil, flags: RegistrationFlags = []
+    ) {
+        self.name = name
+        self.host = host
+        self.user = user
+        self.role = role
+        self.version = version
+        self.token = token
+        self.flags = flags
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        self.init()
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1: name = try field.string()
+            case 2: host = try field.string()
+            case 3: user = try field.string()
+            case 4: role = try field.string()
+            case 5: version = try field.string()
+            case 6: token = try field.string()
+            case 7: flags = RegistrationFlags(rawValue: try field.integer(as: UInt32.self))
+            default: break
+            }
+        }
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, string: name)
+        writer.write(2, string: host)
+        writer.write(3, string: user)
+        writer.write(4, string: role)
+        writer.write(5, string: version)
+        writer.write(6, string: token)
+        if !flags.isEmpty { writer.write(7, integer: flags.rawValue) }
+    }
+}
+
+/// What a client asks of the hub when it registers.
+public struct RegistrationFlags: OptionSet, Hashable, Sendable {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Send the peers already connected (ClientData, dataType `present`) right after Registered.
+    public static let wantsRoster = RegistrationFlags(rawValue: 1 << 0)
+    /// Send ClientData (`joined`), CredentialsUpdate and ClientDisconnecting as peers come, change and go.
+    public static let wantsUpdates = RegistrationFlags(rawValue: 1 << 1)
+    /// If the name is taken, the hub may register this client as `name#ID` instead of refusing it.
+    public static let allowRename = RegistrationFlags(rawValue: 1 << 2)
+}

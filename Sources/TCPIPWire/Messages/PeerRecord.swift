@@ -1,0 +1,99 @@
+import NIOCore
+
+/// One connected peer as the hub describes it: in Registered (the client itself), ClientData, CredentialsUpdate from
+/// the hub, ClientDisconnecting and PeerQueryResult.
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | id | u32 |
+/// | 2 | name | UTF-8 |
+/// | 3 | host | UTF-8 |
+/// | 4 | user | UTF-8 |
+/// | 5 | address | UTF-8, "ip:port" as the hub saw the connection |
+/// | 6 | role | UTF-8 |
+/// | 7 | connectedAt | u64, microseconds since the Unix epoch |
+/// | 8 | version | UTF-8 |
+public struct PeerRecord: ControlPayload, Hashable {
+    public var id: UInt32
+    public var name: String
+    public var host: String
+    public var user: String
+    public var address: String
+    public var role: String
+    public var connectedAt: WireTime
+    public var version: String
+
+    public init(
+        id: UInt32, name: String, host: String = "", user: String = "", address: String = "", role: String = "client",
+        connectedAt: WireTime = 0, version: String = ""
+    ) {
+        self.id = id
+        self.name = name
+        self.host = host
+        self.user = user
+        self.address = address
+        self.role = role
+        self.connectedAt = connectedAt
+        self.version = version
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        var id: UInt32?
+        var name: String?
+        self.init(id: 0, name: "")
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1: id = try field.integer(as: UInt32.self)
+            case 2: name = try field.string()
+            case 3: host = try field.string()
+            case 4: user = try field.string()
+            case 5: address = try field.string()
+            case 6: role = try field.string()
+            case 7: connectedAt = try field.integer()
+            case 8: version = try field.string()
+            default: break
+            }
+        }
+        guard let id else { throw WireError.missingField("peer id") }
+        guard let name else { throw WireError.missingField("peer name") }
+        self.id = id
+        self.name = name
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, integer: id)
+        writer.write(2, string: name)
+        writer.write(3, string: host)
+        writer.write(4, string: user)
+        writer.write(5, string: address)
+        writer.write(6, string: role)
+        writer.write(7, integer: connectedAt)
+        writer.write(8, string: version)
+    }
+}
+
+/// The dataType of a ClientData (7) packet.
+public enum ClientDataKind: UInt16, Sendable {
+    /// Part of the roster sent right after Registered.
+    case present = 1
+    /// A peer that registered after this client.
+    case joined = 2
+}
+
+/// The dataType of a ClientDisconnecting (8) packet: why the peer left.
+public enum DisconnectReason: UInt16, Sendable, CustomStringConvertible {
+    /// The peer said Close, or its connection ended.
+    case left = 0
+    /// The peer stopped answering heartbeats.
+    case timedOut = 1
+    /// The hub dropped the peer for bad input or for not reading.
+    case dropped = 2
+
+    public var description: String {
+        switch self {
+        case .left: "left"
+        case .timedOut: "timed out"
+        case .dropped: "dropped"
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import NIOCore
+
+/// One frame: a header and its payload bytes.
+///
+/// Bulk data (messages, file chunks, application packets) travels in `payload` as raw bytes; control packets carry a
+/// TLV-encoded payload (see ``TLVWriter``) that the typed structs in `Messages/` read and write.
+public struct Packet: Hashable, Sendable {
+    public var header: PacketHeader
+    public var payload: ByteBuffer
+
+    public init(header: PacketHeader, payload: ByteBuffer = ByteBuffer()) {
+        self.header = header
+        self.payload = payload
+    }
+
+    /// The whole frame as bytes: length prefix, header and payload.
+    public func encoded(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var out = allocator.buffer(capacity: PacketHeader.size + payload.readableBytes)
+        out.writePacketHeader(header, payloadLength: payload.readableBytes)
+        out.writeImmutableBuffer(payload)
+        return out
+    }
+
+    /// The length prefix and header alone, for writing the payload as a separate buffer without copying it.
+    public func encodedHeader(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var out = allocator.buffer(capacity: PacketHeader.size)
+        out.writePacketHeader(header, payloadLength: payload.readableBytes)
+        return out
+    }
+
+    /// Bytes this packet occupies on the wire.
+    public var wireSize: Int { PacketHeader.size + payload.readableBytes }
+}

@@ -1,0 +1,86 @@
+/// The type of a packet: the first field of the header.
+///
+/// The classic numbers 1–16 keep their meaning. Types this project adds live in 64–127. Types 4096 and above belong
+/// to applications: the hub relays them untouched and never interprets them.
+public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public init(_ rawValue: UInt16) { self.rawValue = rawValue }
+
+    public static let ping = PacketType(1)
+    public static let pingResponse = PacketType(2)
+    public static let requestCredentials = PacketType(3)
+    public static let myCredentials = PacketType(4)
+    public static let registered = PacketType(5)
+    public static let hostExiting = PacketType(6)
+    public static let clientData = PacketType(7)
+    public static let clientDisconnecting = PacketType(8)
+    public static let credentialsUpdate = PacketType(9)
+    public static let close = PacketType(10)
+    public static let message = PacketType(11)
+    public static let messageReceived = PacketType(12)
+    public static let fileStart = PacketType(13)
+    public static let fileChunk = PacketType(14)
+    public static let fileEnd = PacketType(15)
+    public static let doneReceivingFile = PacketType(16)
+
+    /// An error report: a code and a human-readable text (see ``ErrorPayload``).
+    public static let error = PacketType(64)
+    /// A client asks the hub for one peer by name or id (see ``PeerQuery``).
+    public static let peerQuery = PacketType(65)
+    /// The hub's answer to a ``peerQuery`` (see ``PeerQueryResult``).
+    public static let peerQueryResult = PacketType(66)
+
+    /// Types reserved for applications; the hub relays them without looking inside.
+    public static let applicationRange: ClosedRange<UInt16> = 4096...UInt16.max
+
+    /// Types only the hub may send. A client that sends one gets an error back.
+    public var isHubOnly: Bool {
+        switch self {
+        case .requestCredentials, .registered, .hostExiting, .clientData, .clientDisconnecting, .peerQueryResult:
+            return true
+        default:
+            return false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .ping: "Ping"
+        case .pingResponse: "PingResponse"
+        case .requestCredentials: "RequestCredentials"
+        case .myCredentials: "MyCredentials"
+        case .registered: "Registered"
+        case .hostExiting: "HostExiting"
+        case .clientData: "ClientData"
+        case .clientDisconnecting: "ClientDisconnecting"
+        case .credentialsUpdate: "CredentialsUpdate"
+        case .close: "Close"
+        case .message: "Message"
+        case .messageReceived: "MessageReceived"
+        case .fileStart: "FileStart"
+        case .fileChunk: "FileChunk"
+        case .fileEnd: "FileEnd"
+        case .doneReceivingFile: "DoneReceivingFile"
+        case .error: "Error"
+        case .peerQuery: "PeerQuery"
+        case .peerQueryResult: "PeerQueryResult"
+        default: "Type(\(rawValue))"
+        }
+    }
+}
+
+/// Where a packet goes: the hub alone, one client (`idTo`), or every other registered client.
+public enum MaskTo: UInt8, Hashable, Sendable, CustomStringConvertible {
+    case hub = 0
+    case client = 1
+    case all = 2
+
+    public var description: String {
+        switch self {
+        case .hub: "hub"
+        case .client: "client"
+        case .all: "all"
+        }
+    }
+}

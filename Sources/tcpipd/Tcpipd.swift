@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TCPIPCLI
+import TCPIPKit
+import TCPIPWire
+
+@main
+struct Tcpipd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tcpipd",
+        abstract: "The tcpipctl hub: accepts clients and relays their packets.",
+        discussion: """
+            Clients register with a name; the hub gives each a numeric id, tells those who asked about peers joining \
+            and leaving, and relays packets to one peer, to all, or answers them itself. When it accepts connections \
+            it prints "listening on HOST:PORT" to stdout (the real port, also for port 0). Logs go to stderr. \
+            SIGTERM or SIGINT: every client gets HostExiting, then the hub exits 0.
+
+            The hub listens on loopback by default. On any other address it requires a token (TCPIP_TOKEN or \
+            --token-file) unless --insecure-no-token is given.
+            """,
+        version: tcpipVersion
+    )
+
+    @Option(help: ArgumentHelp("Address to listen on; port 0 picks a free port.", valueName: "host:port"))
+    var listen = HostPort.defaultAddress.description
+
+    @Option(name: .customLong("token-file"), help: ArgumentHelp(
+        "Require the token in this file from every client (or set TCPIP_TOKEN).", valueName: "path"))
+    var tokenFile: String?
+
+    @Flag(name: .customLong("insecure-no-token"), help: "Allow a non-loopback address without a token.")
+    var insecureNoToken = false
+
+    @Option(help: ArgumentHelp("Largest frame accepted, header included.", valueName: "bytes"))
+    var maxFrameSize = FrameParser.defaultMaxFrameSize
+
+    @Option(help: ArgumentHelp(
+        "Bytes queued towards one connection before the hub stops reading its senders.", valueName: "bytes"))
+    var maxQueuedBytes = HubConfiguration().maxQueuedBytes
+
+    @Option(help: ArgumentHelp("Seconds between heartbeats; a peer silent for three is dropped.", valueName: "seconds"))
+    var pingInterval: Double = 15
+
+    @Option(help: ArgumentHelp("Seconds a new connection has to register.", valueName: "seconds"))
+    var registrationTimeout: Double = 5
+
+    @Option(help: ArgumentHelp(
+        "Seconds a peer may make no progress reading before it is dropped.", valueName: "seconds"))
+    var writeTimeout: Double = 30
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: Logger.Level = .info
+
+    @Option(help: ArgumentHelp("text or json.", valueName: "format"))
+    var logFormat: LogFormat = .text
+
+    func run() async throws {
+        try await reportingErrors("tcpipd") {
+            StandardOutput.ignoreSIGPIPE()
+            StderrLogHandler.bootstrap(level: logLevel, format: logFormat)
+            let logger = Logger(label: "tcpipd")
+            let configuration = try hubConfiguration()
+            try configuration.validate()
+            let server = HubServer(configuration: configuration, logger: logger)
+            let address: SocketAddressDescription
+            do {
+                address = SocketAddressDescription(try await server.start())
+            } catch {
+                await server.shutdown()
+                throw error
+            }
+            try StandardOutput.write("listening on \(address.text)\n")
+            let group = ServiceGroup(
+                services: [WaitForShutdown(server: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            try await group.run()
+        }
+    }
+
+    func hubConfiguration() throws -> HubConfiguration {
+        var configuration = HubConfiguration()
+        configuration.listen = try HostPort(parsing: listen)
+        configuration.token = try Token.resolve(tokenFile: tokenFile, environment: ProcessInfo.processInfo.environment
+            .filter { $0.key == "TCPIP_TOKEN" || $0.key == "TCPIP_TOKEN_FILE" })
+        configuration.allowInsecure = insecureNoToken
+        configuration.maxFrameSize = maxFrameSize
+        configuration.maxQueuedBytes = maxQueuedBytes
+        configuration.pingInterval = try Self.duration(pingInterval, "--ping-interval")
+        configuration.registrationTimeout = try Self.duration(registrationTimeout, "--registration-timeout")
+        configuration.writeTimeout = try Self.duration(writeTimeout, "--write-timeout")
+        return configuration
+    }
+
+    static func duration(_ seconds: Double, _ option: String) throws -> Duration {
+        guard seconds.isFinite, seconds > 0 else { throw TCPIPError.usage("\(option) must be a positive number of seconds") }
+        return .microseconds(Int64(seconds * 1_000_000))
+    }
+}
+
+/// Keeps the group alive until SIGTERM/SIGINT, then stops the hub (HostExiting to every client).
+struct WaitForShutdown: Service {
+    let server: HubServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await server.shutdown()
+    }
+}

@@ -1,0 +1,61 @@
+import NIOCore
+import TCPIPWire
+
+/// The packets whose bytes docs/PROTOCOL.md lists as golden vectors, by the name used there.
+enum GoldenVectors {
+    static let time: WireTime = 1_764_064_140_000_000
+    static let alice = PeerRecord(
+        id: 7, name: "alice", host: "box", user: "alice", address: "127.0.0.1:50000", role: "client",
+        connectedAt: time, version: "0.1.0"
+    )
+    static let bob = PeerRecord(
+        id: 3, name: "bob", host: "srv", user: "bob", address: "127.0.0.1:50001", role: "receiver",
+        connectedAt: time, version: "0.1.0"
+    )
+
+    static func header(
+        _ type: PacketType, dataType: UInt16 = 0, mask: MaskTo, to: UInt32 = 0, from: UInt32 = 0
+    ) -> PacketHeader {
+        PacketHeader(type: type, dataType: dataType, maskTo: mask, idTo: to, idFrom: from)
+    }
+
+    /// Name, packet, and a check that the typed payload reads back to the value it was written from.
+    static let all: [(name: String, packet: Packet, payload: (any ControlPayload)?)] = [
+        entry("ping", header(.ping, mask: .hub, from: 7), PingPayload(sequence: 1, sentAt: time)),
+        entry(
+            "pingResponse", header(.pingResponse, mask: .client, to: 7),
+            PingPayload(sequence: 1, sentAt: time, answeredAt: time + 250)
+        ),
+        entry("requestCredentials", header(.requestCredentials, mask: .client), CredentialsRequest(hubVersion: "0.1.0", tokenRequired: true)),
+        entry(
+            "myCredentials", header(.myCredentials, mask: .hub),
+            Credentials(
+                name: "alice", host: "box", user: "alice", role: "client", version: "0.1.0", token: "s3cret",
+                flags: [.wantsRoster]
+            )
+        ),
+        entry(
+            "registered", header(.registered, mask: .client, to: 7),
+            Registered(peer: alice, hubTime: time, heartbeatMilliseconds: 15_000, rosterCount: 1)
+        ),
+        entry("hostExiting", header(.hostExiting, mask: .client), Reason("stopped")),
+        entry("clientData", header(.clientData, dataType: ClientDataKind.present.rawValue, mask: .client, to: 7, from: 3), bob),
+        entry("clientDisconnecting", header(.clientDisconnecting, dataType: DisconnectReason.left.rawValue, mask: .client, from: 3), bob),
+        entry("credentialsUpdate", header(.credentialsUpdate, mask: .hub), Credentials(role: "receiver")),
+        ("close", Packet(header: header(.close, mask: .hub)), nil),
+        entry(
+            "error", header(.error, mask: .client),
+            ErrorPayload(code: .unknownPeer, message: "no peer with id 9 is connected", peerID: 9, packetType: .message)
+        ),
+        entry("peerQuery", header(.peerQuery, mask: .hub), PeerQuery(requestID: 1, name: "bob")),
+        entry("peerQueryResult", header(.peerQueryResult, mask: .client, to: 7), PeerQueryResult(requestID: 1, peer: bob)),
+        (
+            "application", Packet(header: header(PacketType(4096), dataType: 1, mask: .all, from: 7), payload: ByteBuffer(string: "custom")),
+            nil
+        ),
+    ]
+
+    static func entry(_ name: String, _ header: PacketHeader, _ payload: some ControlPayload) -> (name: String, packet: Packet, payload: (any ControlPayload)?) {
+        (name, payload.packet(header), payload)
+    }
+}
