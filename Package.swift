@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "TCPIPWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(
@@ -91,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["TCPIPTestSupport", "TCPIPWire"]
+            dependencies: ["TCPIPTestSupport", "TCPIPWire", .product(name: "NIOCore", package: "swift-nio")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,176 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the built programs are: beside the test bundle in the build folder.
+public enum BuiltPrograms {
+    public static var directory: URL {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var candidate = executable.deletingLastPathComponent()
+        for _ in 0..<4 {
+            if FileManager.default.isExecutableFile(atPath: candidate.appendingPathComponent("tcpipd").path) {
+                return candidate
+            }
+            candidate = candidate.deletingLastPathComponent()
+        }
+        return executable.deletingLastPathComponent()
+    }
+
+    public static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+}
+
+/// Collects everything a file descriptor yields on a thread of its own.
+final class PipeCollector: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var data = [UInt8]()
+    private var ended = false
+    private let thread: Thread
+
+    init(handle: FileHandle) {
+        let box = Box()
+        thread = Thread {
+            let fd = handle.fileDescriptor
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                box.collector?.append(chunk[0..<count])
+            }
+            box.collector?.finish()
+        }
+        box.collector = self
+        thread.start()
+    }
+
+    private final class Box: @unchecked Sendable { weak var collector: PipeCollector? }
+
+    private func append(_ bytes: ArraySlice<UInt8>) { lock.withLock { data += bytes } }
+    private func finish() { lock.withLock { ended = true } }
+
+    var bytes: [UInt8] { lock.withLock { data } }
+    var isFinished: Bool { lock.withLock { ended } }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+/// A program started by a test, with its stdin, stdout and stderr on pipes. Killed when released.
+public final class RunningProgram: @unchecked Sendable {
+    public let process = Process()
+    public let name: String
+    private let stdoutCollector: PipeCollector
+    private let stderrCollector: PipeCollector
+    private let stdinPipe = Pipe()
+
+    /// Starts `program` (a built program's name, or an absolute path) with `arguments`. The environment is the test's,
+    /// without any TCPIP_ variables, plus `environment`.
+    public init(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        name = program
+        process.executableURL = URL(fileURLWithPath: program.hasPrefix("/") ? program : BuiltPrograms.path(program))
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TCPIP_") }
+        env.merge(environment) { $1 }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = stdinPipe
+        try process.run()
+        stdoutCollector = PipeCollector(handle: out.fileHandleForReading)
+        stderrCollector = PipeCollector(handle: err.fileHandleForReading)
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    public var stdout: String { stdoutCollector.text }
+    public var stdoutBytes: [UInt8] { stdoutCollector.bytes }
+    public var stderr: String { stderrCollector.text }
+    public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+
+    /// Writes to the program's stdin.
+    public func write(_ bytes: [UInt8]) { stdinPipe.fileHandleForWriting.write(Data(bytes)) }
+    public func write(_ text: String) { write(Array(text.utf8)) }
+    public func closeStdin() { try? stdinPipe.fileHandleForWriting.close() }
+
+    public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits until stdout holds at least `count` lines; returns them. Throws after `timeout` seconds.
+    @discardableResult
+    public func waitForLines(_ count: Int, timeout: Double = 15) async throws -> [String] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let lines = stdoutLines
+            if lines.count >= count && stdout.hasSuffix("\n") { return lines }
+            if !process.isRunning && stdoutCollector.isFinished { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestFailure("\(name): wanted \(count) lines on stdout, have \(stdoutLines.count): \(stdout) stderr: \(stderr)")
+    }
+
+    /// Waits for the program to exit; returns its status (128 + signal when a signal ended it). Kills it and throws
+    /// after `timeout` seconds.
+    @discardableResult
+    public func waitForExit(timeout: Double = 20) async throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            guard Date() < deadline else {
+                kill(process.processIdentifier, SIGKILL)
+                throw TestFailure("\(name) did not exit within \(timeout)s; stderr: \(stderr)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        // Let the collectors see the end of the pipes.
+        for _ in 0..<200 where !(stdoutCollector.isFinished && stderrCollector.isFinished) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    }
+
+    /// Runs a program to completion with optional stdin; returns status, stdout and stderr.
+    public static func run(
+        _ program: String, _ arguments: [String], environment: [String: String] = [:], stdin: [UInt8]? = nil,
+        timeout: Double = 30
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let running = try RunningProgram(program, arguments, environment: environment)
+        if let stdin { running.write(stdin) }
+        running.closeStdin()
+        let status = try await running.waitForExit(timeout: timeout)
+        return (status, running.stdout, running.stderr)
+    }
+}
+
+/// A failure inside a test helper.
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A `tcpipd` started on loopback port 0 for one test.
+public final class TestHub: @unchecked Sendable {
+    public let program: RunningProgram
+    public let address: String
+    public var environment: [String: String] { ["TCPIP_SERVER": address] }
+
+    public init(_ arguments: [String] = [], environment: [String: String] = [:]) async throws {
+        program = try RunningProgram("tcpipd", ["--listen", "127.0.0.1:0"] + arguments, environment: environment)
+        let lines = try await program.waitForLines(1)
+        guard let first = lines.first, first.hasPrefix("listening on ") else {
+            throw TestFailure("tcpipd did not say where it listens: \(lines) \(program.stderr)")
+        }
+        address = String(first.dropFirst("listening on ".count))
+    }
+
+    public var port: Int { Int(address.split(separator: ":").last!)! }
+
+    /// SIGTERM, then the exit status.
+    @discardableResult
+    public func stop() async throws -> Int32 {
+        program.signal(SIGTERM)
+        return try await program.waitForExit()
+    }
+}
