@@ -20,7 +20,8 @@ public final class ClientSession {
     public let configuration: ClientConfiguration
 
     private let channel: any Channel
-    private let outbound: NIOAsyncChannelOutboundWriter<Packet>
+    /// Sends packets with a bounded number of bytes in flight.
+    public let sender: PacketSender
     private var inbound: NIOAsyncChannelInboundStream<Packet>.AsyncIterator
     private let logger: Logger
     private let expired = NIOLockedValueBox<String?>(nil)
@@ -31,12 +32,12 @@ public final class ClientSession {
     public var me: PeerRecord { registered.peer }
 
     private init(
-        channel: any Channel, inbound: NIOAsyncChannelInboundStream<Packet>, outbound: NIOAsyncChannelOutboundWriter<Packet>,
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<Packet>,
         configuration: ClientConfiguration, logger: Logger
     ) async throws {
         self.channel = channel
         self.inbound = inbound.makeAsyncIterator()
-        self.outbound = outbound
+        sender = PacketSender(channel: channel)
         self.configuration = configuration
         self.logger = logger
         registered = Registered(peer: PeerRecord(id: 0, name: ""), hubTime: 0, heartbeatMilliseconds: 0, rosterCount: 0)
@@ -91,14 +92,16 @@ public final class ClientSession {
         } catch {
             throw TCPIPError.unavailable("cannot reach the hub at \(server): \(Self.describe(error))")
         }
-        return try await connection.executeThenClose { inbound, outbound in
+        return try await connection.executeThenClose { inbound, _ in
             let session = try await ClientSession(
-                channel: connection.channel, inbound: inbound, outbound: outbound, configuration: configuration,
+                channel: connection.channel, inbound: inbound, configuration: configuration,
                 logger: logger
             )
             let result = try await body(session)
             session.clearDeadline()
-            try? await outbound.write(Packet(header: PacketHeader(type: .close, maskTo: .hub)))
+            // Everything written must reach the kernel before the connection closes, or it would be lost.
+            try? await session.sender.send(Packet(header: PacketHeader(type: .close, maskTo: .hub)))
+            try? await session.sender.drain()
             return result
         }
     }
@@ -107,11 +110,7 @@ public final class ClientSession {
 
     /// Sends a packet; waits while the connection is over its write mark.
     public func send(_ packet: Packet) async throws {
-        do {
-            try await outbound.write(packet)
-        } catch {
-            throw lostConnection(error)
-        }
+        try await sender.send(packet)
     }
 
     /// The next packet that is not a ping. Pings are answered here; HostExiting ends the session with exit 75.
@@ -236,5 +235,77 @@ public final class ClientSession {
         let (seconds, attoseconds) = duration.components
         if attoseconds == 0 { return "\(seconds)s" }
         return "\(Double(seconds) + Double(attoseconds) / 1e18)s"
+    }
+}
+
+/// Sends packets on a session's connection; safe to use from any task, so one task can send while another receives.
+///
+/// Each write is handed to the channel at once, and `send` waits while more than ``window`` bytes are written but not
+/// yet taken by the kernel: a fast producer is held to the pace of the socket, and memory stays bounded however much
+/// it sends.
+public struct PacketSender: Sendable {
+    /// Bytes that may be in flight (written, not yet in the kernel) before `send` waits.
+    public static let window = 4 << 20
+
+    private let channel: any Channel
+    private let state: NIOLockedValueBox<InFlight>
+
+    private struct InFlight {
+        var writes: CircularBuffer<(future: EventLoopFuture<Void>, bytes: Int)> = []
+        var bytes = 0
+    }
+
+    init(channel: any Channel) {
+        self.channel = channel
+        state = NIOLockedValueBox(InFlight())
+    }
+
+    /// Sends a packet; waits while too many bytes are in flight.
+    public func send(_ packet: Packet) async throws {
+        try await send(contentsOf: CollectionOfOne(packet))
+    }
+
+    /// Sends several packets with one flush.
+    public func send(contentsOf packets: some Collection<Packet>) async throws {
+        guard !packets.isEmpty else { return }
+        var bytes = 0
+        var last: EventLoopFuture<Void>?
+        for packet in packets {
+            bytes += packet.wireSize
+            last = channel.write(packet)
+        }
+        channel.flush()
+        state.withLockedValue {
+            $0.writes.append((last!, bytes))
+            $0.bytes += bytes
+        }
+        try await waitUntilBelow(Self.window)
+    }
+
+    /// Waits until every packet sent so far has been handed to the kernel.
+    public func drain() async throws {
+        try await waitUntilBelow(1)
+    }
+
+    private func waitUntilBelow(_ limit: Int) async throws {
+        while true {
+            let oldest: EventLoopFuture<Void>? = state.withLockedValue { inFlight in
+                guard inFlight.bytes >= limit, let first = inFlight.writes.first else { return nil }
+                return first.future
+            }
+            guard let oldest else { return }
+            do {
+                try await oldest.get()
+            } catch {
+                throw TCPIPError.temporary("lost the connection to the hub: \(ClientSession.describe(error))")
+            }
+            state.withLockedValue { inFlight in
+                // Another task may have removed it already.
+                if let first = inFlight.writes.first, first.future === oldest {
+                    inFlight.writes.removeFirst()
+                    inFlight.bytes -= first.bytes
+                }
+            }
+        }
     }
 }

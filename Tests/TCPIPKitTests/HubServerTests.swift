@@ -1,0 +1,129 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TCPIPKit
+import TCPIPWire
+import Testing
+
+/// The real hub on loopback, driven by ClientSessions in this process, so the test can read the hub's counters.
+@Suite struct HubServerTests {
+    static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    static func startHub(_ configure: (inout HubConfiguration) -> Void = { _ in }) async throws -> (HubServer, HostPort) {
+        var configuration = HubConfiguration()
+        configuration.listen = HostPort(host: "127.0.0.1", port: 0)
+        configure(&configuration)
+        let server = HubServer(configuration: configuration, logger: logger)
+        let address = try await server.start()
+        return (server, HostPort(host: "127.0.0.1", port: address.port!))
+    }
+
+    static func client(_ name: String, _ server: HostPort) -> ClientConfiguration {
+        var configuration = ClientConfiguration(name: name)
+        configuration.server = server
+        configuration.timeout = .seconds(20)
+        return configuration
+    }
+
+    @Test func stalledReceiverBoundsTheHubsQueueAndLosesNothing() async throws {
+        let maxQueued = 4 << 20
+        let (hub, address) = try await Self.startHub { $0.maxQueuedBytes = maxQueued }
+        let chunk = ByteBuffer(repeating: 0x5A, count: 256 << 10)
+        let total = 96 << 20  // far more than the bound, and more than the kernel buffers on the way
+        let sent = NIOLockedValueBox(0)
+        let (reading, startReading) = AsyncStream<Void>.makeStream()
+        let (ready, receiverReady) = AsyncStream<UInt32>.makeStream()
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await ClientSession.run(Self.client("receiver", address), logger: Self.logger) { session in
+                    receiverReady.yield(session.me.id)
+                    // Stop reading until told: the hub must hold its senders back, not buffer.
+                    for await _ in reading { break }
+                    var received = 0
+                    while received < total {
+                        let packet = try await session.next()
+                        guard packet.header.type == .message else { continue }
+                        #expect(packet.payload.readableBytes == chunk.readableBytes)
+                        received += packet.payload.readableBytes
+                    }
+                    #expect(received == total)
+                }
+            }
+            var iterator = ready.makeAsyncIterator()
+            let receiverID = try #require(await iterator.next())
+            group.addTask {
+                try await ClientSession.run(Self.client("sender", address), logger: Self.logger) { session in
+                    let header = PacketHeader(type: .message, maskTo: .client, idTo: receiverID)
+                    while sent.withLockedValue({ $0 }) < total {
+                        try await session.send(Packet(header: header, payload: chunk))
+                        sent.withLockedValue { $0 += chunk.readableBytes }
+                    }
+                }
+            }
+            // Wait until the sender is stuck (no progress for half a second), at most 20 s.
+            var last = -1
+            for _ in 0..<40 {
+                try await Task.sleep(for: .milliseconds(500))
+                let now = sent.withLockedValue { $0 }
+                if now == last { break }
+                last = now
+            }
+            let stuckAt = sent.withLockedValue { $0 }
+            let stats = try await hub.statistics()
+            #expect(stuckAt < total, "the sender should be held back while the receiver does not read")
+            #expect(stats.peakQueuedBytes <= maxQueued, "the hub queued \(stats.peakQueuedBytes) bytes for one connection")
+            #expect(stats.peakQueuedBytes > 0)
+            startReading.yield()
+            startReading.finish()
+            try await group.waitForAll()
+        }
+        #expect(try await hub.statistics().peakQueuedBytes <= maxQueued)
+        await hub.shutdown()
+    }
+
+    @Test func peerThatStopsReadingIsDroppedAfterTheWriteTimeout() async throws {
+        let (hub, address) = try await Self.startHub {
+            $0.maxQueuedBytes = 4 << 20
+            $0.writeTimeout = .milliseconds(500)
+        }
+        let (ready, receiverReady) = AsyncStream<UInt32>.makeStream()
+        let (finished, done) = AsyncStream<Void>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Never reads after registering; ends when the test is over.
+                _ = try? await ClientSession.run(Self.client("sleeper", address), logger: Self.logger) { session in
+                    receiverReady.yield(session.me.id)
+                    for await _ in finished { break }
+                }
+            }
+            var iterator = ready.makeAsyncIterator()
+            let sleeperID = try #require(await iterator.next())
+            let error = try await ClientSession.run(Self.client("pusher", address), logger: Self.logger) { session in
+                let header = PacketHeader(type: .message, maskTo: .client, idTo: sleeperID)
+                let chunk = ByteBuffer(repeating: 1, count: 256 << 10)
+                // Push until the hub reports the stall; the hub must tell us rather than leave us hanging.
+                let sender = session.sender
+                return try await withThrowingTaskGroup(of: ErrorPayload.self) { inner in
+                    inner.addTask {
+                        for _ in 0..<4096 { try await sender.send(Packet(header: header, payload: chunk)) }
+                        throw TCPIPError.internalError("pushed everything without a stall report")
+                    }
+                    while true {
+                        let packet = try await session.next()
+                        if packet.header.type == .error {
+                            inner.cancelAll()
+                            return try ErrorPayload(tlv: packet.payload)
+                        }
+                    }
+                }
+            }
+            #expect(error.code == .peerStalled)
+            #expect(error.peerID == sleeperID)
+            done.finish()
+            group.cancelAll()
+        }
+        await hub.shutdown()
+    }
+}
+
