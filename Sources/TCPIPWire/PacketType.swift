@@ -30,6 +30,8 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let peerQuery = PacketType(65)
     /// The hub's answer to a ``peerQuery`` (see ``PeerQueryResult``).
     public static let peerQueryResult = PacketType(66)
+    /// A client names the peers that packets with maskTo ``MaskTo/group`` go to (see ``Recipients``).
+    public static let recipients = PacketType(67)
 
     /// Types reserved for applications; the hub relays them without looking inside.
     public static let applicationRange: ClosedRange<UInt16> = 4096...UInt16.max
@@ -65,22 +67,26 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .error: "Error"
         case .peerQuery: "PeerQuery"
         case .peerQueryResult: "PeerQueryResult"
+        case .recipients: "Recipients"
         default: "Type(\(rawValue))"
         }
     }
 }
 
-/// Where a packet goes: the hub alone, one client (`idTo`), or every other registered client.
+/// Where a packet goes: the hub alone, one client (`idTo`), every other registered client, or the sender's group
+/// (the peers its last Recipients packet named), so data for several peers crosses the sender's link once.
 public enum MaskTo: UInt8, Hashable, Sendable, CustomStringConvertible {
     case hub = 0
     case client = 1
     case all = 2
+    case group = 3
 
     public var description: String {
         switch self {
         case .hub: "hub"
         case .client: "client"
         case .all: "all"
+        case .group: "group"
         }
     }
 }

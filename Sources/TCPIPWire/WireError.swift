@@ -45,7 +45,7 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unsupportedLevel(let level):
             "unsupported protocol level \(level) (this side speaks \(PacketHeader.currentLevel))"
         case .unknownMaskTo(let value):
-            "unknown maskTo \(value) (0 hub, 1 client, 2 all)"
+            "unknown maskTo \(value) (0 hub, 1 client, 2 all, 3 group)"
         case .truncatedField(let tag):
             "field \(tag) is cut off by the end of the payload"
         case .fieldOutsideFrame(let tag, let length, let remaining):

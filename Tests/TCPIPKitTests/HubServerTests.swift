@@ -37,6 +37,7 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await ClientSession.run(Self.client("receiver", address), logger: Self.logger) { session in
+                    session.acceptsMessages = true
                     receiverReady.yield(session.me.id)
                     // Stop reading until told: the hub must hold its senders back, not buffer.
                     for await _ in reading { break }

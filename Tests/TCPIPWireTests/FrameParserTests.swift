@@ -88,7 +88,7 @@ import Testing
 
     @Test(arguments: [
         ("length shorter than the header", "0000000d 0001 0000 00 01 00000000 00000000"),
-        ("unknown maskTo", "0000000e 0001 0000 03 01 00000000 00000000"),
+        ("unknown maskTo", "0000000e 0001 0000 04 01 00000000 00000000"),
         ("unsupported level", "0000000e 0001 0000 00 02 00000000 00000000"),
         ("level zero", "0000000e 0001 0000 00 00 00000000 00000000"),
     ])

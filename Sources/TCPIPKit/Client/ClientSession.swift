@@ -27,6 +27,11 @@ public final class ClientSession {
     private let expired = NIOLockedValueBox<String?>(nil)
     private var deadlineTask: Scheduled<Void>?
     private var nextRequestID: UInt32 = 1
+    /// Packets that arrived while a request waited for its answer; ``next()`` returns them first.
+    private var pending = CircularBuffer<Packet>()
+    /// Whether this client takes messages. When false, ``next()`` refuses each incoming message with a receipt, so
+    /// its sender learns at once instead of waiting for a timeout.
+    public var acceptsMessages = false
 
     /// This client as the hub knows it.
     public var me: PeerRecord { registered.peer }
@@ -115,9 +120,24 @@ public final class ClientSession {
 
     /// The next packet that is not a ping. Pings are answered here; HostExiting ends the session with exit 75.
     public func next() async throws -> Packet {
+        if let packet = pending.popFirst() { return packet }
+        return try await receive()
+    }
+
+    /// The next packet from the connection, past the ones set aside in `pending`.
+    private func receive() async throws -> Packet {
         while true {
             let packet = try await nextPacket()
             switch packet.header.type {
+            case .message where !acceptsMessages:
+                let part = try MessagePart(packet)
+                if part.flags.contains(.start) && !part.flags.contains(.noReceipt) {
+                    let receipt = MessageReceipt(
+                        messageID: part.messageID, bytes: 0, status: .refused,
+                        reason: "\(me.name) does not take messages (it is a \(me.role))"
+                    )
+                    try await send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: packet.header.idFrom)))
+                }
             case .ping:
                 let ping = try PingPayload(tlv: packet.payload)
                 let from = packet.header.idFrom
@@ -185,21 +205,36 @@ public final class ClientSession {
 
     /// Finds a connected peer by name or numeric id, or nil.
     public func lookUp(_ peer: String) async throws -> PeerRecord? {
+        if let id = UInt32(peer) { return try await lookUp(id: id) }
+        return try await lookUp(PeerQuery(requestID: 0, name: peer))
+    }
+
+    /// Finds a connected peer by id, or nil.
+    public func lookUp(id: UInt32) async throws -> PeerRecord? {
+        try await lookUp(PeerQuery(requestID: 0, id: id))
+    }
+
+    private func lookUp(_ query: PeerQuery) async throws -> PeerRecord? {
         let requestID = nextRequestID
         nextRequestID &+= 1
-        var query = PeerQuery(requestID: requestID)
-        if let id = UInt32(peer) { query.id = id } else { query.name = peer }
+        var query = query
+        query.requestID = requestID
         try await send(query.packet(PacketHeader(type: .peerQuery, maskTo: .hub)))
         while true {
-            let packet = try await next()
+            let packet = try await receive()
             switch packet.header.type {
             case .peerQueryResult:
                 let result = try PeerQueryResult(tlv: packet.payload)
                 if result.requestID == requestID { return result.peer }
             case .error:
-                throw Self.error(from: try ErrorPayload(tlv: packet.payload))
+                let error = try ErrorPayload(tlv: packet.payload)
+                guard error.packetType == .peerQuery else {
+                    pending.append(packet)
+                    continue
+                }
+                throw Self.error(from: error)
             default:
-                continue
+                pending.append(packet)
             }
         }
     }

@@ -34,6 +34,9 @@ public struct HubCore {
     private var byPeerID: [UInt32: ConnectionID] = [:]
     private var byName: [String: UInt32] = [:]
     private var watchers: Set<ConnectionID> = []
+    /// Each connection's group (its last Recipients), and for each peer the connections whose group holds it.
+    private var groups: [ConnectionID: [UInt32]] = [:]
+    private var inGroupsOf: [UInt32: Set<ConnectionID>] = [:]
     private var nextPeerID: UInt32 = 1
     private var lastPingAt: WireTime = 0
     private var pingSequence: UInt32 = 0
@@ -104,6 +107,16 @@ public struct HubCore {
                 actions.append(.send(destination, relayed))
             }
             return actions
+        case .group:
+            var relayed = packet
+            relayed.header.idFrom = peer.id
+            // Members that left were taken out of the group when they left (and the sender was told).
+            return (groups[id] ?? []).compactMap { member in
+                byPeerID[member].map {
+                    relayed.header.idTo = member
+                    return .send($0, relayed)
+                }
+            }
         }
     }
 
@@ -178,6 +191,8 @@ public struct HubCore {
             actions.append(.close(id))
         }
         connections.removeAll()
+        groups.removeAll()
+        inGroupsOf.removeAll()
         byPeerID.removeAll()
         byName.removeAll()
         watchers.removeAll()
@@ -204,6 +219,12 @@ public struct HubCore {
             return remove(id, reason: .left) + [.close(id)]
         case .credentialsUpdate:
             return updateCredentials(packet, from: id, peer: peer)
+        case .recipients:
+            do {
+                return setGroup(try Recipients(tlv: packet.payload).ids, of: id)
+            } catch {
+                return [.send(id, errorPacket(.malformed, "bad Recipients payload: \(error)", type: .recipients))]
+            }
         case .peerQuery:
             do {
                 let query = try PeerQuery(tlv: packet.payload)
@@ -251,6 +272,30 @@ public struct HubCore {
         var targets = watchers
         targets.insert(id)
         return targets.map { .send($0, Packet(header: hubHeader(.credentialsUpdate, from: changed.id), payload: notice)) }
+    }
+
+    private mutating func setGroup(_ ids: [UInt32], of id: ConnectionID) -> [HubAction] {
+        leaveGroups(of: id)
+        var members: [UInt32] = []
+        var actions: [HubAction] = []
+        for member in ids where !members.contains(member) {
+            if byPeerID[member] == nil {
+                actions.append(.send(id, errorPacket(.unknownPeer, "no peer with id \(member) is connected", peer: member, type: .recipients)))
+            } else {
+                members.append(member)
+                inGroupsOf[member, default: []].insert(id)
+            }
+        }
+        groups[id] = members
+        return actions
+    }
+
+    private mutating func leaveGroups(of id: ConnectionID) {
+        guard let old = groups.removeValue(forKey: id) else { return }
+        for member in old {
+            inGroupsOf[member]?.remove(id)
+            if inGroupsOf[member]?.isEmpty == true { inGroupsOf[member] = nil }
+        }
     }
 
     // MARK: registration
@@ -358,15 +403,22 @@ public struct HubCore {
     private mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
         guard let connection = connections.removeValue(forKey: id) else { return [] }
         watchers.remove(id)
+        leaveGroups(of: id)
         guard let peer = connection.peer else { return [] }
         byPeerID[peer.id] = nil
         if byName[peer.name] == peer.id { byName[peer.name] = nil }
         logger.info("peer left", metadata: ["peer": "\(describe(peer))", "reason": "\(reason)"])
-        guard !watchers.isEmpty else { return [] }
+        // Watchers, and the connections that were sending to this peer as part of their group, are told.
+        var told = watchers
+        for sender in inGroupsOf.removeValue(forKey: peer.id) ?? [] {
+            groups[sender]?.removeAll { $0 == peer.id }
+            told.insert(sender)
+        }
+        guard !told.isEmpty else { return [] }
         let notice = Packet(
             header: hubHeader(.clientDisconnecting, dataType: reason.rawValue, from: peer.id), payload: peer.encoded()
         )
-        return watchers.map { .send($0, notice) }
+        return told.map { .send($0, notice) }
     }
 
     private func hubHeader(

@@ -1,0 +1,44 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import TCPIPWire
+
+/// Reads a file descriptor (stdin by default) chunk by chunk on NIO's thread pool, so a pipe streams without being
+/// read whole and no event loop ever blocks. Works for pipes, terminals, sockets and regular files alike.
+public struct InputReader: Sendable {
+    public let descriptor: Int32
+    /// Bytes left free in front of each chunk, so a header can be put there without copying the chunk.
+    public let headroom: Int
+
+    public init(descriptor: Int32 = 0, headroom: Int = MessagePart.headerSize) {
+        self.descriptor = descriptor
+        self.headroom = headroom
+    }
+
+    /// Reads up to `maximum` bytes; returns nil at end of input. Returns as soon as some bytes are there (a pipe's
+    /// reader gets each line as soon as it is written).
+    public func read(upTo maximum: Int) async throws -> ByteBuffer? {
+        let descriptor = self.descriptor
+        let headroom = self.headroom
+        return try await NIOThreadPool.singleton.runIfActive {
+            var buffer = ByteBufferAllocator().buffer(capacity: headroom + maximum)
+            buffer.moveWriterIndex(forwardBy: headroom)
+            buffer.moveReaderIndex(forwardBy: headroom)
+            while true {
+                let count = buffer.withUnsafeMutableWritableBytes { Glibc.read(descriptor, $0.baseAddress, maximum) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw TCPIPError(.noInput, "cannot read input: \(String(cString: strerror(errno)))")
+                }
+                if count == 0 { return nil }
+                buffer.moveWriterIndex(forwardBy: count)
+                return buffer
+            }
+        }
+    }
+
+    /// Whether the descriptor is a terminal (a usage error for commands that read stdin, unless told what to send).
+    public var isTerminal: Bool { isatty(descriptor) == 1 }
+}

@@ -1,0 +1,127 @@
+import FoundationEssentials
+import NIOCore
+import TCPIPWire
+
+/// A message (or application packet) as `tcpipctl listen` hands it on.
+public struct ReceivedMessage: Sendable {
+    public var from: PeerRecord?
+    public var fromID: UInt32
+    /// True when the sender addressed every listener (`send --all`).
+    public var broadcast: Bool
+    public var receivedAt: WireTime
+    public var bytes: ByteBuffer
+    /// The application type, for packets received with `listen --type`.
+    public var applicationType: PacketType?
+    public var dataType: UInt16 = 0
+
+    /// `{"from":{"id":…,"name":…},"to":"me"|"all","receivedAt":…,"bytes":N,"text":…}`; `base64` instead of `text`
+    /// when the bytes are not valid UTF-8.
+    public var json: JSON {
+        var from: [(String, JSON)] = [("id", .int(Int64(fromID)))]
+        from.append(("name", self.from.map { .string($0.name) } ?? .null))
+        var fields: [(String, JSON)] = [
+            ("from", .object(from)), ("to", .string(broadcast ? "all" : "me")),
+            ("receivedAt", .string(WireClock.rfc3339(receivedAt))),
+        ]
+        if let applicationType {
+            fields.append(("type", .int(Int64(applicationType.rawValue))))
+            fields.append(("dataType", .int(Int64(dataType))))
+        }
+        fields.append(("bytes", .int(Int64(bytes.readableBytes))))
+        if let text = try? bytes.getUTF8ValidatedString(at: bytes.readerIndex, length: bytes.readableBytes) {
+            fields.append(("text", .string(text)))
+        } else {
+            fields.append(("base64", .string(Data(bytes.readableBytesView).base64EncodedString())))
+        }
+        return .object(fields)
+    }
+}
+
+/// What `tcpipctl listen` was asked to do.
+public struct ListenRequest: Sendable {
+    /// Hand on only messages from this peer id; refuse others with a receipt.
+    public var from: UInt32?
+    /// Stop after this many messages.
+    public var count: Int?
+    /// Take packets of this application type instead of messages.
+    public var applicationType: PacketType?
+    public var maxMessageSize = 64 << 20
+
+    public init() {}
+}
+
+/// Receives messages, hands each to `deliver` (which writes it out), and only then acknowledges it.
+public enum MessageListening {
+    /// Returns when `count` messages were delivered. `deliver` throwing ``StandardOutput/Closed`` ends listening
+    /// without acknowledging that message.
+    public static func run(
+        _ request: ListenRequest, session: ClientSession, deliver: (ReceivedMessage) throws -> Void
+    ) async throws {
+        session.acceptsMessages = request.applicationType == nil
+        var assembler = MessageAssembler(maxMessageSize: request.maxMessageSize)
+        var names: [UInt32: PeerRecord] = [:]
+        var delivered = 0
+        let sender = session.sender
+
+        func peer(_ id: UInt32) async throws -> PeerRecord? {
+            if let known = names[id] { return known }
+            let found = try await session.lookUp(id: id)
+            if let found { names[id] = found }
+            return found
+        }
+
+        func answer(_ receipt: MessageReceipt, to peer: UInt32) async throws {
+            try await sender.send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
+        }
+
+        while request.count.map({ delivered < $0 }) ?? true {
+            let packet = try await session.next()
+            let from = packet.header.idFrom
+            if let type = request.applicationType {
+                guard packet.header.type == type, request.from.map({ $0 == from }) ?? true else { continue }
+                let message = ReceivedMessage(
+                    from: try await peer(from), fromID: from, broadcast: packet.header.maskTo == .all,
+                    receivedAt: WireClock.now(), bytes: packet.payload, applicationType: type, dataType: packet.header.dataType
+                )
+                try deliver(message)
+                delivered += 1
+                continue
+            }
+            switch packet.header.type {
+            case .message:
+                let part = try MessagePart(packet)
+                if let only = request.from, only != from {
+                    if part.flags.contains(.start) && !part.flags.contains(.noReceipt) {
+                        try await answer(
+                            MessageReceipt(messageID: part.messageID, bytes: 0, status: .refused, reason: "\(session.me.name) takes messages only from peer \(only)"),
+                            to: from
+                        )
+                    }
+                    continue
+                }
+                switch assembler.add(part, from: from) {
+                case .incomplete, .discarded:
+                    continue
+                case .refused(let sender, let id, let reason, let wantsReceipt):
+                    if wantsReceipt { try await answer(MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender) }
+                case .complete(let assembled):
+                    let message = ReceivedMessage(
+                        from: try await peer(from), fromID: from, broadcast: assembled.flags.contains(.broadcast),
+                        receivedAt: WireClock.now(), bytes: assembled.bytes
+                    )
+                    try deliver(message)
+                    delivered += 1
+                    if !assembled.flags.contains(.noReceipt) {
+                        try await answer(MessageReceipt(messageID: assembled.messageID, bytes: UInt64(assembled.bytes.readableBytes)), to: from)
+                    }
+                }
+            case .clientDisconnecting:
+                assembler.forget(sender: from)
+                names[from] = nil
+            default:
+                continue
+            }
+        }
+        try await sender.drain()
+    }
+}

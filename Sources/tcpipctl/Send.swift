@@ -1,0 +1,113 @@
+import ArgumentParser
+import TCPIPCLI
+import TCPIPKit
+import TCPIPWire
+
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send stdin (or --message) as a message to peers, and wait for their receipts.",
+        discussion: """
+            Reads stdin to its end and sends it as one message, streamed as it is read (never loaded whole). Each \
+            recipient acknowledges the message once it has handed it on (written to its stdout, or stored by a \
+            receiver daemon); send exits 0 only when every recipient did so within --timeout.
+
+            --lines sends each line of stdin as its own message as soon as the line arrives (for tail -F pipelines), \
+            in order, with receipts pipelined. --all sends to every connected listener and receiver.
+
+            Exit statuses: 0 every recipient acknowledged; 64 bad usage; 65 the message is larger than \
+            --max-message-size (use send-file) or a recipient refused its size; 66 stdin cannot be read; 68 a \
+            recipient is not connected (nothing was sent); 75 a recipient left, or a receipt did not come within \
+            --timeout, or the hub went away: retry; 77 a recipient refused the message.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"))
+    var to: [String] = []
+
+    @Flag(help: "Send to every connected peer whose role is listener or receiver.")
+    var all = false
+
+    @Option(name: [.customShort("m"), .long], help: ArgumentHelp("Send this text instead of reading stdin.", valueName: "text"))
+    var message: String?
+
+    @Flag(help: "Send each line of stdin as its own message, as soon as it arrives.")
+    var lines = false
+
+    @Flag(help: "Do not wait for receipts: exit once the hub has taken the message.")
+    var noWait = false
+
+    @Flag(help: "Print one JSON summary line per recipient to stdout.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Largest message, in bytes.", valueName: "bytes"))
+    var maxMessageSize = 64 << 20
+
+    @Option(help: ArgumentHelp("Wait up to this long for the recipients to join.", valueName: "seconds"))
+    var waitForPeer: Double?
+
+    @Option(help: ArgumentHelp(
+        "Send stdin as raw packets of this application type (4096–65535) instead of messages; no receipts.",
+        valueName: "n"))
+    var type: UInt16?
+
+    func validate() throws {
+        if to.isEmpty && !all { throw ValidationError("say who to send to: --to PEER (repeatable) or --all") }
+        if !to.isEmpty && all { throw ValidationError("--to and --all cannot be used together") }
+        if message != nil && lines { throw ValidationError("--message and --lines cannot be used together") }
+        guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
+        if let waitForPeer, !(waitForPeer >= 0 && waitForPeer.isFinite) {
+            throw ValidationError("--wait-for-peer must be 0 or more seconds")
+        }
+        if let type, !PacketType.applicationRange.contains(type) {
+            throw ValidationError("--type must be an application type from 4096 to 65535")
+        }
+        if message == nil && InputReader().isTerminal {
+            throw ValidationError("stdin is a terminal: pipe something in, or use --message TEXT")
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors("tcpipctl send") {
+            let logger = connection.bootstrapLogging(label: "tcpipctl")
+            var configuration = try connection.configuration(role: "client")
+            if all { configuration.flags = waitForPeer == nil ? [.wantsRoster] : [.wantsRoster, .wantsUpdates] }
+            let reader = InputReader()
+            var request = SendRequest(source: message.map { .text($0) } ?? (lines ? .lines(reader) : .stream(reader)))
+            request.recipients = to
+            request.all = all
+            request.noWait = noWait
+            request.maxMessageSize = maxMessageSize
+            request.timeout = configuration.timeout
+            request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
+            request.applicationType = type.map { PacketType($0) }
+            let results = try await ClientSession.run(configuration, logger: logger) { session in
+                try await MessageSending.run(request, session: session)
+            }
+            var status: Int32 = 0
+            for result in results {
+                if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
+                if result.exitStatus != 0 {
+                    StandardOutput.error("tcpipctl send: \(escapedForLog(result.peer.name)): \(result.status.rawValue)"
+                        + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
+                    // A failure the user must fix outranks one that a retry may cure.
+                    if status == 0 || status == TCPIPError.Kind.temporary.exitStatus { status = result.exitStatus }
+                }
+            }
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    static func summary(_ result: DeliveryResult) -> JSON {
+        var fields: [(String, JSON)] = [
+            ("to", .object([("id", .int(Int64(result.peer.id))), ("name", .string(result.peer.name))])),
+            ("status", .string(result.status.rawValue)),
+            ("messages", .int(Int64(result.messages))),
+            ("bytes", .int(Int64(result.bytes))),
+            ("ms", .double(Double((result.finishedAt ?? result.startedAt) - result.startedAt) / 1000)),
+        ]
+        if let reason = result.reason { fields.append(("error", .string(reason))) }
+        return .object(fields)
+    }
+}
