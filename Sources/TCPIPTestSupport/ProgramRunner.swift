@@ -174,3 +174,16 @@ public final class TestHub: @unchecked Sendable {
         return try await program.waitForExit()
     }
 }
+
+extension TestHub {
+    /// Waits until peers with these names are registered (polling `tcpipctl peers`).
+    public func waitForPeers(_ names: [String], timeout: Double = 15) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let result = try await RunningProgram.run("tcpipctl", ["peers", "--name", "probe-\(UUID().uuidString.prefix(8))"], environment: environment)
+            if result.status == 0, names.allSatisfy({ result.stdout.contains("\"name\":\"\($0)\"") }) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("peers \(names) did not register within \(timeout)s")
+    }
+}

@@ -313,3 +313,42 @@ extension HubAction {
         #expect(hub.core.peerCount == 1)
     }
 }
+
+@Suite struct HubGroupTests {
+    @Test func groupPacketsGoToTheNamedPeersOnly() {
+        var hub = HubHarness()
+        let sender = hub.join("sender")
+        let a = hub.join("a")
+        let b = hub.join("b")
+        _ = hub.join("c")
+        #expect(hub.send(Recipients(ids: [a.peer, b.peer]).packet(PacketHeader(type: .recipients)), from: sender.connection).isEmpty)
+        let actions = hub.send(Packet(header: PacketHeader(type: .message, maskTo: .group), payload: ByteBuffer(string: "x")), from: sender.connection)
+        #expect(actions.map(\.connection) == [a.connection, b.connection])
+        #expect(actions.map { $0.packet?.header.idTo } == [a.peer, b.peer])
+        #expect(actions.allSatisfy { $0.packet?.header.idFrom == sender.peer })
+    }
+
+    @Test func unknownGroupMembersAreReported() {
+        var hub = HubHarness()
+        let sender = hub.join("sender")
+        let a = hub.join("a")
+        let actions = hub.send(Recipients(ids: [a.peer, 99]).packet(PacketHeader(type: .recipients)), from: sender.connection)
+        #expect(actions.count == 1)
+        #expect(actions[0].error?.code == .unknownPeer)
+        #expect(actions[0].error?.peerID == 99)
+    }
+
+    @Test func senderIsToldWhenAGroupMemberLeaves() {
+        var hub = HubHarness()
+        let sender = hub.join("sender")
+        let a = hub.join("a")
+        let b = hub.join("b")
+        _ = hub.send(Recipients(ids: [a.peer, b.peer]).packet(PacketHeader(type: .recipients)), from: sender.connection)
+        let left = hub.core.disconnected(a.connection)
+        #expect(left.map(\.connection) == [sender.connection])
+        #expect(left.first?.type == .clientDisconnecting)
+        #expect(left.first?.packet?.header.idFrom == a.peer)
+        let actions = hub.send(Packet(header: PacketHeader(type: .message, maskTo: .group)), from: sender.connection)
+        #expect(actions.map(\.connection) == [b.connection])
+    }
+}

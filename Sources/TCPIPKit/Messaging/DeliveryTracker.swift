@@ -50,19 +50,25 @@ public final class DeliveryTracker: Sendable {
         var outstanding: [UInt32: Outstanding] = [:]
         var producerDone = false
         var failure: TCPIPError?
+        var receipts: Bool
+        /// Recipients that left owing nothing: fine if nothing more is sent, "left" if something is.
+        var gone: Set<UInt32> = []
     }
 
     private let state: NIOLockedValueBox<State>
 
-    public init(recipients: [PeerRecord], now: WireTime) {
+    /// `receipts` false: nothing is acknowledged (`--no-wait`, application types), so success means the hub took
+    /// everything, and a recipient leaving is not tracked.
+    public init(recipients: [PeerRecord], receipts: Bool, now: WireTime) {
         var results: [UInt32: DeliveryResult] = [:]
         for peer in recipients { results[peer.id] = DeliveryResult(peer: peer, startedAt: now) }
-        state = NIOLockedValueBox(State(order: recipients.map(\.id), results: results))
+        state = NIOLockedValueBox(State(order: recipients.map(\.id), results: results, receipts: receipts))
     }
 
     /// A message is about to be sent in full: every recipient still taking messages owes a receipt for it.
     public func expect(messageID: UInt32, bytes: Int, now: WireTime) {
         state.withLockedValue { state in
+            for peer in state.gone { Self.fail(peer, .left, "left before the last message", in: &state, now: now) }
             let waiting = Set(state.results.values.filter { $0.status == .pending }.map(\.peer.id))
             guard !waiting.isEmpty else { return }
             state.outstanding[messageID] = Outstanding(sentAt: now, bytes: UInt64(bytes), waiting: waiting)
@@ -95,9 +101,16 @@ public final class DeliveryTracker: Sendable {
         }
     }
 
-    /// A recipient left the hub.
+    /// A recipient left the hub. Leaving after acknowledging everything, with nothing more to send, is no failure.
     public func left(_ peer: UInt32, now: WireTime) {
-        state.withLockedValue { Self.fail(peer, .left, "left before acknowledging everything", in: &$0, now: now) }
+        state.withLockedValue { state in
+            guard state.receipts else { return }
+            if state.outstanding.values.contains(where: { $0.waiting.contains(peer) }) {
+                Self.fail(peer, .left, "left before acknowledging everything", in: &state, now: now)
+            } else {
+                state.gone.insert(peer)
+            }
+        }
     }
 
     /// Marks recipients that owe a receipt older than `timeout`. Returns true if anything changed.
@@ -125,19 +138,22 @@ public final class DeliveryTracker: Sendable {
     /// True once there is nothing more to wait for.
     public var isComplete: Bool {
         state.withLockedValue { state in
-            state.failure != nil || (state.producerDone && state.outstanding.isEmpty) || !Self.anyPending(state)
+            state.failure != nil || (state.producerDone && state.outstanding.isEmpty) || !Self.anyActive(state)
         }
     }
 
     /// True when no recipient takes messages any more: sending can stop.
-    public var nobodyLeft: Bool { state.withLockedValue { !Self.anyPending($0) } }
+    public var nobodyLeft: Bool { state.withLockedValue { !Self.anyActive($0) } }
 
     /// The results in the order the recipients were given. Recipients that owe nothing count as delivered.
     public func results(now: WireTime) -> [DeliveryResult] {
         state.withLockedValue { state in
             state.order.compactMap { id in
                 guard var result = state.results[id] else { return nil }
-                if result.status == .pending {
+                if result.status == .pending && state.gone.contains(id) && !state.producerDone {
+                    result.status = .left
+                    result.reason = "left before everything was sent"
+                } else if result.status == .pending {
                     result.status = .delivered
                     result.finishedAt = result.finishedAt ?? now
                 }
@@ -146,8 +162,9 @@ public final class DeliveryTracker: Sendable {
         }
     }
 
-    private static func anyPending(_ state: State) -> Bool {
-        state.results.values.contains { $0.status == .pending }
+    /// Whether some recipient can still take messages.
+    private static func anyActive(_ state: State) -> Bool {
+        state.results.values.contains { $0.status == .pending && !state.gone.contains($0.peer.id) }
     }
 
     private static func fail(_ peer: UInt32, _ status: DeliveryResult.Status, _ reason: String?, in state: inout State, now: WireTime) {

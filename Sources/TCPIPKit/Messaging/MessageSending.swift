@@ -44,7 +44,9 @@ public enum MessageSending {
         let recipients = try await resolveRecipients(request, session: session)
         let sender = session.sender
         try await sender.send(Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
-        let tracker = DeliveryTracker(recipients: recipients, now: WireClock.now())
+        let tracker = DeliveryTracker(
+            recipients: recipients, receipts: !request.noWait && request.applicationType == nil, now: WireClock.now()
+        )
         let partSize = MessageChunking.maxPartBytes(maxFrameSize: session.configuration.maxFrameSize)
         let wake = { @Sendable in
             try? await sender.send(PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
