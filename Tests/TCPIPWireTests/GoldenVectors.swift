@@ -50,6 +50,14 @@ enum GoldenVectors {
         entry("peerQuery", header(.peerQuery, mask: .hub), PeerQuery(requestID: 1, name: "bob")),
         entry("peerQueryResult", header(.peerQueryResult, mask: .client, to: 7), PeerQueryResult(requestID: 1, peer: bob)),
         (
+            "message",
+            MessagePart(messageID: 1, flags: [.start, .end], bytes: ByteBuffer(string: "hi\n"))
+                .packet(header(.message, mask: .group, from: 7)),
+            nil
+        ),
+        entry("messageReceived", header(.messageReceived, mask: .client, to: 7), MessageReceipt(messageID: 1, bytes: 3)),
+        entry("recipients", header(.recipients, mask: .hub), Recipients(ids: [3, 9])),
+        (
             "application", Packet(header: header(PacketType(4096), dataType: 1, mask: .all, from: 7), payload: ByteBuffer(string: "custom")),
             nil
         ),
