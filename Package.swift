@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "tcpipd", targets: ["tcpipd"]),
         .executable(name: "tcpipctl", targets: ["tcpipctl"]),
+        .executable(name: "tcpiprecvd", targets: ["tcpiprecvd"]),
         .library(name: "TCPIPWire", targets: ["TCPIPWire"]),
         .library(name: "TCPIPKit", targets: ["TCPIPKit"]),
     ],
@@ -15,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         // The wire format: packets, header, frame parser. No sockets, no files: only ByteBuffer.
@@ -32,6 +35,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
         // What the three front ends share: connection options, error reporting, logging set-up.
@@ -57,7 +62,17 @@ let package = Package(
             dependencies: [
                 "TCPIPKit",
                 "TCPIPCLI",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "tcpiprecvd",
+            dependencies: [
+                "TCPIPKit",
+                "TCPIPCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Helpers shared by the test targets: spawning the built programs, raw sockets, temporary folders.

@@ -12,6 +12,6 @@ struct Tcpipctl: AsyncParsableCommand {
             73 cannot create, 75 temporary failure (retry later), 77 token refused.
             """,
         version: tcpipVersion,
-        subcommands: [Peers.self, Ping.self, Send.self, Listen.self]
+        subcommands: [Peers.self, Ping.self, Send.self, Listen.self, SendFile.self]
     )
 }

@@ -41,7 +41,7 @@ public struct SendRequest: Sendable {
 /// and a watchdog expires late ones. Whatever changes outside the receipt loop pings the hub, whose answer wakes it.
 public enum MessageSending {
     public static func run(_ request: SendRequest, session: ClientSession) async throws -> [DeliveryResult] {
-        let recipients = try await resolveRecipients(request, session: session)
+        let recipients = try await resolveRecipients(request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session)
         let sender = session.sender
         try await sender.send(Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
         let tracker = DeliveryTracker(
@@ -102,11 +102,13 @@ public enum MessageSending {
     }
 
     /// Looks the recipients up (waiting for them if asked). Fails with 68 before anything is sent.
-    static func resolveRecipients(_ request: SendRequest, session: ClientSession) async throws -> [PeerRecord] {
-        let deadline = request.waitForPeer.map { ContinuousClock.now + $0 }
-        if request.all {
+    static func resolveRecipients(
+        _ names: [String], all: Bool, waitForPeer: Duration?, session: ClientSession
+    ) async throws -> [PeerRecord] {
+        let deadline = waitForPeer.map { ContinuousClock.now + $0 }
+        if all {
             var found = session.roster.filter { SendRequest.messageRoles.contains($0.role) }
-            if found.isEmpty, let wait = request.waitForPeer {
+            if found.isEmpty, let wait = waitForPeer {
                 // Registered with updates for this: wait for the first listener or receiver to join.
                 session.setDeadline(after: wait, doing: "waiting for a listener to join")
                 do {
@@ -127,14 +129,14 @@ public enum MessageSending {
             return found
         }
         var found: [PeerRecord] = []
-        for name in request.recipients {
+        for name in names {
             var peer = try await session.lookUp(name)
             while peer == nil, let deadline, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(100))
                 peer = try await session.lookUp(name)
             }
             guard let peer else {
-                let waited = request.waitForPeer.map { " (waited \(ClientSession.format($0)))" } ?? ""
+                let waited = waitForPeer.map { " (waited \(ClientSession.format($0)))" } ?? ""
                 throw TCPIPError.unknownPeer("no connected peer is named '\(escapedForLog(name))'\(waited)")
             }
             if peer.id == session.me.id { throw TCPIPError.usage("cannot send to yourself ('\(escapedForLog(name))')") }

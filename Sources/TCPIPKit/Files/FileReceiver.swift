@@ -1,0 +1,366 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TCPIPWire
+
+/// What the receiver daemon accepts and where it puts it.
+public struct ReceiverConfiguration: Sendable {
+    public var spool: Spool
+    /// Peer names or ids allowed to send; empty allows everyone.
+    public var allowFrom: [String] = []
+    /// Largest file accepted, in bytes.
+    public var maxFileSize: UInt64?
+    /// Bytes that must stay free on the spool's file system after a file is stored.
+    public var minFreeSpace: UInt64 = 0
+    /// Largest chunk (original bytes) accepted, whatever a sender announces: the bound for inflating.
+    public var maxChunkSize = 4 << 20
+    /// Largest message stored.
+    public var maxMessageSize = 64 << 20
+
+    public init(spool: Spool) { self.spool = spool }
+}
+
+/// Lands incoming files and messages in the spool: writes each transfer to a temporary file while hashing it, checks
+/// size and SHA-256 at FileEnd, syncs, publishes without replacing, and only then answers DoneReceivingFile.
+public final class FileReceiver {
+    final class Transfer {
+        let id: UInt32
+        let from: UInt32
+        let fromName: String
+        let name: String
+        let announcedSize: UInt64?
+        let chunkSize: Int
+        let compression: UInt8
+        let startedAt = WireClock.now()
+        var descriptor: Int32
+        var path: String
+        var hasher = SHA256()
+        var received: UInt64 = 0
+        var wireBytes: UInt64 = 0
+        /// Set when the transfer failed; its remaining packets are ignored until FileEnd.
+        var failed = false
+
+        init(id: UInt32, from: UInt32, fromName: String, start: FileStart, descriptor: Int32, path: String) {
+            self.id = id
+            self.from = from
+            self.fromName = fromName
+            name = start.name
+            announcedSize = start.size
+            chunkSize = Int(start.chunkSize)
+            compression = start.compression
+            self.descriptor = descriptor
+            self.path = path
+        }
+    }
+
+    struct Key: Hashable {
+        var from: UInt32
+        var id: UInt32
+    }
+
+    /// A file that was published, for the hook and the log.
+    public struct Published: Sendable {
+        public var path: String
+        public var storedAs: String
+        public var from: PeerRecord?
+        public var fromID: UInt32
+        public var size: UInt64
+        public var sha256: String
+    }
+
+    public let configuration: ReceiverConfiguration
+    private let logger: Logger
+    private var transfers: [Key: Transfer] = [:]
+    private var dead: Set<Key> = []
+    private var names: [UInt32: PeerRecord] = [:]
+    private var assembler: MessageAssembler
+    private let decompressor: ChunkDecompressor
+    /// New transfers are refused (the daemon is stopping).
+    public var refusingNew = false
+    /// Called after each file is published (the `--exec` hook).
+    public var onPublished: (@Sendable (Published) -> Void)?
+
+    public init(configuration: ReceiverConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        assembler = MessageAssembler(maxMessageSize: configuration.maxMessageSize)
+        decompressor = try ChunkDecompressor()
+    }
+
+    /// Transfers in progress.
+    public var inProgress: Int { transfers.count }
+
+    /// Handles one packet; sends receipts through `session`.
+    public func handle(_ packet: Packet, session: ClientSession) async throws {
+        let from = packet.header.idFrom
+        switch packet.header.type {
+        case .fileStart:
+            let start = try FileStart(tlv: packet.payload)
+            if let receipt = try await begin(start, from: from, session: session) {
+                try await reply(receipt, to: from, session: session)
+            }
+        case .fileChunk:
+            let chunk = try FileChunk(packet)
+            let key = Key(from: from, id: chunk.transferID)
+            guard let transfer = transfers[key] else { return }
+            if let receipt = await write(chunk, to: transfer) {
+                abandon(key)
+                try await reply(receipt, to: from, session: session)
+            }
+        case .fileEnd:
+            let end = try FileEnd(tlv: packet.payload)
+            let key = Key(from: from, id: end.transferID)
+            if dead.remove(key) != nil { return }
+            guard let transfer = transfers.removeValue(forKey: key) else { return }
+            if packet.header.dataType == FileEnd.abort {
+                logger.info("sender aborted transfer", metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(escapedForLog(end.reason ?? ""))"])
+                discard(transfer)
+                return
+            }
+            let receipt = await finish(transfer, end: end, fromPeer: names[from])
+            try await reply(receipt, to: from, session: session)
+        case .message:
+            try await handleMessage(packet, session: session)
+        case .clientDisconnecting:
+            abandonAll(from: from, reason: "sender left")
+            assembler.forget(sender: from)
+            names[from] = nil
+        default:
+            return
+        }
+    }
+
+    /// Removes every unfinished transfer (the connection ended, or the daemon stops).
+    public func abandonAll(from sender: UInt32? = nil, reason: String) {
+        for (key, transfer) in transfers where sender == nil || key.from == sender {
+            logger.info("discarding unfinished transfer", metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(reason)"])
+            transfers[key] = nil
+            discard(transfer)
+        }
+        if sender == nil { dead.removeAll() } else { dead = dead.filter { $0.from != sender } }
+    }
+
+    // MARK: steps
+
+    private func begin(_ start: FileStart, from: UInt32, session: ClientSession) async throws -> FileReceipt? {
+        let key = Key(from: from, id: start.transferID)
+        func refuse(_ reason: String) -> FileReceipt {
+            logger.notice("refused file", metadata: ["file": "\(escapedForLog(start.name))", "from": "\(from)", "reason": "\(escapedForLog(reason))"])
+            dead.insert(key)
+            return FileReceipt(transferID: start.transferID, status: .refused, reason: reason)
+        }
+        if let old = transfers.removeValue(forKey: key) { discard(old) }
+        if refusingNew { return refuse("the receiver is shutting down") }
+        let sender = try await peer(from, session: session)
+        if !configuration.allowFrom.isEmpty {
+            let allowed = configuration.allowFrom.contains { $0 == String(from) || $0 == sender?.name }
+            if !allowed { return refuse("\(session.me.name) does not take files from \(sender?.name ?? "peer \(from)")") }
+        }
+        if let problem = SpoolName.problem(with: start.name) { return refuse("unsafe file name '\(escapedForLog(start.name))': \(problem)") }
+        if let size = start.size, let limit = configuration.maxFileSize, size > limit {
+            return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
+        }
+        guard start.chunkSize > 0, Int(start.chunkSize) <= configuration.maxChunkSize else {
+            return refuse("chunk size \(start.chunkSize) is outside 1…\(configuration.maxChunkSize)")
+        }
+        guard start.compression <= 1 else { return refuse("unknown compression \(start.compression)") }
+        if let free = configuration.spool.freeBytes() {
+            let needed = (start.size ?? 0) + configuration.minFreeSpace
+            if free < needed { return refuse("not enough free space: \(free) bytes free, \(needed) needed") }
+        }
+        do {
+            let (fd, path) = try configuration.spool.createTemporary(tag: "\(from)-\(start.transferID)")
+            transfers[key] = Transfer(id: start.transferID, from: from, fromName: sender?.name ?? "", start: start, descriptor: fd, path: path)
+            logger.debug("receiving file", metadata: ["file": "\(escapedForLog(start.name))", "from": "\(from)"])
+            return nil
+        } catch {
+            dead.insert(key)
+            return FileReceipt(transferID: start.transferID, status: .storageFailed, reason: "\(error)")
+        }
+    }
+
+    /// Inflates (bounded), hashes and writes a chunk off the event loops. Returns a receipt when the transfer failed.
+    private func write(_ chunk: FileChunk, to transfer: Transfer) async -> FileReceipt? {
+        let rawLength = Int(chunk.rawLength)
+        if rawLength > transfer.chunkSize {
+            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: "a chunk of \(rawLength) bytes exceeds the announced chunk size \(transfer.chunkSize)")
+        }
+        let total = transfer.received + UInt64(rawLength)
+        if let announced = transfer.announcedSize, total > announced {
+            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: "more bytes than the announced \(announced)")
+        }
+        if let limit = configuration.maxFileSize, total > limit {
+            return FileReceipt(transferID: transfer.id, status: .refused, reason: "the file grew past the receiver's limit of \(limit) bytes")
+        }
+        if chunk.compressed && transfer.compression == 0 {
+            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: "a compressed chunk in a transfer announced uncompressed")
+        }
+        let decompressor = self.decompressor
+        let descriptor = transfer.descriptor
+        let hasher = transfer.hasher
+        let outcome: Result<SHA256, any Error> = await Result.capturing {
+            try await NIOThreadPool.singleton.runIfActive {
+                var hasher = hasher
+                let bytes = chunk.compressed ? try decompressor.decompress(chunk.data, rawLength: rawLength) : chunk.data
+                try bytes.withUnsafeReadableBytes { pointer in
+                    hasher.update(bufferPointer: pointer)
+                    try Spool.writeAll(descriptor, pointer)
+                }
+                return hasher
+            }
+        }
+        switch outcome {
+        case .success(let updated):
+            transfer.hasher = updated
+            transfer.received = total
+            transfer.wireBytes += UInt64(chunk.data.readableBytes)
+            return nil
+        case .failure(let error as ChunkDecompressor.Failure):
+            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: error.description)
+        case .failure(let error as SpoolError):
+            return FileReceipt(transferID: transfer.id, status: .storageFailed, reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
+        case .failure(let error):
+            return FileReceipt(transferID: transfer.id, status: .storageFailed, reason: "\(error)")
+        }
+    }
+
+    private func finish(_ transfer: Transfer, end: FileEnd, fromPeer: PeerRecord?) async -> FileReceipt {
+        let digest = Array(transfer.hasher.finalize())
+        func fail(_ status: FileReceipt.Status, _ reason: String) -> FileReceipt {
+            logger.warning("file failed", metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(reason)"])
+            discard(transfer)
+            return FileReceipt(transferID: transfer.id, status: status, reason: reason)
+        }
+        if end.size != transfer.received || (transfer.announcedSize.map { $0 != transfer.received } ?? false) {
+            return fail(.corrupt, "size mismatch: received \(transfer.received) bytes, the sender says \(end.size)")
+        }
+        guard end.sha256 == digest else { return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way") }
+        let spool = configuration.spool
+        let descriptor = transfer.descriptor
+        let path = transfer.path
+        let name = transfer.name
+        let published: Result<String, any Error> = await Result.capturing {
+            try await NIOThreadPool.singleton.runIfActive {
+                guard fsync(descriptor) == 0 else { throw SpoolError.writeFailed(errno) }
+                return try spool.publish(temporary: path, as: name)
+            }
+        }
+        close(transfer.descriptor)
+        transfer.descriptor = -1
+        let storedAs: String
+        switch published {
+        case .success(let name): storedAs = name
+        case .failure(let error):
+            unlink(transfer.path)
+            return FileReceipt(transferID: transfer.id, status: .storageFailed, reason: "\(error)")
+        }
+        let hex = digest.map { String(format2: $0) }.joined()
+        let record = JSON.object([
+            ("name", .string(storedAs)), ("sentAs", .string(transfer.name)),
+            ("from", .object([("id", .int(Int64(transfer.from))), ("name", .string(fromPeer?.name ?? transfer.fromName))])),
+            ("size", .int(Int64(transfer.received))), ("sha256", .string(hex)),
+            ("compression", .string(transfer.compression == 1 ? "zlib" : "none")), ("wireBytes", .int(Int64(transfer.wireBytes))),
+            ("receivedAt", .string(WireClock.rfc3339(WireClock.now()))),
+        ]).rendered()
+        do {
+            try spool.writeMetadata(record + "\n", for: storedAs)
+        } catch {
+            logger.warning("could not write the metadata record", metadata: ["file": "\(escapedForLog(storedAs))", "error": "\(error)"])
+        }
+        logger.info("stored file", metadata: ["file": "\(escapedForLog(storedAs))", "bytes": "\(transfer.received)", "from": "\(escapedForLog(transfer.fromName))"])
+        onPublished?(Published(
+            path: spool.root + "/" + storedAs, storedAs: storedAs, from: fromPeer, fromID: transfer.from, size: transfer.received, sha256: hex
+        ))
+        return FileReceipt(transferID: transfer.id, status: .stored, storedAs: storedAs, size: transfer.received)
+    }
+
+    private func handleMessage(_ packet: Packet, session: ClientSession) async throws {
+        let part = try MessagePart(packet)
+        let from = packet.header.idFrom
+        switch assembler.add(part, from: from) {
+        case .incomplete, .discarded:
+            return
+        case .refused(let sender, let id, let reason, let wantsReceipt):
+            if wantsReceipt { try await replyMessage(MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender, session: session) }
+        case .complete(let message):
+            let sender = try await peer(from, session: session)
+            if !configuration.allowFrom.isEmpty && !configuration.allowFrom.contains(where: { $0 == String(from) || $0 == sender?.name }) {
+                if !message.flags.contains(.noReceipt) {
+                    try await replyMessage(MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "not allowed"), to: from, session: session)
+                }
+                return
+            }
+            let stamp = WireClock.rfc3339(WireClock.now()).replacingColons
+            let senderName = (sender?.name).flatMap { SpoolName.problem(with: $0) == nil ? $0 : nil } ?? "peer\(from)"
+            let name = "message-\(stamp)-\(from)-\(message.messageID)-\(senderName).txt"
+            let bytes = Array(message.bytes.readableBytesView)
+            let spool = configuration.spool
+            let result: Result<String, any Error> = await Result.capturing {
+                try await NIOThreadPool.singleton.runIfActive { try spool.store(bytes, as: name, tag: "message") }
+            }
+            guard !message.flags.contains(.noReceipt) else { return }
+            switch result {
+            case .success:
+                try await replyMessage(MessageReceipt(messageID: message.messageID, bytes: UInt64(bytes.count)), to: from, session: session)
+            case .failure(let error):
+                logger.warning("could not store a message", metadata: ["error": "\(error)"])
+                try await replyMessage(MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "cannot store: \(error)"), to: from, session: session)
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    private func peer(_ id: UInt32, session: ClientSession) async throws -> PeerRecord? {
+        if let known = names[id] { return known }
+        let found = try await session.lookUp(id: id)
+        names[id] = found
+        return found
+    }
+
+    private func abandon(_ key: Key) {
+        guard let transfer = transfers.removeValue(forKey: key) else { return }
+        dead.insert(key)
+        discard(transfer)
+    }
+
+    private func discard(_ transfer: Transfer) {
+        if transfer.descriptor >= 0 {
+            close(transfer.descriptor)
+            transfer.descriptor = -1
+        }
+        unlink(transfer.path)
+    }
+
+    private func reply(_ receipt: FileReceipt, to peer: UInt32, session: ClientSession) async throws {
+        try await session.send(receipt.packet(PacketHeader(type: .doneReceivingFile, maskTo: .client, idTo: peer)))
+    }
+
+    private func replyMessage(_ receipt: MessageReceipt, to peer: UInt32, session: ClientSession) async throws {
+        try await session.send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
+    }
+}
+
+extension Result where Failure == any Error {
+    static func capturing(_ body: () async throws -> Success) async -> Result {
+        do {
+            return .success(try await body())
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+extension String {
+    init(format2 byte: UInt8) {
+        let hex = String(byte, radix: 16)
+        self = hex.count == 1 ? "0" + hex : hex
+    }
+
+    fileprivate var replacingColons: String { String(map { $0 == ":" ? "-" : $0 }) }
+}

@@ -1,0 +1,191 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+import NIOCore
+import TCPIPWire
+
+/// What `tcpipctl send-file` was asked to do.
+public struct FileSendRequest: Sendable {
+    public struct Source: Sendable {
+        /// A path, or nil for stdin.
+        public var path: String?
+        /// The name the receiver is asked to store it under.
+        public var name: String
+
+        public init(path: String?, name: String) {
+            self.path = path
+            self.name = name
+        }
+    }
+
+    public var sources: [Source]
+    public var recipients: [String]
+    public var waitForPeer: Duration?
+    /// zlib level for per-chunk compression, or nil for none.
+    public var compressionLevel: Int32?
+    /// Original bytes per chunk.
+    public var chunkSize = 256 << 10
+    public var timeout: Duration = .seconds(30)
+    /// Called with (file name, bytes so far, total if known) while sending, for progress display.
+    public var progress: (@Sendable (String, UInt64, UInt64?, Bool) -> Void)?
+
+    public init(sources: [Source], recipients: [String]) {
+        self.sources = sources
+        self.recipients = recipients
+    }
+
+    /// Opens every input up front, so a missing file fails (66) before anything is sent.
+    public func openInputs() throws -> [Int32] {
+        var opened: [Int32] = []
+        for source in sources {
+            guard let path = source.path else {
+                opened.append(0)
+                continue
+            }
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                let reason = String(cString: strerror(errno))
+                for descriptor in opened where descriptor > 0 { close(descriptor) }
+                throw TCPIPError(.noInput, "cannot read \(path): \(reason)")
+            }
+            var info = stat()
+            if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+                close(fd)
+                for descriptor in opened where descriptor > 0 { close(descriptor) }
+                throw TCPIPError(.noInput, "\(path) is a directory")
+            }
+            opened.append(fd)
+        }
+        return opened
+    }
+}
+
+/// Streams files to receivers chunk by chunk (read, hash, compress, send, with a bounded amount in flight) and
+/// collects DoneReceivingFile from each.
+public enum FileSending {
+    public static func run(_ request: FileSendRequest, descriptors: [Int32], session: ClientSession) async throws -> [FileResult] {
+        let recipients = try await MessageSending.resolveRecipients(
+            request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
+        )
+        let sender = session.sender
+        try await sender.send(Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
+        let tracker = FileTracker(recipients: recipients.map(\.id))
+        let wake = { @Sendable in
+            try? await sender.send(PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
+        }
+        let producer = Task {
+            do {
+                try await sendAll(request, descriptors: descriptors, recipients: recipients, sender: sender, tracker: tracker)
+            } catch let error as TCPIPError {
+                tracker.fail(error)
+            } catch is CancellationError {
+                return
+            } catch {
+                tracker.fail(TCPIPError.internalError("sending failed: \(error)"))
+            }
+            tracker.producerFinished()
+            await wake()
+        }
+        let timeout = request.timeout.microseconds
+        let watchdog = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                if tracker.expire(now: WireClock.now(), timeout: timeout) { await wake() }
+            }
+        }
+        defer {
+            producer.cancel()
+            watchdog.cancel()
+        }
+        while !tracker.isComplete {
+            let packet = try await session.next()
+            let now = WireClock.now()
+            switch packet.header.type {
+            case .doneReceivingFile:
+                tracker.receipt(try FileReceipt(tlv: packet.payload), from: packet.header.idFrom, now: now)
+            case .clientDisconnecting:
+                tracker.left(packet.header.idFrom, now: now)
+            case .error:
+                let error = try ErrorPayload(tlv: packet.payload)
+                if error.code == .unknownPeer, let peer = error.peerID {
+                    tracker.left(peer, now: now)
+                } else {
+                    throw ClientSession.error(from: error)
+                }
+            default:
+                continue
+            }
+        }
+        if let failure = tracker.failure { throw failure }
+        return tracker.results()
+    }
+
+    private static func sendAll(
+        _ request: FileSendRequest, descriptors: [Int32], recipients: [PeerRecord], sender: PacketSender, tracker: FileTracker
+    ) async throws {
+        let compressor = try request.compressionLevel.map { try ChunkCompressor(level: $0) }
+        let group = PacketHeader(type: .fileStart, maskTo: .group)
+        for (index, source) in request.sources.enumerated() {
+            let transferID = UInt32(index + 1)
+            let descriptor = descriptors[index]
+            defer { if descriptor > 0 { close(descriptor) } }
+            var info = stat()
+            let size: UInt64? = fstat(descriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_size) : nil
+            tracker.begin(transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
+            let start = FileStart(
+                transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
+                compression: compressor == nil ? 0 : 1
+            )
+            try await sender.send(start.packet(group))
+            let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
+            var hasher = SHA256()
+            var sent: UInt64 = 0
+            var wire: UInt64 = 0
+            var aborted = false
+            while let chunk = try await readFull(reader, upTo: request.chunkSize) {
+                guard tracker.wanted(transferID) else {
+                    aborted = true
+                    break
+                }
+                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+                let rawLength = UInt32(chunk.readableBytes)
+                sent += UInt64(chunk.readableBytes)
+                let packet: Packet
+                if let compressed = compressor?.compress(chunk) {
+                    wire += UInt64(compressed.readableBytes)
+                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: true, data: compressed).packet(group)
+                } else {
+                    wire += UInt64(chunk.readableBytes)
+                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: false, data: chunk).packet(group)
+                }
+                try await sender.send(packet)
+                request.progress?(source.name, sent, size, false)
+                if let size, sent > size {
+                    // The file grew while being sent: what the receiver checks would not match what was announced.
+                    let end = FileEnd(transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
+                    try await sender.send(Packet(header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group), payload: end.encoded()))
+                    throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
+                }
+            }
+            let digest = Array(hasher.finalize())
+            let end = FileEnd(transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)
+            try await sender.send(
+                Packet(header: PacketHeader(type: .fileEnd, dataType: aborted ? FileEnd.abort : FileEnd.complete, maskTo: .group), payload: end.encoded())
+            )
+            request.progress?(source.name, sent, size, true)
+            tracker.ended(transferID, bytes: sent, wireBytes: wire, sha256: digest.map { String(format2: $0) }.joined(), now: WireClock.now())
+            if tracker.nobodyLeft { break }
+        }
+        try await sender.drain()
+    }
+
+    /// Reads until `maximum` bytes or the end of input, so chunks are full-sized even from a pipe.
+    private static func readFull(_ reader: InputReader, upTo maximum: Int) async throws -> ByteBuffer? {
+        guard var buffer = try await reader.read(upTo: maximum) else { return nil }
+        while buffer.readableBytes < maximum, let more = try await reader.read(upTo: maximum - buffer.readableBytes) {
+            buffer.writeImmutableBuffer(more)
+        }
+        return buffer
+    }
+}

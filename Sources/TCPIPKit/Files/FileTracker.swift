@@ -1,0 +1,147 @@
+import NIOConcurrencyHelpers
+import TCPIPWire
+
+/// The outcome of one file for one recipient.
+public struct FileResult: Sendable {
+    public enum Status: String, Sendable {
+        case pending, stored, refused, corrupt
+        case storageFailed = "storage-failed"
+        case left, timeout
+    }
+
+    public var name: String
+    public var path: String?
+    public var recipient: PeerRecord
+    public var status: Status = .pending
+    public var storedAs: String?
+    public var reason: String?
+    public var bytes: UInt64 = 0
+    public var wireBytes: UInt64 = 0
+    public var sha256 = ""
+    public var startedAt: WireTime
+    public var finishedAt: WireTime?
+
+    /// The exit status this result alone calls for.
+    public var exitStatus: Int32 {
+        switch status {
+        case .pending, .stored: 0
+        case .refused, .corrupt: TCPIPError.Kind.dataError.exitStatus
+        case .storageFailed: TCPIPError.Kind.cannotCreate.exitStatus
+        case .left, .timeout: TCPIPError.Kind.temporary.exitStatus
+        }
+    }
+}
+
+/// Which recipient has confirmed which file. Shared by the sending task and the task that reads receipts.
+public final class FileTracker: Sendable {
+    private struct State {
+        var order: [UInt32] = []
+        var results: [UInt32: [UInt32: FileResult]] = [:]
+        var recipientOrder: [UInt32]
+        var endSentAt: [UInt32: WireTime] = [:]
+        var producerDone = false
+        var failure: TCPIPError?
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    public init(recipients: [UInt32]) {
+        state = NIOLockedValueBox(State(recipientOrder: recipients))
+    }
+
+    public func begin(_ id: UInt32, name: String, path: String?, recipients: [PeerRecord], now: WireTime) {
+        state.withLockedValue { state in
+            state.order.append(id)
+            var results: [UInt32: FileResult] = [:]
+            for peer in recipients { results[peer.id] = FileResult(name: name, path: path, recipient: peer, startedAt: now) }
+            state.results[id] = results
+        }
+    }
+
+    /// FileEnd went out: receipts are due from now on.
+    public func ended(_ id: UInt32, bytes: UInt64, wireBytes: UInt64, sha256: String, now: WireTime) {
+        state.withLockedValue { state in
+            state.endSentAt[id] = now
+            for peer in state.results[id]?.keys.map({ $0 }) ?? [] {
+                state.results[id]?[peer]?.bytes = bytes
+                state.results[id]?[peer]?.wireBytes = wireBytes
+                state.results[id]?[peer]?.sha256 = sha256
+            }
+        }
+    }
+
+    /// Whether any recipient may still take this file (if not, sending it can stop).
+    public func wanted(_ id: UInt32) -> Bool {
+        state.withLockedValue { $0.results[id]?.values.contains { $0.status == .pending } ?? false }
+    }
+
+    public func receipt(_ receipt: FileReceipt, from peer: UInt32, now: WireTime) {
+        state.withLockedValue { state in
+            guard var result = state.results[receipt.transferID]?[peer], result.status == .pending else { return }
+            switch receipt.status {
+            case .stored: result.status = .stored
+            case .refused: result.status = .refused
+            case .corrupt: result.status = .corrupt
+            case .storageFailed: result.status = .storageFailed
+            }
+            result.storedAs = receipt.storedAs
+            result.reason = receipt.reason
+            result.finishedAt = now
+            state.results[receipt.transferID]?[peer] = result
+        }
+    }
+
+    /// A recipient left: every file it has not confirmed fails for it.
+    public func left(_ peer: UInt32, now: WireTime) {
+        state.withLockedValue { state in
+            for id in state.order where state.results[id]?[peer]?.status == .pending {
+                state.results[id]?[peer]?.status = .left
+                state.results[id]?[peer]?.reason = "the receiver left before confirming the file"
+                state.results[id]?[peer]?.finishedAt = now
+            }
+            state.recipientOrder.removeAll { $0 == peer }
+        }
+    }
+
+    /// Fails receipts due for longer than `timeout`. Returns true if anything changed.
+    public func expire(now: WireTime, timeout: UInt64) -> Bool {
+        state.withLockedValue { state in
+            var changed = false
+            for (id, sentAt) in state.endSentAt where now >= sentAt + timeout {
+                for peer in state.results[id]?.keys.map({ $0 }) ?? [] where state.results[id]?[peer]?.status == .pending {
+                    state.results[id]?[peer]?.status = .timeout
+                    state.results[id]?[peer]?.reason = "no confirmation within the timeout"
+                    state.results[id]?[peer]?.finishedAt = now
+                    changed = true
+                }
+            }
+            return changed
+        }
+    }
+
+    public func producerFinished() { state.withLockedValue { $0.producerDone = true } }
+
+    public func fail(_ error: TCPIPError) { state.withLockedValue { if $0.failure == nil { $0.failure = error } } }
+
+    public var failure: TCPIPError? { state.withLockedValue { $0.failure } }
+
+    /// Whether every recipient has gone: nothing more can be delivered.
+    public var nobodyLeft: Bool { state.withLockedValue { $0.recipientOrder.isEmpty } }
+
+    public var isComplete: Bool {
+        state.withLockedValue { state in
+            if state.failure != nil || state.recipientOrder.isEmpty { return true }
+            guard state.producerDone else { return false }
+            return !state.results.values.contains { $0.values.contains { $0.status == .pending } }
+        }
+    }
+
+    /// Results per file, in sending order, and per recipient in the order given.
+    public func results() -> [FileResult] {
+        state.withLockedValue { state in
+            state.order.flatMap { id in
+                (state.results[id] ?? [:]).values.sorted { $0.recipient.id < $1.recipient.id }
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import NIOCore
+
+/// Announces a file (FileStart, 13).
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | transferID | u32, chosen by the sender, unique on its connection |
+/// | 2 | name | UTF-8, one path component; the receiver validates it |
+/// | 3 | size | u64, the original size; absent when unknown (a stream from stdin) |
+/// | 4 | chunkSize | u32, the most original bytes one FileChunk carries |
+/// | 5 | compression | u8: 0 none, 1 zlib per chunk (each chunk says whether it is compressed) |
+public struct FileStart: ControlPayload, Hashable {
+    public var transferID: UInt32
+    public var name: String
+    public var size: UInt64?
+    public var chunkSize: UInt32
+    public var compression: UInt8
+
+    public init(transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0) {
+        self.transferID = transferID
+        self.name = name
+        self.size = size
+        self.chunkSize = chunkSize
+        self.compression = compression
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        var transferID: UInt32?
+        var name: String?
+        self.init(transferID: 0, name: "", size: nil, chunkSize: 0)
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1: transferID = try field.integer(as: UInt32.self)
+            case 2: name = try field.string()
+            case 3: size = try field.integer()
+            case 4: chunkSize = try field.integer(as: UInt32.self)
+            case 5: compression = try field.integer(as: UInt8.self)
+            default: break
+            }
+        }
+        guard let transferID else { throw WireError.missingField("transfer id") }
+        guard let name else { throw WireError.missingField("file name") }
+        self.transferID = transferID
+        self.name = name
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, integer: transferID)
+        writer.write(2, string: name)
+        writer.write(3, integer: size)
+        writer.write(4, integer: chunkSize)
+        writer.write(5, integer: compression)
+    }
+}
+
+/// A piece of a file (FileChunk, 14): raw bytes behind a small fixed header.
+///
+/// ```
+/// +-----------------+-----------------+------------------------------+
+/// | transferID u32  | rawLength u32   | data (payload length − 8)    |
+/// +-----------------+-----------------+------------------------------+
+/// ```
+///
+/// dataType 0: `data` is the original bytes (rawLength equals their count). dataType 1: `data` is a complete raw
+/// deflate stream (RFC 1951) that inflates to exactly rawLength bytes. Chunks arrive in order.
+public struct FileChunk: Hashable, Sendable {
+    public static let headerSize = 8
+    public static let raw: UInt16 = 0
+    public static let zlib: UInt16 = 1
+
+    public var transferID: UInt32
+    public var rawLength: UInt32
+    public var compressed: Bool
+    public var data: ByteBuffer
+
+    public init(transferID: UInt32, rawLength: UInt32, compressed: Bool, data: ByteBuffer) {
+        self.transferID = transferID
+        self.rawLength = rawLength
+        self.compressed = compressed
+        self.data = data
+    }
+
+    public init(_ packet: Packet) throws {
+        var payload = packet.payload
+        guard let (id, length) = payload.readMultipleIntegers(as: (UInt32, UInt32).self) else {
+            throw WireError.invalidValue("a FileChunk payload must start with an 8-byte header")
+        }
+        guard packet.header.dataType <= Self.zlib else {
+            throw WireError.invalidValue("unknown FileChunk encoding \(packet.header.dataType)")
+        }
+        let compressed = packet.header.dataType == Self.zlib
+        if !compressed && Int(length) != payload.readableBytes {
+            throw WireError.invalidValue("raw FileChunk says \(length) bytes but carries \(payload.readableBytes)")
+        }
+        self.init(transferID: id, rawLength: length, compressed: compressed, data: payload)
+    }
+
+    /// The packet; `data` is written after the header without copying when it has 8 bytes of unshared headroom.
+    public consuming func packet(_ header: PacketHeader) -> Packet {
+        var header = header
+        header.type = .fileChunk
+        header.dataType = compressed ? Self.zlib : Self.raw
+        let transferID = self.transferID
+        let rawLength = self.rawLength
+        var payload = (consume self).data
+        if payload.readerIndex >= Self.headerSize {
+            payload.moveReaderIndex(to: payload.readerIndex - Self.headerSize)
+            payload.setMultipleIntegers(transferID, rawLength, at: payload.readerIndex)
+        } else {
+            var framed = ByteBufferAllocator().buffer(capacity: Self.headerSize + payload.readableBytes)
+            framed.writeMultipleIntegers(transferID, rawLength)
+            framed.writeImmutableBuffer(payload)
+            payload = framed
+        }
+        return Packet(header: header, payload: payload)
+    }
+}
+
+/// Ends a file (FileEnd, 15). dataType 0: complete; dataType 1: the sender aborts the transfer.
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | transferID | u32 |
+/// | 2 | size | u64, original bytes sent |
+/// | 3 | sha256 | 32 bytes, SHA-256 of the original bytes |
+/// | 4 | reason | UTF-8, why the sender aborted |
+public struct FileEnd: ControlPayload, Hashable {
+    public static let complete: UInt16 = 0
+    public static let abort: UInt16 = 1
+
+    public var transferID: UInt32
+    public var size: UInt64
+    public var sha256: [UInt8]
+    public var reason: String?
+
+    public init(transferID: UInt32, size: UInt64, sha256: [UInt8], reason: String? = nil) {
+        self.transferID = transferID
+        self.size = size
+        self.sha256 = sha256
+        self.reason = reason
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        self.init(transferID: 0, size: 0, sha256: [])
+        var sawID = false
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1:
+                transferID = try field.integer(as: UInt32.self)
+                sawID = true
+            case 2: size = try field.integer()
+            case 3: sha256 = Array(field.value.readableBytesView)
+            case 4: reason = try field.string()
+            default: break
+            }
+        }
+        guard sawID else { throw WireError.missingField("transfer id") }
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, integer: transferID)
+        writer.write(2, integer: size)
+        writer.write(3, bytes: ByteBuffer(bytes: sha256))
+        writer.write(4, string: reason)
+    }
+}
+
+/// The receiver's verdict on a file (DoneReceivingFile, 16), sent to the file's sender.
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | transferID | u32 |
+/// | 2 | status | u8, see ``Status`` |
+/// | 3 | storedAs | UTF-8, the name the receiver published the file under |
+/// | 4 | reason | UTF-8, why it failed |
+/// | 5 | size | u64, bytes stored |
+public struct FileReceipt: ControlPayload, Hashable {
+    public enum Status: UInt8, Sendable {
+        /// Verified (size and SHA-256), synced and published under `storedAs`.
+        case stored = 0
+        /// Not accepted: a bad name, a sender not allowed, too large, not enough space, shutting down.
+        case refused = 1
+        /// The bytes did not match the announced size or SHA-256, or did not inflate.
+        case corrupt = 2
+        /// The receiver could not write or publish the file (disk full, I/O error).
+        case storageFailed = 3
+    }
+
+    public var transferID: UInt32
+    public var status: Status
+    public var storedAs: String?
+    public var reason: String?
+    public var size: UInt64
+
+    public init(transferID: UInt32, status: Status, storedAs: String? = nil, reason: String? = nil, size: UInt64 = 0) {
+        self.transferID = transferID
+        self.status = status
+        self.storedAs = storedAs
+        self.reason = reason
+        self.size = size
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        self.init(transferID: 0, status: .refused)
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1: transferID = try field.integer(as: UInt32.self)
+            case 2: status = Status(rawValue: try field.integer(as: UInt8.self)) ?? .storageFailed
+            case 3: storedAs = try field.string()
+            case 4: reason = try field.string()
+            case 5: size = try field.integer()
+            default: break
+            }
+        }
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, integer: transferID)
+        writer.write(2, integer: status.rawValue)
+        writer.write(3, string: storedAs)
+        writer.write(4, string: reason)
+        writer.write(5, integer: size)
+    }
+}

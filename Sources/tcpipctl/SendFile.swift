@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import NIOConcurrencyHelpers
+import TCPIPCLI
+import TCPIPKit
+import TCPIPWire
+
+struct SendFile: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-file",
+        abstract: "Send files to receivers and wait until each has verified and stored them.",
+        discussion: """
+            Streams each FILE in chunks (constant memory, whatever the size), hashing it with SHA-256 on the way; the \
+            receiver checks size and hash, syncs the file and publishes it without replacing anything, and only then \
+            confirms. send-file exits 0 only when every file was confirmed by every recipient. "-" reads stdin (name \
+            it with --as).
+
+            Exit statuses: 0 all stored; 64 bad usage; 65 a receiver refused a file (name, size, sender not \
+            allowed) or it arrived damaged; 66 an input file cannot be read (nothing is sent); 68 unknown recipient \
+            (nothing is sent); 73 a receiver could not store it (disk full); 75 a receiver or the hub went away, or \
+            no confirmation came within --timeout: retry.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"))
+    var to: [String] = []
+
+    @Argument(help: ArgumentHelp("Files to send; - for stdin.", valueName: "file"))
+    var files: [String]
+
+    @Option(name: .customLong("as"), help: ArgumentHelp("The name to store a single file (or stdin) under.", valueName: "name"))
+    var storeAs: String?
+
+    @Flag(help: "Compress each chunk with zlib; chunks that do not shrink go raw.")
+    var compress = false
+
+    @Option(help: ArgumentHelp("zlib level for --compress (1 fastest … 9 smallest).", valueName: "level"))
+    var compressLevel: Int32 = 1
+
+    @Option(help: ArgumentHelp("Bytes per chunk.", valueName: "bytes"))
+    var chunkSize = 256 << 10
+
+    @Option(help: ArgumentHelp("Wait up to this long for the recipients to join.", valueName: "seconds"))
+    var waitForPeer: Double?
+
+    @Flag(help: "Print one JSON line per file and recipient to stdout.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Progress on stderr: auto (when stderr is a terminal), always, never.", valueName: "when"))
+    var progress: ProgressMode = .auto
+
+    @Flag(help: "Delete each local file once every recipient has confirmed it.")
+    var removeSourceFiles = false
+
+    enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
+        case auto, always, never
+    }
+
+    func validate() throws {
+        if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
+        if files.isEmpty { throw ValidationError("name at least one file, or - for stdin") }
+        if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be sent only once") }
+        if files.contains("-") && storeAs == nil { throw ValidationError("name stdin with --as NAME") }
+        if storeAs != nil && files.count > 1 { throw ValidationError("--as names a single file") }
+        if let storeAs, let problem = SpoolName.problem(with: storeAs) { throw ValidationError("--as: \(problem)") }
+        guard (1...9).contains(compressLevel) else { throw ValidationError("--compress-level must be 1 to 9") }
+        let maxChunk = FrameParser.defaultMaxPayloadSize - FileChunk.headerSize
+        guard (1...maxChunk).contains(chunkSize) else { throw ValidationError("--chunk-size must be 1 to \(maxChunk) bytes") }
+        if let waitForPeer, !(waitForPeer >= 0 && waitForPeer.isFinite) { throw ValidationError("--wait-for-peer must be 0 or more seconds") }
+    }
+
+    func run() async throws {
+        try await reportingErrors("tcpipctl send-file") {
+            let logger = connection.bootstrapLogging(label: "tcpipctl")
+            let configuration = try connection.configuration(role: "client")
+            let sources = files.map { path in
+                FileSendRequest.Source(path: path == "-" ? nil : path, name: storeAs ?? URL(fileURLWithPath: path).lastPathComponent)
+            }
+            var request = FileSendRequest(sources: sources, recipients: to)
+            request.compressionLevel = compress ? compressLevel : nil
+            request.chunkSize = chunkSize
+            request.timeout = configuration.timeout
+            request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
+            if progress == .always || (progress == .auto && isatty(2) == 1) { request.progress = ProgressPrinter().update }
+            let descriptors = try request.openInputs()
+            let results = try await ClientSession.run(configuration, logger: logger) { session in
+                try await FileSending.run(request, descriptors: descriptors, session: session)
+            }
+            var status: Int32 = 0
+            for result in results {
+                if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
+                if result.exitStatus != 0 {
+                    StandardOutput.error("tcpipctl send-file: \(escapedForLog(result.name)) to \(escapedForLog(result.recipient.name)): "
+                        + "\(result.status.rawValue)" + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
+                    if status == 0 || status == TCPIPError.Kind.temporary.exitStatus { status = result.exitStatus }
+                }
+            }
+            if removeSourceFiles {
+                for path in Set(results.compactMap(\.path)) where results.filter({ $0.path == path }).allSatisfy({ $0.status == .stored }) {
+                    if unlink(path) != 0 { StandardOutput.error("tcpipctl send-file: cannot remove \(path): \(String(cString: strerror(errno)))") }
+                }
+            }
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    static func summary(_ result: FileResult) -> JSON {
+        var fields: [(String, JSON)] = [
+            ("name", .string(result.name)),
+            ("to", .object([("id", .int(Int64(result.recipient.id))), ("name", .string(result.recipient.name))])),
+            ("status", .string(result.status.rawValue)),
+            ("bytes", .int(Int64(result.bytes))), ("wireBytes", .int(Int64(result.wireBytes))),
+            ("ratio", .double(result.bytes == 0 ? 1 : (Double(result.wireBytes) / Double(result.bytes) * 1000).rounded() / 1000)),
+            ("sha256", .string(result.sha256)),
+            ("storedAs", result.storedAs.map { .string($0) } ?? .null),
+            ("ms", .double(Double((result.finishedAt ?? result.startedAt) - result.startedAt) / 1000)),
+        ]
+        fields.append(("error", result.reason.map { .string($0) } ?? .null))
+        return .object(fields)
+    }
+}
+
+/// Bytes, rate and ETA per file on stderr, redrawn at most five times a second.
+final class ProgressPrinter: Sendable {
+    private let started = WireClock.now()
+    private let lastDrawn = NIOLockedValueBox<WireTime>(0)
+
+    func update(_ name: String, _ bytes: UInt64, _ total: UInt64?, _ done: Bool) {
+        let now = WireClock.now()
+        let seconds = max(Double(now - started) / 1e6, 0.001)
+        let due = lastDrawn.withLockedValue { last in
+            guard done || now >= last + 200_000 else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        let rate = Double(bytes) / seconds
+        var line = "\r\u{1B}[K\(escapedForLog(name))  \(Self.size(Double(bytes)))"
+        if let total { line += " / \(Self.size(Double(total)))" }
+        line += "  \(Self.size(rate))/s"
+        if let total, rate > 0, !done { line += "  ETA \(Int((Double(total) - Double(bytes)) / rate))s" }
+        if done { line += "\n" }
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    static func size(_ bytes: Double) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = bytes
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(Int(value)) B" : String(format: "%.1f ", value) + units[unit]
+    }
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TCPIPCLI
+import TCPIPKit
+
+@main
+struct Tcpiprecvd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tcpiprecvd",
+        abstract: "The receiver daemon: lands incoming files and messages in a spool directory.",
+        discussion: """
+            Registers with the hub as role "receiver" and stays connected, reconnecting with exponential backoff and \
+            jitter when the hub goes away. Each file is written to a temporary file under SPOOL/.tcpip/tmp, checked \
+            (size and SHA-256) when it ends, synced, and published as SPOOL/NAME without ever replacing a file (a \
+            clash gets NAME.1, NAME.2, …); only then is the sender told it is stored. A metadata record lands in \
+            SPOOL/.tcpip/meta/NAME.json. Messages land as SPOOL/message-TIME-FROMID-MSGID-FROM.txt. Entries whose names \
+            start with a dot are the daemon's own: consumers ignore them.
+
+            SIGTERM or SIGINT: new transfers are refused, running ones may finish for --grace seconds, what is left \
+            is removed, and the daemon exits 0.
+            """,
+        version: tcpipVersion
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: ArgumentHelp("The spool directory (created if missing).", valueName: "dir"))
+    var spool: String
+
+    @Option(help: ArgumentHelp(
+        "After each file is stored, run this command (split on spaces, no shell); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, "
+            + "TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.", valueName: "command"))
+    var exec: String?
+
+    @Option(help: ArgumentHelp("Hooks running at once.", valueName: "n"))
+    var execJobs = 4
+
+    @Option(name: .customLong("allow-from"), help: ArgumentHelp(
+        "Take files and messages only from this peer (name or id); repeatable.", valueName: "peer"))
+    var allowFrom: [String] = []
+
+    @Option(help: ArgumentHelp("Refuse files larger than this many bytes.", valueName: "bytes"))
+    var maxFileSize: UInt64?
+
+    @Option(help: ArgumentHelp("Refuse a file when fewer than this many bytes would stay free.", valueName: "bytes"))
+    var minFreeSpace: UInt64 = 0
+
+    @Option(help: ArgumentHelp("Seconds running transfers may take to finish on SIGTERM.", valueName: "seconds"))
+    var grace: Double = 10
+
+    @Option(help: ArgumentHelp("text or json.", valueName: "format"))
+    var logFormat: LogFormat = .text
+
+    func validate() throws {
+        guard execJobs > 0 else { throw ValidationError("--exec-jobs must be at least 1") }
+        guard grace >= 0, grace.isFinite else { throw ValidationError("--grace must be 0 or more seconds") }
+        if let exec, HookRunner.split(exec).isEmpty { throw ValidationError("--exec is empty") }
+    }
+
+    func run() async throws {
+        try await reportingErrors("tcpiprecvd") {
+            StandardOutput.ignoreSIGPIPE()
+            StderrLogHandler.bootstrap(level: connection.verbose ? .debug : (connection.quiet ? .error : .info), format: logFormat)
+            let logger = Logger(label: "tcpiprecvd")
+            let client = try connection.configuration(role: "receiver")
+            var receiver = ReceiverConfiguration(spool: Spool(root: spool))
+            receiver.allowFrom = allowFrom
+            receiver.maxFileSize = maxFileSize
+            receiver.minFreeSpace = minFreeSpace
+            var service = ReceiverService(client: client, receiver: receiver, logger: logger)
+            service.grace = .milliseconds(Int64(grace * 1000))
+            if let exec { service.hook = HookRunner(argv: HookRunner.split(exec), maxJobs: execJobs, logger: logger) }
+            do {
+                try receiver.spool.prepare()
+            } catch {
+                throw TCPIPError(.cannotCreate, "cannot use the spool \(spool): \(error)")
+            }
+            let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            try await group.run()
+        }
+    }
+}
