@@ -40,7 +40,7 @@ public struct ReceiverService: Service {
         let grace = self.grace
         try await withGracefulShutdownHandler {
             var attempt = 0
-            while !control.stopping.withLockedValue({ $0 }) {
+            while !control.stopping.withLockedValue({ $0 }) && !Task.isCancelled {
                 let started = ContinuousClock.now
                 do {
                     try await session(control)

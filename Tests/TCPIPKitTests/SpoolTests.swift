@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import TCPIPKit
+import TCPIPTestSupport
+import TCPIPWire
+import Testing
+
+@Suite struct SpoolNameTests {
+    @Test(arguments: [
+        "../x", "/etc/x", "a/b", "..", ".", "", "x\0y", "\u{1B}[2Jclear", "tab\there", "new\nline", ".hidden",
+        String(repeating: "a", count: 300), "a\\b", "CON", "nul.txt", "com1", "trailing ",
+    ])
+    func unsafeNamesAreRefused(name: String) {
+        #expect(SpoolName.problem(with: name) != nil, "\(name.debugDescription) should be refused")
+    }
+
+    @Test(arguments: ["report.txt", "archive.tar.gz", "ünïcødé 文件.txt", "emoji 🚀.bin", "a", "name with spaces", "x..y", "CONFIG.txt", String(repeating: "a", count: 255)])
+    func safeNamesAreAccepted(name: String) {
+        #expect(SpoolName.problem(with: name) == nil, "\(name) should be accepted")
+    }
+}
+
+@Suite struct SpoolTests {
+    static func temporarySpool() throws -> Spool {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(UUID().uuidString)").path
+        let spool = Spool(root: root)
+        try spool.prepare()
+        return spool
+    }
+
+    static func temporaryFile(_ spool: Spool, _ content: String) throws -> String {
+        let (fd, path) = try spool.createTemporary(tag: "test")
+        let bytes = Array(content.utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        return path
+    }
+
+    @Test func publishNeverReplacesAndNumbersClashes() throws {
+        let spool = try Self.temporarySpool()
+        defer { try? FileManager.default.removeItem(atPath: spool.root) }
+        let first = try spool.publish(temporary: try Self.temporaryFile(spool, "one"), as: "same.txt")
+        let second = try spool.publish(temporary: try Self.temporaryFile(spool, "two"), as: "same.txt")
+        let third = try spool.publish(temporary: try Self.temporaryFile(spool, "three"), as: "same.txt")
+        #expect([first, second, third] == ["same.txt", "same.txt.1", "same.txt.2"])
+        #expect(try String(contentsOfFile: spool.root + "/same.txt", encoding: .utf8) == "one")
+        #expect(try String(contentsOfFile: spool.root + "/same.txt.1", encoding: .utf8) == "two")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
+    }
+
+    @Test func racingWritersWithTheSameNameEachGetTheirOwnFile() async throws {
+        let spool = try Self.temporarySpool()
+        defer { try? FileManager.default.removeItem(atPath: spool.root) }
+        let writers = 16
+        let paths = try (0..<writers).map { try Self.temporaryFile(spool, "writer \($0)") }
+        let names = await withTaskGroup(of: String?.self) { group in
+            for path in paths {
+                group.addTask { try? spool.publish(temporary: path, as: "race.bin") }
+            }
+            var names: [String] = []
+            for await name in group { if let name { names.append(name) } }
+            return names
+        }
+        #expect(Set(names).count == writers)
+        let contents = try Set(names.map { try String(contentsOfFile: spool.root + "/" + $0, encoding: .utf8) })
+        #expect(contents == Set((0..<writers).map { "writer \($0)" }))
+    }
+
+    @Test func prepareRemovesLeftovers() throws {
+        let spool = try Self.temporarySpool()
+        defer { try? FileManager.default.removeItem(atPath: spool.root) }
+        _ = try Self.temporaryFile(spool, "partial")
+        _ = try Self.temporaryFile(spool, "partial 2")
+        #expect(try spool.prepare() == 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
+    }
+}
+
+@Suite struct ChunkCodecTests {
+    @Test func compressibleChunksShrinkAndIncompressibleOnesStayRaw() throws {
+        let compressor = try ChunkCompressor(level: 1)
+        let text = ByteBuffer(string: String(repeating: "2026-11-25 INFO request ok id=12345\n", count: 2000))
+        let compressed = try #require(compressor.compress(text))
+        #expect(compressed.readableBytes < text.readableBytes / 4)
+        let restored = try ChunkDecompressor().decompress(compressed, rawLength: text.readableBytes)
+        #expect(restored == text)
+        var generator = SeededGenerator(seed: 9)
+        let noise = ByteBuffer(bytes: (0..<65536).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        #expect(compressor.compress(noise) == nil)
+    }
+
+    @Test func aBombIsStoppedAtTheAnnouncedSize() throws {
+        // 64 MiB of zeros compress to about 64 KiB; announced as 256 KiB, it must fail without inflating it all.
+        let compressor = try ChunkCompressor(level: 9)
+        let zeros = ByteBuffer(repeating: 0, count: 64 << 20)
+        let bomb = try #require(compressor.compress(zeros))
+        #expect(bomb.readableBytes < 1 << 20)
+        #expect(throws: ChunkDecompressor.Failure.self) { try ChunkDecompressor().decompress(bomb, rawLength: 256 << 10) }
+    }
+
+    @Test func garbageAndShortStreamsAreErrors() throws {
+        let decompressor = try ChunkDecompressor()
+        #expect(throws: ChunkDecompressor.Failure.self) { try decompressor.decompress(ByteBuffer(bytes: [0xFF, 0xFE, 0xFD, 0x00, 0x12]), rawLength: 100) }
+        let compressor = try ChunkCompressor(level: 1)
+        let text = ByteBuffer(string: String(repeating: "abc", count: 1000))
+        let compressed = try #require(compressor.compress(text))
+        #expect(throws: ChunkDecompressor.Failure.self) { try decompressor.decompress(compressed, rawLength: 2000) }
+        // The decompressor is still usable after failures.
+        #expect(try decompressor.decompress(compressed, rawLength: 3000) == text)
+    }
+}
