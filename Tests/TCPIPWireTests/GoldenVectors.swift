@@ -1,4 +1,5 @@
 import NIOCore
+import TCPIPTestSupport
 import TCPIPWire
 
 /// The packets whose bytes docs/PROTOCOL.md lists as golden vectors, by the name used there.
@@ -57,6 +58,20 @@ enum GoldenVectors {
         ),
         entry("messageReceived", header(.messageReceived, mask: .client, to: 7), MessageReceipt(messageID: 1, bytes: 3)),
         entry("recipients", header(.recipients, mask: .hub), Recipients(ids: [3, 9])),
+        entry("fileStart", header(.fileStart, mask: .group, from: 7), FileStart(transferID: 1, name: "a.txt", size: 3, chunkSize: 262_144, compression: 1)),
+        (
+            "fileChunk",
+            FileChunk(transferID: 1, rawLength: 3, compressed: false, data: ByteBuffer(string: "abc")).packet(header(.fileChunk, mask: .group, from: 7)),
+            nil
+        ),
+        entry(
+            "fileEnd", header(.fileEnd, mask: .group, from: 7),
+            FileEnd(transferID: 1, size: 3, sha256: Hex.bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
+        ),
+        entry(
+            "doneReceivingFile", header(.doneReceivingFile, mask: .client, to: 7, from: 3),
+            FileReceipt(transferID: 1, status: .stored, storedAs: "a.txt", size: 3)
+        ),
         (
             "application", Packet(header: header(PacketType(4096), dataType: 1, mask: .all, from: 7), payload: ByteBuffer(string: "custom")),
             nil
