@@ -8,14 +8,18 @@ public struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The hub's address (env TCPIP_SERVER).", valueName: "host:port"))
     public var server: String?
 
-    @Option(name: .long, help: ArgumentHelp(
-        "The name to register (env TCPIP_NAME; default USER@HOSTNAME, made unique by the hub if taken).",
-        valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The name to register (env TCPIP_NAME; default USER@HOSTNAME, made unique by the hub if taken).",
+            valueName: "name"))
     public var name: String?
 
-    @Option(name: .customLong("token-file"), help: ArgumentHelp(
-        "Read the hub's token from this file (or set TCPIP_TOKEN or TCPIP_TOKEN_FILE; never on the command line).",
-        valueName: "path"))
+    @Option(
+        name: .customLong("token-file"),
+        help: ArgumentHelp(
+            "Read the hub's token from this file (or set TCPIP_TOKEN or TCPIP_TOKEN_FILE; never on the command line).",
+            valueName: "path"))
     public var tokenFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Seconds to wait for the hub and for answers.", valueName: "seconds"))
@@ -30,7 +34,9 @@ public struct ConnectionOptions: ParsableArguments {
     public init() {}
 
     public func validate() throws {
-        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
+        guard timeout > 0, timeout.isFinite else {
+            throw ValidationError("--timeout must be a positive number of seconds")
+        }
         guard !(verbose && quiet) else { throw ValidationError("--verbose and --quiet cannot be used together") }
     }
 
@@ -63,5 +69,4 @@ public struct ConnectionOptions: ParsableArguments {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}
 extension LogFormat: ExpressibleByArgument {}

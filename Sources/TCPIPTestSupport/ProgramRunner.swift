@@ -2,7 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where the built programs are: beside the test bundle in the build folder.
@@ -109,7 +109,8 @@ public final class RunningProgram: @unchecked Sendable {
             if !process.isRunning && stdoutCollector.isFinished { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        throw TestFailure("\(name): wanted \(count) lines on stdout, have \(stdoutLines.count): \(stdout) stderr: \(stderr)")
+        throw TestFailure(
+            "\(name): wanted \(count) lines on stdout, have \(stdoutLines.count): \(stdout) stderr: \(stderr)")
     }
 
     /// Waits for the program to exit; returns its status (128 + signal when a signal ended it). Kills it and throws
@@ -128,7 +129,8 @@ public final class RunningProgram: @unchecked Sendable {
         for _ in 0..<200 where !(stdoutCollector.isFinished && stderrCollector.isFinished) {
             try await Task.sleep(for: .milliseconds(5))
         }
-        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return process.terminationReason == .uncaughtSignal
+            ? 128 + process.terminationStatus : process.terminationStatus
     }
 
     /// Runs a program to completion with optional stdin; returns status, stdout and stderr.
@@ -180,7 +182,8 @@ extension TestHub {
     public func waitForPeers(_ names: [String], timeout: Double = 15) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let result = try await RunningProgram.run("tcpipctl", ["peers", "--name", "probe-\(UUID().uuidString.prefix(8))"], environment: environment)
+            let result = try await RunningProgram.run(
+                "tcpipctl", ["peers", "--name", "probe-\(UUID().uuidString.prefix(8))"], environment: environment)
             if result.status == 0, names.allSatisfy({ result.stdout.contains("\"name\":\"\($0)\"") }) { return }
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -27,7 +27,8 @@ public struct FrameParser: Sendable {
     public func nextPacket(from buffer: inout ByteBuffer) throws -> Packet? {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         guard Int(length) + PacketHeader.lengthPrefixSize <= maxFrameSize else {
-            throw WireError.frameTooLarge(length: UInt64(length) + UInt64(PacketHeader.lengthPrefixSize), limit: maxFrameSize)
+            throw WireError.frameTooLarge(
+                length: UInt64(length) + UInt64(PacketHeader.lengthPrefixSize), limit: maxFrameSize)
         }
         guard Int(length) >= PacketHeader.sizeAfterLength else { throw WireError.frameTooShort(length: length) }
         guard buffer.readableBytes >= PacketHeader.lengthPrefixSize + Int(length) else { return nil }

@@ -17,7 +17,9 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
     private let code: Code
     private init(_ code: Code) { self.code = code }
 
-    public static func frameTooLarge(length: UInt64, limit: Int) -> WireError { .init(.frameTooLarge(length: length, limit: limit)) }
+    public static func frameTooLarge(length: UInt64, limit: Int) -> WireError {
+        .init(.frameTooLarge(length: length, limit: limit))
+    }
     public static func frameTooShort(length: UInt32) -> WireError { .init(.frameTooShort(length: length)) }
     public static func unsupportedLevel(_ level: UInt8) -> WireError { .init(.unsupportedLevel(level)) }
     public static func unknownMaskTo(_ value: UInt8) -> WireError { .init(.unknownMaskTo(value)) }
@@ -26,7 +28,9 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
         .init(.fieldOutsideFrame(tag: tag, length: length, remaining: remaining))
     }
     public static func invalidUTF8(tag: UInt8) -> WireError { .init(.invalidUTF8(tag: tag)) }
-    public static func integerTooWide(tag: UInt8, width: Int) -> WireError { .init(.integerTooWide(tag: tag, width: width)) }
+    public static func integerTooWide(tag: UInt8, width: Int) -> WireError {
+        .init(.integerTooWide(tag: tag, width: width))
+    }
     public static func missingField(_ name: String) -> WireError { .init(.missingField(name)) }
     public static func invalidValue(_ what: String) -> WireError { .init(.invalidValue(what)) }
 

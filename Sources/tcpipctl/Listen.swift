@@ -20,16 +20,21 @@ struct Listen: AsyncParsableCommand {
     @Flag(help: "Write only the message bytes, each followed by --separator.")
     var raw = false
 
-    @Option(help: ArgumentHelp("With --raw: what follows each message (\\n, \\0, \\t escapes; '' for nothing).", valueName: "text"))
+    @Option(
+        help: ArgumentHelp(
+            "With --raw: what follows each message (\\n, \\0, \\t escapes; '' for nothing).", valueName: "text"))
     var separator = "\\n"
 
-    @Option(help: ArgumentHelp("Take messages only from this peer (name or id); others are refused.", valueName: "peer"))
+    @Option(
+        help: ArgumentHelp("Take messages only from this peer (name or id); others are refused.", valueName: "peer"),
+        completion: PeerCompletion.kind)
     var from: String?
 
     @Option(help: ArgumentHelp("Exit 0 after this many messages.", valueName: "n"))
     var count: Int?
 
-    @Option(help: ArgumentHelp("Print packets of this application type (4096–65535) instead of messages.", valueName: "n"))
+    @Option(
+        help: ArgumentHelp("Print packets of this application type (4096–65535) instead of messages.", valueName: "n"))
     var type: UInt16?
 
     @Option(help: ArgumentHelp("Largest message accepted, in bytes.", valueName: "bytes"))

@@ -24,7 +24,9 @@ struct Peers: AsyncParsableCommand {
     @Flag(help: "Keep printing joins, leaves and updates as NDJSON.")
     var watch = false
 
-    @Option(help: ArgumentHelp("With --watch: exit 0 after this many changes (present lines do not count).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp("With --watch: exit 0 after this many changes (present lines do not count).", valueName: "n")
+    )
     var count: Int?
 
     func validate() throws {

@@ -16,7 +16,9 @@ struct Ping: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: ArgumentHelp("Ping this peer (name or id) instead of the hub.", valueName: "peer"))
+    @Option(
+        help: ArgumentHelp("Ping this peer (name or id) instead of the hub.", valueName: "peer"),
+        completion: PeerCompletion.kind)
     var to: String?
 
     @Option(help: ArgumentHelp("Replies to wait for; 0 pings until interrupted.", valueName: "n"))
@@ -48,10 +50,12 @@ struct Ping: AsyncParsableCommand {
     }
 
     private func pingOnce(_ session: ClientSession, target: PeerRecord?, sequence: UInt32) async throws {
-        let header = target.map { PacketHeader(type: .ping, maskTo: .client, idTo: $0.id) }
+        let header =
+            target.map { PacketHeader(type: .ping, maskTo: .client, idTo: $0.id) }
             ?? PacketHeader(type: .ping, maskTo: .hub)
         let sentAt = WireClock.now()
-        let what = target.map { "waiting for peer '\(escapedForLog($0.name))' to answer ping \(sequence)" }
+        let what =
+            target.map { "waiting for peer '\(escapedForLog($0.name))' to answer ping \(sequence)" }
             ?? "waiting for the hub to answer ping \(sequence)"
         session.setDeadline(after: session.configuration.timeout, doing: what)
         try await session.send(PingPayload(sequence: sequence, sentAt: sentAt).packet(header))
@@ -66,10 +70,12 @@ struct Ping: AsyncParsableCommand {
                 let answeredAt = reply.answeredAt ?? receivedAt
                 let rtt = Double(receivedAt - sentAt) / 1000
                 let offset = (Double(answeredAt) - (Double(sentAt) + Double(receivedAt)) / 2) / 1000
-                let to: JSON = target.map { .object([("id", .int(Int64($0.id))), ("name", .string($0.name))]) } ?? .string("hub")
+                let to: JSON =
+                    target.map { .object([("id", .int(Int64($0.id))), ("name", .string($0.name))]) } ?? .string("hub")
                 let line = JSON.object([
                     ("seq", .int(Int64(sequence))), ("to", to), ("rttMs", .double((rtt * 1000).rounded() / 1000)),
-                    ("offsetMs", .double((offset * 1000).rounded() / 1000)), ("time", .string(WireClock.rfc3339(answeredAt))),
+                    ("offsetMs", .double((offset * 1000).rounded() / 1000)),
+                    ("time", .string(WireClock.rfc3339(answeredAt))),
                 ])
                 try StandardOutput.write(line.rendered() + "\n")
                 return

@@ -23,13 +23,17 @@ struct Send: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"))
+    @Option(
+        name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"),
+        completion: PeerCompletion.kind)
     var to: [String] = []
 
     @Flag(help: "Send to every connected peer whose role is listener or receiver.")
     var all = false
 
-    @Option(name: [.customShort("m"), .long], help: ArgumentHelp("Send this text instead of reading stdin.", valueName: "text"))
+    @Option(
+        name: [.customShort("m"), .long],
+        help: ArgumentHelp("Send this text instead of reading stdin.", valueName: "text"))
     var message: String?
 
     @Flag(help: "Send each line of stdin as its own message, as soon as it arrives.")
@@ -47,9 +51,10 @@ struct Send: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Wait up to this long for the recipients to join.", valueName: "seconds"))
     var waitForPeer: Double?
 
-    @Option(help: ArgumentHelp(
-        "Send stdin as raw packets of this application type (4096–65535) instead of messages; no receipts.",
-        valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Send stdin as raw packets of this application type (4096–65535) instead of messages; no receipts.",
+            valueName: "n"))
     var type: UInt16?
 
     func validate() throws {
@@ -89,8 +94,9 @@ struct Send: AsyncParsableCommand {
             for result in results {
                 if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
                 if result.exitStatus != 0 {
-                    StandardOutput.error("tcpipctl send: \(escapedForLog(result.peer.name)): \(result.status.rawValue)"
-                        + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
+                    StandardOutput.error(
+                        "tcpipctl send: \(escapedForLog(result.peer.name)): \(result.status.rawValue)"
+                            + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
                     // A failure the user must fix outranks one that a retry may cure.
                     if status == 0 || status == TCPIPError.Kind.temporary.exitStatus { status = result.exitStatus }
                 }

@@ -24,13 +24,17 @@ struct SendFile: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"))
+    @Option(
+        name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"),
+        completion: PeerCompletion.kind)
     var to: [String] = []
 
     @Argument(help: ArgumentHelp("Files to send; - for stdin.", valueName: "file"))
     var files: [String]
 
-    @Option(name: .customLong("as"), help: ArgumentHelp("The name to store a single file (or stdin) under.", valueName: "name"))
+    @Option(
+        name: .customLong("as"),
+        help: ArgumentHelp("The name to store a single file (or stdin) under.", valueName: "name"))
     var storeAs: String?
 
     @Flag(help: "Compress each chunk with zlib; chunks that do not shrink go raw.")
@@ -48,7 +52,8 @@ struct SendFile: AsyncParsableCommand {
     @Flag(help: "Print one JSON line per file and recipient to stdout.")
     var json = false
 
-    @Option(help: ArgumentHelp("Progress on stderr: auto (when stderr is a terminal), always, never.", valueName: "when"))
+    @Option(
+        help: ArgumentHelp("Progress on stderr: auto (when stderr is a terminal), always, never.", valueName: "when"))
     var progress: ProgressMode = .auto
 
     @Flag(help: "Delete each local file once every recipient has confirmed it.")
@@ -67,8 +72,12 @@ struct SendFile: AsyncParsableCommand {
         if let storeAs, let problem = SpoolName.problem(with: storeAs) { throw ValidationError("--as: \(problem)") }
         guard (1...9).contains(compressLevel) else { throw ValidationError("--compress-level must be 1 to 9") }
         let maxChunk = FrameParser.defaultMaxPayloadSize - FileChunk.headerSize
-        guard (1...maxChunk).contains(chunkSize) else { throw ValidationError("--chunk-size must be 1 to \(maxChunk) bytes") }
-        if let waitForPeer, !(waitForPeer >= 0 && waitForPeer.isFinite) { throw ValidationError("--wait-for-peer must be 0 or more seconds") }
+        guard (1...maxChunk).contains(chunkSize) else {
+            throw ValidationError("--chunk-size must be 1 to \(maxChunk) bytes")
+        }
+        if let waitForPeer, !(waitForPeer >= 0 && waitForPeer.isFinite) {
+            throw ValidationError("--wait-for-peer must be 0 or more seconds")
+        }
     }
 
     func run() async throws {
@@ -76,14 +85,17 @@ struct SendFile: AsyncParsableCommand {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
             let configuration = try connection.configuration(role: "client")
             let sources = files.map { path in
-                FileSendRequest.Source(path: path == "-" ? nil : path, name: storeAs ?? URL(fileURLWithPath: path).lastPathComponent)
+                FileSendRequest.Source(
+                    path: path == "-" ? nil : path, name: storeAs ?? URL(fileURLWithPath: path).lastPathComponent)
             }
             var request = FileSendRequest(sources: sources, recipients: to)
             request.compressionLevel = compress ? compressLevel : nil
             request.chunkSize = chunkSize
             request.timeout = configuration.timeout
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
-            if progress == .always || (progress == .auto && isatty(2) == 1) { request.progress = ProgressPrinter().update }
+            if progress == .always || (progress == .auto && isatty(2) == 1) {
+                request.progress = ProgressPrinter().update
+            }
             let descriptors = try request.openInputs()
             let results = try await ClientSession.run(configuration, logger: logger) { session in
                 try await FileSending.run(request, descriptors: descriptors, session: session)
@@ -92,14 +104,19 @@ struct SendFile: AsyncParsableCommand {
             for result in results {
                 if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
                 if result.exitStatus != 0 {
-                    StandardOutput.error("tcpipctl send-file: \(escapedForLog(result.name)) to \(escapedForLog(result.recipient.name)): "
-                        + "\(result.status.rawValue)" + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
+                    StandardOutput.error(
+                        "tcpipctl send-file: \(escapedForLog(result.name)) to \(escapedForLog(result.recipient.name)): "
+                            + "\(result.status.rawValue)" + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
                     if status == 0 || status == TCPIPError.Kind.temporary.exitStatus { status = result.exitStatus }
                 }
             }
             if removeSourceFiles {
-                for path in Set(results.compactMap(\.path)) where results.filter({ $0.path == path }).allSatisfy({ $0.status == .stored }) {
-                    if unlink(path) != 0 { StandardOutput.error("tcpipctl send-file: cannot remove \(path): \(String(cString: strerror(errno)))") }
+                for path in Set(results.compactMap(\.path))
+                where results.filter({ $0.path == path }).allSatisfy({ $0.status == .stored }) {
+                    if unlink(path) != 0 {
+                        StandardOutput.error(
+                            "tcpipctl send-file: cannot remove \(path): \(String(cString: strerror(errno)))")
+                    }
                 }
             }
             if status != 0 { throw ExitCode(status) }
@@ -112,7 +129,11 @@ struct SendFile: AsyncParsableCommand {
             ("to", .object([("id", .int(Int64(result.recipient.id))), ("name", .string(result.recipient.name))])),
             ("status", .string(result.status.rawValue)),
             ("bytes", .int(Int64(result.bytes))), ("wireBytes", .int(Int64(result.wireBytes))),
-            ("ratio", .double(result.bytes == 0 ? 1 : (Double(result.wireBytes) / Double(result.bytes) * 1000).rounded() / 1000)),
+            (
+                "ratio",
+                .double(
+                    result.bytes == 0 ? 1 : (Double(result.wireBytes) / Double(result.bytes) * 1000).rounded() / 1000)
+            ),
             ("sha256", .string(result.sha256)),
             ("storedAs", result.storedAs.map { .string($0) } ?? .null),
             ("ms", .double(Double((result.finishedAt ?? result.startedAt) - result.startedAt) / 1000)),

@@ -26,8 +26,10 @@ struct Tcpipd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Address to listen on; port 0 picks a free port.", valueName: "host:port"))
     var listen = HostPort.defaultAddress.description
 
-    @Option(name: .customLong("token-file"), help: ArgumentHelp(
-        "Require the token in this file from every client (or set TCPIP_TOKEN).", valueName: "path"))
+    @Option(
+        name: .customLong("token-file"),
+        help: ArgumentHelp(
+            "Require the token in this file from every client (or set TCPIP_TOKEN).", valueName: "path"))
     var tokenFile: String?
 
     @Flag(name: .customLong("insecure-no-token"), help: "Allow a non-loopback address without a token.")
@@ -36,8 +38,9 @@ struct Tcpipd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Largest frame accepted, header included.", valueName: "bytes"))
     var maxFrameSize = FrameParser.defaultMaxFrameSize
 
-    @Option(help: ArgumentHelp(
-        "Bytes queued towards one connection before the hub stops reading its senders.", valueName: "bytes"))
+    @Option(
+        help: ArgumentHelp(
+            "Bytes queued towards one connection before the hub stops reading its senders.", valueName: "bytes"))
     var maxQueuedBytes = HubConfiguration().maxQueuedBytes
 
     @Option(help: ArgumentHelp("Seconds between heartbeats; a peer silent for three is dropped.", valueName: "seconds"))
@@ -46,20 +49,28 @@ struct Tcpipd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds a new connection has to register.", valueName: "seconds"))
     var registrationTimeout: Double = 5
 
-    @Option(help: ArgumentHelp(
-        "Seconds a peer may make no progress reading before it is dropped.", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a peer may make no progress reading before it is dropped.", valueName: "seconds"))
     var writeTimeout: Double = 30
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
-    var logLevel: Logger.Level = .info
+    var logLevel = "info"
 
     @Option(help: ArgumentHelp("text or json.", valueName: "format"))
     var logFormat: LogFormat = .text
 
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError(
+                "--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
     func run() async throws {
         try await reportingErrors("tcpipd") {
             StandardOutput.ignoreSIGPIPE()
-            StderrLogHandler.bootstrap(level: logLevel, format: logFormat)
+            StderrLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
             let logger = Logger(label: "tcpipd")
             let configuration = try hubConfiguration()
             try configuration.validate()
@@ -83,8 +94,10 @@ struct Tcpipd: AsyncParsableCommand {
     func hubConfiguration() throws -> HubConfiguration {
         var configuration = HubConfiguration()
         configuration.listen = try HostPort(parsing: listen)
-        configuration.token = try Token.resolve(tokenFile: tokenFile, environment: ProcessInfo.processInfo.environment
-            .filter { $0.key == "TCPIP_TOKEN" || $0.key == "TCPIP_TOKEN_FILE" })
+        configuration.token = try Token.resolve(
+            tokenFile: tokenFile,
+            environment: ProcessInfo.processInfo.environment
+                .filter { $0.key == "TCPIP_TOKEN" || $0.key == "TCPIP_TOKEN_FILE" })
         configuration.allowInsecure = insecureNoToken
         configuration.maxFrameSize = maxFrameSize
         configuration.maxQueuedBytes = maxQueuedBytes
@@ -95,7 +108,9 @@ struct Tcpipd: AsyncParsableCommand {
     }
 
     static func duration(_ seconds: Double, _ option: String) throws -> Duration {
-        guard seconds.isFinite, seconds > 0 else { throw TCPIPError.usage("\(option) must be a positive number of seconds") }
+        guard seconds.isFinite, seconds > 0 else {
+            throw TCPIPError.usage("\(option) must be a positive number of seconds")
+        }
         return .microseconds(Int64(seconds * 1_000_000))
     }
 }

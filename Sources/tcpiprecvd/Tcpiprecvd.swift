@@ -29,16 +29,19 @@ struct Tcpiprecvd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The spool directory (created if missing).", valueName: "dir"))
     var spool: String
 
-    @Option(help: ArgumentHelp(
-        "After each file is stored, run this command (split on spaces, no shell); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, "
-            + "TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.", valueName: "command"))
+    @Option(
+        help: ArgumentHelp(
+            "After each file is stored, run this command (split on spaces, no shell); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, "
+                + "TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.", valueName: "command"))
     var exec: String?
 
     @Option(help: ArgumentHelp("Hooks running at once.", valueName: "n"))
     var execJobs = 4
 
-    @Option(name: .customLong("allow-from"), help: ArgumentHelp(
-        "Take files and messages only from this peer (name or id); repeatable.", valueName: "peer"))
+    @Option(
+        name: .customLong("allow-from"),
+        help: ArgumentHelp(
+            "Take files and messages only from this peer (name or id); repeatable.", valueName: "peer"))
     var allowFrom: [String] = []
 
     @Option(help: ArgumentHelp("Refuse files larger than this many bytes.", valueName: "bytes"))
@@ -62,7 +65,8 @@ struct Tcpiprecvd: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpiprecvd") {
             StandardOutput.ignoreSIGPIPE()
-            StderrLogHandler.bootstrap(level: connection.verbose ? .debug : (connection.quiet ? .error : .info), format: logFormat)
+            StderrLogHandler.bootstrap(
+                level: connection.verbose ? .debug : (connection.quiet ? .error : .info), format: logFormat)
             let logger = Logger(label: "tcpiprecvd")
             let client = try connection.configuration(role: "receiver")
             var receiver = ReceiverConfiguration(spool: Spool(root: spool))

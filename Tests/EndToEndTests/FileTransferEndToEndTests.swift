@@ -19,7 +19,8 @@ import Testing
         deinit { try? FileManager.default.removeItem(at: directory) }
 
         func startReceiver(_ extra: [String] = [], name: String = "archive") async throws {
-            receiver = try RunningProgram("tcpiprecvd", ["--spool", spool, "--name", name] + extra, environment: hub.environment)
+            receiver = try RunningProgram(
+                "tcpiprecvd", ["--spool", spool, "--name", name] + extra, environment: hub.environment)
             try await hub.waitForPeers([name])
         }
 
@@ -29,15 +30,20 @@ import Testing
             return path
         }
 
-        func sendFile(_ arguments: [String], stdin: [UInt8]? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
-            try await RunningProgram.run("tcpipctl", ["send-file"] + arguments, environment: hub.environment, stdin: stdin, timeout: 60)
+        func sendFile(_ arguments: [String], stdin: [UInt8]? = nil) async throws -> (
+            status: Int32, stdout: String, stderr: String
+        ) {
+            try await RunningProgram.run(
+                "tcpipctl", ["send-file"] + arguments, environment: hub.environment, stdin: stdin, timeout: 60)
         }
 
         func spooled(_ name: String) -> [UInt8]? {
             (try? Data(contentsOf: URL(fileURLWithPath: spool + "/" + name))).map(Array.init)
         }
 
-        var visible: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).filter { !$0.hasPrefix(".") }.sorted() }
+        var visible: [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        }
         var temporary: [String] { (try? FileManager.default.contentsOfDirectory(atPath: spool + "/.tcpip/tmp")) ?? [] }
 
         func stop() async throws {
@@ -52,19 +58,25 @@ import Testing
         return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
 
-    static let csv = Array((0..<60_000).map { "\($0),2026-11-25T10:00:00Z,host-\($0 % 17),INFO,request served in \($0 % 300) ms\n" }.joined().utf8)
+    static let csv = Array(
+        (0..<60_000).map { "\($0),2026-11-25T10:00:00Z,host-\($0 % 17),INFO,request served in \($0 % 300) ms\n" }
+            .joined().utf8)
 
     @Test(arguments: [false, true])
     func filesLandByteIdentical(compress: Bool) async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
         let files: [(String, [UInt8])] = [
-            ("random.bin", Self.random(3 << 20)), ("logs.csv", Self.csv), ("empty", []), ("ünïcødé 文件 🚀.txt", Array("hello\n".utf8)),
+            ("random.bin", Self.random(3 << 20)), ("logs.csv", Self.csv), ("empty", []),
+            ("ünïcødé 文件 🚀.txt", Array("hello\n".utf8)),
         ]
         let paths = try files.map { try fixture.file($0.0, $0.1) }
-        let result = try await fixture.sendFile(["--to", "archive", "--json"] + (compress ? ["--compress"] : []) + paths)
+        let result = try await fixture.sendFile(
+            ["--to", "archive", "--json"] + (compress ? ["--compress"] : []) + paths)
         #expect(result.status == 0, "\(result.stderr)")
-        let lines = try result.stdout.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let lines = try result.stdout.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
         #expect(lines.count == files.count)
         #expect(lines.allSatisfy { $0["status"] as? String == "stored" })
         for (name, bytes) in files { #expect(fixture.spooled(name) == bytes, "\(name)") }
@@ -75,7 +87,10 @@ import Testing
             #expect(csvLine["wireBytes"] as? Int == Self.csv.count)
         }
         #expect(fixture.temporary.isEmpty)
-        let metadata = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture.spool + "/.tcpip/meta/logs.csv.json"))) as? [String: Any])
+        let metadata = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: fixture.spool + "/.tcpip/meta/logs.csv.json")))
+                as? [String: Any])
         #expect(metadata["sha256"] as? String == csvLine["sha256"] as? String)
         #expect(metadata["compression"] as? String == (compress ? "zlib" : "none"))
         try await fixture.stop()
@@ -110,7 +125,8 @@ import Testing
     @Test func receiverKilledMidTransferLeavesNoVisiblePartAndRestartCleansUp() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
-        let sender = try RunningProgram("tcpipctl", ["send-file", "--to", "archive", "-", "--as", "slow.bin"], environment: fixture.hub.environment)
+        let sender = try RunningProgram(
+            "tcpipctl", ["send-file", "--to", "archive", "-", "--as", "slow.bin"], environment: fixture.hub.environment)
         sender.write(Self.random(1 << 20, seed: 3))
         // Wait until the partial file exists, then kill the receiver hard.
         for _ in 0..<500 where fixture.temporary.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
@@ -131,13 +147,17 @@ import Testing
     @Test func execHookRunsWithTheFilesEnvironment() async throws {
         let fixture = try await Fixture()
         let log = fixture.directory.appendingPathComponent("hook.log").path
-        let script = try fixture.file("hook.sh", Array("#!/bin/sh\necho \"$TCPIP_FILE|$TCPIP_FROM|$TCPIP_SHA256|$TCPIP_SIZE|$1\" >> '\(log)'\n".utf8))
+        let script = try fixture.file(
+            "hook.sh",
+            Array("#!/bin/sh\necho \"$TCPIP_FILE|$TCPIP_FROM|$TCPIP_SHA256|$TCPIP_SIZE|$1\" >> '\(log)'\n".utf8))
         chmod(script, 0o755)
         try await fixture.startReceiver(["--exec", "\(script) 'argument with spaces'"])
         let path = try fixture.file("hooked.txt", Array("hook me\n".utf8))
         let result = try await fixture.sendFile(["--to", "archive", "--name", "hooker", "--json", path])
         #expect(result.status == 0, "\(result.stderr)")
-        for _ in 0..<300 where !FileManager.default.fileExists(atPath: log) { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<300 where !FileManager.default.fileExists(atPath: log) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let line = try String(contentsOfFile: log, encoding: .utf8).trimmingCharacters(in: .newlines)
         let parts = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         #expect(parts.count == 5)
@@ -171,7 +191,9 @@ import Testing
         let fixture = try await Fixture()
         try await fixture.startReceiver()
         let present = try fixture.file("present.txt", Array("x".utf8))
-        let result = try await fixture.sendFile(["--to", "archive", present, fixture.directory.appendingPathComponent("missing.txt").path])
+        let result = try await fixture.sendFile([
+            "--to", "archive", present, fixture.directory.appendingPathComponent("missing.txt").path,
+        ])
         #expect(result.status == 66)
         #expect(result.stderr.contains("missing.txt"))
         #expect(fixture.visible.isEmpty)
@@ -194,7 +216,8 @@ import Testing
     @Test func messagesToTheReceiverLandInTheSpool() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
-        let result = try await RunningProgram.run("tcpipctl", ["send", "--to", "archive", "-m", "a note"], environment: fixture.hub.environment)
+        let result = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "archive", "-m", "a note"], environment: fixture.hub.environment)
         #expect(result.status == 0, "\(result.stderr)")
         let messages = fixture.visible.filter { $0.hasPrefix("message-") }
         #expect(messages.count == 1)

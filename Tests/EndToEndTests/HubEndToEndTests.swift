@@ -1,6 +1,6 @@
 import Foundation
-import TCPIPTestSupport
 import NIOCore
+import TCPIPTestSupport
 import TCPIPWire
 import Testing
 
@@ -12,11 +12,13 @@ import Testing
 
     @Test func twoPeersSeeEachOther() async throws {
         let hub = try await TestHub()
-        let watcher = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "alpha"], environment: hub.environment)
+        let watcher = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "alpha"], environment: hub.environment)
         // Wait until alpha is registered: a second client lists it.
         var listed: [[String: Any]] = []
         for _ in 0..<200 {
-            let result = try await RunningProgram.run("tcpipctl", ["peers", "--name", "beta", "--include-self"], environment: hub.environment)
+            let result = try await RunningProgram.run(
+                "tcpipctl", ["peers", "--name", "beta", "--include-self"], environment: hub.environment)
             #expect(result.status == 0, "\(result.stderr)")
             listed = try #require(try Self.json(result.stdout) as? [[String: Any]])
             if listed.count == 2 { break }
@@ -32,7 +34,8 @@ import Testing
         #expect(Set(alpha.keys) == ["id", "name", "host", "user", "address", "role", "connectedAt", "version"])
 
         // Without --include-self only the other peer is listed; the output is one line (not a terminal).
-        let other = try await RunningProgram.run("tcpipctl", ["peers", "--name", "gamma"], environment: hub.environment)
+        let other = try await RunningProgram.run(
+            "tcpipctl", ["peers", "--name", "gamma"], environment: hub.environment)
         #expect(other.stdout.filter { $0 == "\n" }.count == 1)
         #expect((try Self.json(other.stdout) as? [[String: Any]])?.map { $0["name"] as? String } == ["alpha"])
         watcher.signal(SIGTERM)
@@ -42,9 +45,11 @@ import Testing
 
     @Test func watchSeesAJoinAndALeave() async throws {
         let hub = try await TestHub()
-        let watcher = try RunningProgram("tcpipctl", ["peers", "--watch", "--count", "2", "--name", "watcher"], environment: hub.environment)
+        let watcher = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--count", "2", "--name", "watcher"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(300))
-        let ping = try await RunningProgram.run("tcpipctl", ["ping", "--name", "visitor"], environment: hub.environment)
+        let ping = try await RunningProgram.run(
+            "tcpipctl", ["ping", "--name", "visitor"], environment: hub.environment)
         #expect(ping.status == 0, "\(ping.stderr)")
         #expect(try await watcher.waitForExit() == 0, "\(watcher.stderr)")
         let events = try watcher.stdoutLines.map { try #require(try Self.json($0) as? [String: Any]) }
@@ -56,9 +61,11 @@ import Testing
 
     @Test func watchListsPeersAlreadyPresent() async throws {
         let hub = try await TestHub()
-        let first = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "first"], environment: hub.environment)
+        let first = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "first"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(300))
-        let second = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "second"], environment: hub.environment)
+        let second = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "second"], environment: hub.environment)
         let lines = try await second.waitForLines(1)
         let event = try #require(try Self.json(lines[0]) as? [String: Any])
         #expect(event["event"] as? String == "present")
@@ -77,7 +84,8 @@ import Testing
     ])
     func badInputClosesOnlyThatConnection(_ name: String, bytes: [UInt8]) async throws {
         let hub = try await TestHub()
-        let bystander = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "bystander"], environment: hub.environment)
+        let bystander = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "bystander"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(200))
         let socket = try RawSocket(port: hub.port)
         socket.send(bytes)
@@ -119,21 +127,26 @@ import Testing
         let hub = try await TestHub([], environment: ["TCPIP_TOKEN": "correct horse"])
         let none = try await RunningProgram.run("tcpipctl", ["peers"], environment: hub.environment)
         #expect(none.status == 77)
-        let wrong = try await RunningProgram.run("tcpipctl", ["peers"], environment: hub.environment.merging(["TCPIP_TOKEN": "battery"]) { $1 })
+        let wrong = try await RunningProgram.run(
+            "tcpipctl", ["peers"], environment: hub.environment.merging(["TCPIP_TOKEN": "battery"]) { $1 })
         #expect(wrong.status == 77)
         #expect(wrong.stderr.contains("token"))
         #expect(!wrong.stderr.contains("battery"))
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tcpip-token-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tcpip-token-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let tokenFile = directory.appendingPathComponent("token")
         try "correct horse\n".write(to: tokenFile, atomically: true, encoding: .utf8)
-        let right = try await RunningProgram.run("tcpipctl", ["peers", "--token-file", tokenFile.path], environment: hub.environment)
+        let right = try await RunningProgram.run(
+            "tcpipctl", ["peers", "--token-file", tokenFile.path], environment: hub.environment)
         #expect(right.status == 0, "\(right.stderr)")
-        let viaEnv = try await RunningProgram.run("tcpipctl", ["peers"], environment: hub.environment.merging(["TCPIP_TOKEN_FILE": tokenFile.path]) { $1 })
+        let viaEnv = try await RunningProgram.run(
+            "tcpipctl", ["peers"], environment: hub.environment.merging(["TCPIP_TOKEN_FILE": tokenFile.path]) { $1 })
         #expect(viaEnv.status == 0, "\(viaEnv.stderr)")
-        let missingFile = try await RunningProgram.run("tcpipctl", ["peers", "--token-file", "/nonexistent/token"], environment: hub.environment)
+        let missingFile = try await RunningProgram.run(
+            "tcpipctl", ["peers", "--token-file", "/nonexistent/token"], environment: hub.environment)
         #expect(missingFile.status == 66)
         #expect(!hub.program.stderr.contains("correct horse"))
         try await hub.stop()
@@ -174,20 +187,28 @@ import Testing
 
     @Test func pingTheHubAndAPeer() async throws {
         let hub = try await TestHub()
-        let result = try await RunningProgram.run("tcpipctl", ["ping", "--count", "3", "--interval", "0.01"], environment: hub.environment)
+        let result = try await RunningProgram.run(
+            "tcpipctl", ["ping", "--count", "3", "--interval", "0.01"], environment: hub.environment)
         #expect(result.status == 0, "\(result.stderr)")
-        let replies = try result.stdout.split(separator: "\n").map { try #require(try Self.json(String($0)) as? [String: Any]) }
+        let replies = try result.stdout.split(separator: "\n").map {
+            try #require(try Self.json(String($0)) as? [String: Any])
+        }
         #expect(replies.map { $0["seq"] as? Int } == [1, 2, 3])
-        #expect(replies.allSatisfy { ($0["rttMs"] as? Double ?? -1) >= 0 && $0["offsetMs"] is Double && $0["to"] as? String == "hub" })
+        #expect(
+            replies.allSatisfy {
+                ($0["rttMs"] as? Double ?? -1) >= 0 && $0["offsetMs"] is Double && $0["to"] as? String == "hub"
+            })
 
-        let peer = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "echoer"], environment: hub.environment)
+        let peer = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "echoer"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(300))
         let toPeer = try await RunningProgram.run("tcpipctl", ["ping", "--to", "echoer"], environment: hub.environment)
         #expect(toPeer.status == 0, "\(toPeer.stderr)")
         let reply = try #require(try Self.json(toPeer.stdout) as? [String: Any])
         #expect((reply["to"] as? [String: Any])?["name"] as? String == "echoer")
 
-        let unknown = try await RunningProgram.run("tcpipctl", ["ping", "--to", "nobody"], environment: hub.environment)
+        let unknown = try await RunningProgram.run(
+            "tcpipctl", ["ping", "--to", "nobody"], environment: hub.environment)
         #expect(unknown.status == 68)
         #expect(unknown.stderr.contains("nobody"))
         _ = peer
@@ -202,9 +223,11 @@ import Testing
         let clash = try await RunningProgram.run("tcpipctl", ["peers", "--name", "ops"], environment: hub.environment)
         #expect(clash.status == 75)
         #expect(clash.stderr.contains("ops"))
-        let viaEnv = try await RunningProgram.run("tcpipctl", ["peers"], environment: hub.environment.merging(["TCPIP_NAME": "ops"]) { $1 })
+        let viaEnv = try await RunningProgram.run(
+            "tcpipctl", ["peers"], environment: hub.environment.merging(["TCPIP_NAME": "ops"]) { $1 })
         #expect(viaEnv.status == 75)
-        let defaulted = try await RunningProgram.run("tcpipctl", ["peers", "--include-self"], environment: hub.environment)
+        let defaulted = try await RunningProgram.run(
+            "tcpipctl", ["peers", "--include-self"], environment: hub.environment)
         #expect(defaulted.status == 0, "\(defaulted.stderr)")
         let names = (try Self.json(defaulted.stdout) as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
         #expect(names.count == 3)

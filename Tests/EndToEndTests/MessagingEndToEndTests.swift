@@ -15,10 +15,12 @@ import Testing
 
     @Test func textArrivesAsJSON() async throws {
         let hub = try await TestHub()
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "ops", "--count", "1"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "ops", "--count", "1"], environment: hub.environment)
         let text = "df -h\nhéllo \u{1F680} \"quoted\"\t\n"
         let sent = try await RunningProgram.run(
-            "tcpipctl", ["send", "--to", "ops", "--wait-for-peer", "10", "--json", "--name", "sender"], environment: hub.environment,
+            "tcpipctl", ["send", "--to", "ops", "--wait-for-peer", "10", "--json", "--name", "sender"],
+            environment: hub.environment,
             stdin: Array(text.utf8)
         )
         #expect(sent.status == 0, "\(sent.stderr)")
@@ -39,10 +41,14 @@ import Testing
     @Test func oneMebibyteOfRandomBytesArrivesByteIdentical() async throws {
         let hub = try await TestHub()
         let payload = Self.random(1 << 20)
-        let raw = try RunningProgram("tcpipctl", ["listen", "--name", "raw", "--raw", "--separator", "", "--count", "1"], environment: hub.environment)
-        let json = try RunningProgram("tcpipctl", ["listen", "--name", "json", "--count", "1"], environment: hub.environment)
+        let raw = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "raw", "--raw", "--separator", "", "--count", "1"],
+            environment: hub.environment)
+        let json = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "json", "--count", "1"], environment: hub.environment)
         let sent = try await RunningProgram.run(
-            "tcpipctl", ["send", "--to", "raw", "--to", "json", "--wait-for-peer", "10"], environment: hub.environment, stdin: payload
+            "tcpipctl", ["send", "--to", "raw", "--to", "json", "--wait-for-peer", "10"], environment: hub.environment,
+            stdin: payload
         )
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(try await raw.waitForExit() == 0)
@@ -57,10 +63,12 @@ import Testing
     @Test func linesArriveInOrder() async throws {
         let hub = try await TestHub()
         let count = 10_000
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "lines", "--raw", "--count", "\(count)"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "lines", "--raw", "--count", "\(count)"], environment: hub.environment)
         let input = (1...count).map { "line \($0)\n" }.joined()
         let sent = try await RunningProgram.run(
-            "tcpipctl", ["send", "--lines", "--to", "lines", "--wait-for-peer", "10", "--json"], environment: hub.environment,
+            "tcpipctl", ["send", "--lines", "--to", "lines", "--wait-for-peer", "10", "--json"],
+            environment: hub.environment,
             stdin: Array(input.utf8), timeout: 120
         )
         #expect(sent.status == 0, "\(sent.stderr)")
@@ -73,11 +81,15 @@ import Testing
 
     @Test func allReachesEveryListener() async throws {
         let hub = try await TestHub()
-        let first = try RunningProgram("tcpipctl", ["listen", "--name", "l1", "--count", "1"], environment: hub.environment)
-        let second = try RunningProgram("tcpipctl", ["listen", "--name", "l2", "--count", "1"], environment: hub.environment)
-        let bystander = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "bystander"], environment: hub.environment)
+        let first = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "l1", "--count", "1"], environment: hub.environment)
+        let second = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "l2", "--count", "1"], environment: hub.environment)
+        let bystander = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "bystander"], environment: hub.environment)
         try await hub.waitForPeers(["l1", "l2", "bystander"])
-        let sent = try await RunningProgram.run("tcpipctl", ["send", "--all", "-m", "to everyone", "--json"], environment: hub.environment)
+        let sent = try await RunningProgram.run(
+            "tcpipctl", ["send", "--all", "-m", "to everyone", "--json"], environment: hub.environment)
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(sent.stdout.split(separator: "\n").count == 2)
         for listener in [first, second] {
@@ -92,12 +104,15 @@ import Testing
 
     @Test func unknownPeerFailsBeforeAnythingIsSent() async throws {
         let hub = try await TestHub()
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "known", "--raw", "--count", "1"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "known", "--raw", "--count", "1"], environment: hub.environment)
         try await hub.waitForPeers(["known"])
-        let failed = try await RunningProgram.run("tcpipctl", ["send", "--to", "known", "--to", "nobody", "-m", "first"], environment: hub.environment)
+        let failed = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "known", "--to", "nobody", "-m", "first"], environment: hub.environment)
         #expect(failed.status == 68)
         #expect(failed.stderr.contains("nobody"))
-        let second = try await RunningProgram.run("tcpipctl", ["send", "--to", "known", "-m", "second"], environment: hub.environment)
+        let second = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "known", "-m", "second"], environment: hub.environment)
         #expect(second.status == 0)
         #expect(try await listener.waitForExit() == 0)
         #expect(listener.stdout == "second\n")
@@ -123,14 +138,17 @@ import Testing
     @Test func listenIntoHeadExitsCleanly() async throws {
         let hub = try await TestHub()
         let pipeline = try RunningProgram(
-            "/bin/bash", ["-c", "'\(BuiltPrograms.path("tcpipctl"))' listen --name head | head -n 1; echo \"rc=${PIPESTATUS[0]}\""],
+            "/bin/bash",
+            ["-c", "'\(BuiltPrograms.path("tcpipctl"))' listen --name head | head -n 1; echo \"rc=${PIPESTATUS[0]}\""],
             environment: hub.environment
         )
         try await hub.waitForPeers(["head"])
-        let first = try await RunningProgram.run("tcpipctl", ["send", "--to", "head", "-m", "one"], environment: hub.environment)
+        let first = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "head", "-m", "one"], environment: hub.environment)
         #expect(first.status == 0)
         // head has exited; the next message cannot be written, so it is not acknowledged.
-        let second = try await RunningProgram.run("tcpipctl", ["send", "--to", "head", "-m", "two", "--timeout", "10"], environment: hub.environment)
+        let second = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "head", "-m", "two", "--timeout", "10"], environment: hub.environment)
         #expect(second.status == 75)
         #expect(try await pipeline.waitForExit() == 0)
         #expect(pipeline.stdoutLines.count == 2)
@@ -141,9 +159,11 @@ import Testing
 
     @Test func waitForPeerSucceedsWhenThePeerJoinsLate() async throws {
         let hub = try await TestHub()
-        let sender = try RunningProgram("tcpipctl", ["send", "--to", "late", "--wait-for-peer", "10", "-m", "waited"], environment: hub.environment)
+        let sender = try RunningProgram(
+            "tcpipctl", ["send", "--to", "late", "--wait-for-peer", "10", "-m", "waited"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(500))
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "late", "--raw", "--count", "1"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "late", "--raw", "--count", "1"], environment: hub.environment)
         #expect(try await sender.waitForExit() == 0, "\(sender.stderr)")
         #expect(try await listener.waitForExit() == 0)
         #expect(listener.stdout == "waited\n")
@@ -153,7 +173,8 @@ import Testing
     @Test func waitForPeerFailsWith68WhenThePeerNeverComes() async throws {
         let hub = try await TestHub()
         let started = Date()
-        let result = try await RunningProgram.run("tcpipctl", ["send", "--to", "ghost", "--wait-for-peer", "0.5", "-m", "x"], environment: hub.environment)
+        let result = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "ghost", "--wait-for-peer", "0.5", "-m", "x"], environment: hub.environment)
         #expect(result.status == 68)
         #expect(Date().timeIntervalSince(started) >= 0.5)
         #expect(result.stderr.contains("ghost"))
@@ -162,12 +183,16 @@ import Testing
 
     @Test func messagesOverTheLimitAreRefused() async throws {
         let hub = try await TestHub()
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "small", "--max-message-size", "100"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "small", "--max-message-size", "100"], environment: hub.environment)
         try await hub.waitForPeers(["small"])
-        let local = try await RunningProgram.run("tcpipctl", ["send", "--to", "small", "--max-message-size", "10", "-m", "more than ten bytes"], environment: hub.environment)
+        let local = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "small", "--max-message-size", "10", "-m", "more than ten bytes"],
+            environment: hub.environment)
         #expect(local.status == 65)
         #expect(local.stderr.contains("send-file"))
-        let remote = try await RunningProgram.run("tcpipctl", ["send", "--to", "small"], environment: hub.environment, stdin: Self.random(1000))
+        let remote = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "small"], environment: hub.environment, stdin: Self.random(1000))
         #expect(remote.status == 65)
         #expect(remote.stderr.contains("too-large"))
         #expect(listener.stdout.isEmpty)
@@ -176,13 +201,17 @@ import Testing
 
     @Test func peersThatDoNotTakeMessagesRefuseThem() async throws {
         let hub = try await TestHub()
-        let watcher = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "watcher"], environment: hub.environment)
+        let watcher = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "watcher"], environment: hub.environment)
         try await hub.waitForPeers(["watcher"])
-        let picky = try RunningProgram("tcpipctl", ["listen", "--name", "picky", "--from", "watcher"], environment: hub.environment)
+        let picky = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "picky", "--from", "watcher"], environment: hub.environment)
         try await hub.waitForPeers(["watcher", "picky"])
-        let toWatcher = try await RunningProgram.run("tcpipctl", ["send", "--to", "watcher", "-m", "x"], environment: hub.environment)
+        let toWatcher = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "watcher", "-m", "x"], environment: hub.environment)
         #expect(toWatcher.status == 77)
-        let toPicky = try await RunningProgram.run("tcpipctl", ["send", "--to", "picky", "-m", "x"], environment: hub.environment)
+        let toPicky = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "picky", "-m", "x"], environment: hub.environment)
         #expect(toPicky.status == 77)
         #expect(picky.stdout.isEmpty)
         _ = watcher
@@ -191,24 +220,29 @@ import Testing
 
     @Test func applicationTypesPassThroughTheHub() async throws {
         let hub = try await TestHub()
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "app", "--type", "5000", "--count", "1"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "app", "--type", "5000", "--count", "1"], environment: hub.environment)
         try await hub.waitForPeers(["app"])
-        let sent = try await RunningProgram.run("tcpipctl", ["send", "--to", "app", "--type", "5000", "-m", "custom packet"], environment: hub.environment)
+        let sent = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "app", "--type", "5000", "-m", "custom packet"], environment: hub.environment)
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(try await listener.waitForExit() == 0)
         let line = try Self.object(listener.stdout.trimmingCharacters(in: .newlines))
         #expect(line["type"] as? Int == 5000)
         #expect(line["text"] as? String == "custom packet")
-        let badType = try await RunningProgram.run("tcpipctl", ["send", "--to", "app", "--type", "12", "-m", "x"], environment: hub.environment)
+        let badType = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "app", "--type", "12", "-m", "x"], environment: hub.environment)
         #expect(badType.status == 64)
         try await hub.stop()
     }
 
     @Test func noWaitReturnsOnceTheHubHasIt() async throws {
         let hub = try await TestHub()
-        let listener = try RunningProgram("tcpipctl", ["listen", "--name", "nw", "--raw", "--count", "1"], environment: hub.environment)
+        let listener = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "nw", "--raw", "--count", "1"], environment: hub.environment)
         try await hub.waitForPeers(["nw"])
-        let sent = try await RunningProgram.run("tcpipctl", ["send", "--to", "nw", "--no-wait", "-m", "fire and forget"], environment: hub.environment)
+        let sent = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "nw", "--no-wait", "-m", "fire and forget"], environment: hub.environment)
         #expect(sent.status == 0)
         #expect(try await listener.waitForExit() == 0)
         #expect(listener.stdout == "fire and forget\n")

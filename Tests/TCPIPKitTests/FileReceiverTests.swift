@@ -21,7 +21,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         var receiverConfiguration = ReceiverConfiguration(spool: Spool(root: root))
         configure(&receiverConfiguration)
-        let service = ReceiverService(client: HubServerTests.client("archive", address), receiver: receiverConfiguration, logger: logger)
+        let service = ReceiverService(
+            client: HubServerTests.client("archive", address), receiver: receiverConfiguration, logger: logger)
         let running = Task { try await service.run() }
         defer { running.cancel() }
         try await ClientSession.run(HubServerTests.client("sender", address), logger: logger) { session in
@@ -55,10 +56,16 @@ import Testing
     @Test func checksumMismatchIsRefusedAndLeavesNothing() async throws {
         try await Self.withReceiver { session, id, spool in
             let data = ByteBuffer(string: "the real content")
-            try await session.send(FileStart(transferID: 1, name: "damaged.txt", size: UInt64(data.readableBytes), chunkSize: 1024).packet(Self.header(.fileStart, to: id)))
-            try await session.send(FileChunk(transferID: 1, rawLength: UInt32(data.readableBytes), compressed: false, data: data).packet(Self.header(.fileChunk, to: id)))
+            try await session.send(
+                FileStart(transferID: 1, name: "damaged.txt", size: UInt64(data.readableBytes), chunkSize: 1024).packet(
+                    Self.header(.fileStart, to: id)))
+            try await session.send(
+                FileChunk(transferID: 1, rawLength: UInt32(data.readableBytes), compressed: false, data: data).packet(
+                    Self.header(.fileChunk, to: id)))
             let wrong = Array(SHA256.hash(data: Array("something else".utf8)))
-            try await session.send(FileEnd(transferID: 1, size: UInt64(data.readableBytes), sha256: wrong).packet(Self.header(.fileEnd, to: id)))
+            try await session.send(
+                FileEnd(transferID: 1, size: UInt64(data.readableBytes), sha256: wrong).packet(
+                    Self.header(.fileEnd, to: id)))
             let receipt = try await Self.receipt(session)
             #expect(receipt.status == .corrupt)
             #expect(receipt.reason?.contains("SHA-256") == true)
@@ -70,17 +77,27 @@ import Testing
     @Test func aZlibBombChunkAbortsTheTransferOnly() async throws {
         try await Self.withReceiver { session, id, spool in
             let bomb = try #require(try ChunkCompressor(level: 9).compress(ByteBuffer(repeating: 0, count: 32 << 20)))
-            try await session.send(FileStart(transferID: 1, name: "bomb.bin", size: nil, chunkSize: 65536, compression: 1).packet(Self.header(.fileStart, to: id)))
+            try await session.send(
+                FileStart(transferID: 1, name: "bomb.bin", size: nil, chunkSize: 65536, compression: 1).packet(
+                    Self.header(.fileStart, to: id)))
             // It claims 64 KiB but inflates to 32 MiB.
-            try await session.send(FileChunk(transferID: 1, rawLength: 65536, compressed: true, data: bomb).packet(Self.header(.fileChunk, to: id)))
+            try await session.send(
+                FileChunk(transferID: 1, rawLength: 65536, compressed: true, data: bomb).packet(
+                    Self.header(.fileChunk, to: id)))
             let receipt = try await Self.receipt(session)
             #expect(receipt.status == .corrupt)
             #expect(try Self.visibleFiles(spool).isEmpty)
             // The connection is unharmed: a good file goes through afterwards.
             let good = ByteBuffer(string: "fine")
-            try await session.send(FileStart(transferID: 2, name: "good.txt", size: 4, chunkSize: 1024).packet(Self.header(.fileStart, to: id)))
-            try await session.send(FileChunk(transferID: 2, rawLength: 4, compressed: false, data: good).packet(Self.header(.fileChunk, to: id)))
-            try await session.send(FileEnd(transferID: 2, size: 4, sha256: Array(SHA256.hash(data: Array("fine".utf8)))).packet(Self.header(.fileEnd, to: id)))
+            try await session.send(
+                FileStart(transferID: 2, name: "good.txt", size: 4, chunkSize: 1024).packet(
+                    Self.header(.fileStart, to: id)))
+            try await session.send(
+                FileChunk(transferID: 2, rawLength: 4, compressed: false, data: good).packet(
+                    Self.header(.fileChunk, to: id)))
+            try await session.send(
+                FileEnd(transferID: 2, size: 4, sha256: Array(SHA256.hash(data: Array("fine".utf8)))).packet(
+                    Self.header(.fileEnd, to: id)))
             let second = try await Self.receipt(session)
             #expect(second.status == .stored)
             #expect(second.storedAs == "good.txt")
@@ -90,8 +107,12 @@ import Testing
 
     @Test func moreBytesThanAnnouncedAbort() async throws {
         try await Self.withReceiver { session, id, spool in
-            try await session.send(FileStart(transferID: 1, name: "liar.bin", size: 10, chunkSize: 1024).packet(Self.header(.fileStart, to: id)))
-            try await session.send(FileChunk(transferID: 1, rawLength: 20, compressed: false, data: ByteBuffer(repeating: 1, count: 20)).packet(Self.header(.fileChunk, to: id)))
+            try await session.send(
+                FileStart(transferID: 1, name: "liar.bin", size: 10, chunkSize: 1024).packet(
+                    Self.header(.fileStart, to: id)))
+            try await session.send(
+                FileChunk(transferID: 1, rawLength: 20, compressed: false, data: ByteBuffer(repeating: 1, count: 20))
+                    .packet(Self.header(.fileChunk, to: id)))
             #expect(try await Self.receipt(session).status == .corrupt)
             #expect(try Self.visibleFiles(spool).isEmpty)
         }
@@ -100,7 +121,8 @@ import Testing
     @Test(arguments: ["../escape.txt", "/etc/passwd", ".hidden", "a/b", "x\u{1B}[31m"])
     func unsafeNamesGetARefusal(name: String) async throws {
         try await Self.withReceiver { session, id, spool in
-            try await session.send(FileStart(transferID: 1, name: name, size: 1, chunkSize: 1024).packet(Self.header(.fileStart, to: id)))
+            try await session.send(
+                FileStart(transferID: 1, name: name, size: 1, chunkSize: 1024).packet(Self.header(.fileStart, to: id)))
             let receipt = try await Self.receipt(session)
             #expect(receipt.status == .refused)
             #expect(receipt.reason?.contains("unsafe file name") == true)
@@ -109,8 +131,11 @@ import Testing
     }
 
     @Test func tooLargeIsRefusedBeforeAnyDataIsWritten() async throws {
-        try await Self.withReceiver({ $0.maxFileSize = 1000 }) { session, id, spool in
-            try await session.send(FileStart(transferID: 1, name: "big.bin", size: 1001, chunkSize: 1024).packet(Self.header(.fileStart, to: id)))
+        let limit: (inout ReceiverConfiguration) -> Void = { $0.maxFileSize = 1000 }
+        try await Self.withReceiver(limit) { session, id, spool in
+            try await session.send(
+                FileStart(transferID: 1, name: "big.bin", size: 1001, chunkSize: 1024).packet(
+                    Self.header(.fileStart, to: id)))
             let receipt = try await Self.receipt(session)
             #expect(receipt.status == .refused)
             #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)

@@ -14,7 +14,8 @@ struct HubHarness {
         var configuration = HubConfiguration()
         configuration.pingInterval = .seconds(1)
         configure(&configuration)
-        core = HubCore(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        core = HubCore(
+            configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
     mutating func open() -> ConnectionID {
@@ -107,7 +108,8 @@ extension HubAction {
         for index in 0..<1000 {
             let id = hub.open()
             packets += 1
-            packets += hub.send(Credentials(name: "peer\(index)").packet(PacketHeader(type: .myCredentials)), from: id).count
+            packets +=
+                hub.send(Credentials(name: "peer\(index)").packet(PacketHeader(type: .myCredentials)), from: id).count
         }
         // RequestCredentials + Registered per newcomer, one joined notice per watcher: 3 per join, not O(N).
         #expect(packets == 3000)
@@ -159,7 +161,8 @@ extension HubAction {
         let a = hub.join("a")
         let b = hub.join("b")
         let spoofed = Packet(
-            header: PacketHeader(type: .message, maskTo: .client, idTo: b.peer, idFrom: 999), payload: ByteBuffer(string: "hi")
+            header: PacketHeader(type: .message, maskTo: .client, idTo: b.peer, idFrom: 999),
+            payload: ByteBuffer(string: "hi")
         )
         let actions = hub.send(spoofed, from: a.connection)
         #expect(actions.count == 1)
@@ -181,7 +184,8 @@ extension HubAction {
     @Test func unknownDestinationGetsAnErrorAndTheConnectionStays() {
         var hub = HubHarness()
         let a = hub.join("a")
-        let actions = hub.send(Packet(header: PacketHeader(type: .message, maskTo: .client, idTo: 42)), from: a.connection)
+        let actions = hub.send(
+            Packet(header: PacketHeader(type: .message, maskTo: .client, idTo: 42)), from: a.connection)
         #expect(actions.count == 1)
         #expect(actions[0].connection == a.connection)
         #expect(actions[0].error?.code == .unknownPeer)
@@ -216,7 +220,8 @@ extension HubAction {
         var hub = HubHarness()
         let a = hub.join("a")
         hub.now += 5
-        let actions = hub.send(PingPayload(sequence: 9, sentAt: 123).packet(PacketHeader(type: .ping)), from: a.connection)
+        let actions = hub.send(
+            PingPayload(sequence: 9, sentAt: 123).packet(PacketHeader(type: .ping)), from: a.connection)
         let reply = try PingPayload(tlv: try #require(actions.first?.packet).payload)
         #expect(actions.first?.type == .pingResponse)
         #expect(reply == PingPayload(sequence: 9, sentAt: 123, answeredAt: hub.now))
@@ -232,7 +237,8 @@ extension HubAction {
             #expect(result.requestID == 5)
             #expect(result.peer?.id == b.peer)
         }
-        let missing = hub.send(PeerQuery(requestID: 6, name: "nobody").packet(PacketHeader(type: .peerQuery)), from: a.connection)
+        let missing = hub.send(
+            PeerQuery(requestID: 6, name: "nobody").packet(PacketHeader(type: .peerQuery)), from: a.connection)
         #expect(try PeerQueryResult(tlv: missing[0].packet!.payload).peer == nil)
     }
 
@@ -240,7 +246,9 @@ extension HubAction {
         var hub = HubHarness()
         let watcher = hub.join("w", flags: [.wantsUpdates])
         let a = hub.join("a")
-        let actions = hub.send(Credentials(name: "a2", role: "receiver").packet(PacketHeader(type: .credentialsUpdate)), from: a.connection)
+        let actions = hub.send(
+            Credentials(name: "a2", role: "receiver").packet(PacketHeader(type: .credentialsUpdate)), from: a.connection
+        )
         #expect(Set(actions.map(\.connection)) == [watcher.connection, a.connection])
         let record = try PeerRecord(tlv: actions[0].packet!.payload)
         #expect(record.id == a.peer)
@@ -271,14 +279,21 @@ extension HubAction {
         let busy = hub.join("busy")
         hub.now += 1_000_000
         let pings = hub.core.tick(now: hub.now)
-        #expect(Set(pings.filter { $0.type == .ping }.map(\.connection)) == [watcher.connection, silent.connection, busy.connection])
+        #expect(
+            Set(pings.filter { $0.type == .ping }.map(\.connection)) == [
+                watcher.connection, silent.connection, busy.connection,
+            ])
         hub.now += 1_500_000
         _ = hub.send(Packet(header: PacketHeader(type: .pingResponse)), from: watcher.connection)
         hub.now += 1_500_000
         let actions = hub.core.tick(now: hub.now, busy: [busy.connection])
         #expect(actions.contains { $0.connection == silent.connection && $0.error?.code == .heartbeatTimeout })
         #expect(actions.contains(.close(silent.connection)))
-        #expect(actions.contains { $0.connection == watcher.connection && $0.type == .clientDisconnecting && $0.packet?.header.dataType == DisconnectReason.timedOut.rawValue })
+        #expect(
+            actions.contains {
+                $0.connection == watcher.connection && $0.type == .clientDisconnecting
+                    && $0.packet?.header.dataType == DisconnectReason.timedOut.rawValue
+            })
         #expect(!actions.contains(.close(watcher.connection)))
         #expect(!actions.contains(.close(busy.connection)))
     }
@@ -308,7 +323,10 @@ extension HubAction {
         let sender = hub.join("sender")
         let stuck = hub.join("stuck")
         let actions = hub.core.stalled(stuck.connection, waiting: [sender.connection])
-        #expect(actions.contains { $0.connection == sender.connection && $0.error?.code == .peerStalled && $0.error?.peerID == stuck.peer })
+        #expect(
+            actions.contains {
+                $0.connection == sender.connection && $0.error?.code == .peerStalled && $0.error?.peerID == stuck.peer
+            })
         #expect(actions.contains(.close(stuck.connection)))
         #expect(hub.core.peerCount == 1)
     }
@@ -321,8 +339,13 @@ extension HubAction {
         let a = hub.join("a")
         let b = hub.join("b")
         _ = hub.join("c")
-        #expect(hub.send(Recipients(ids: [a.peer, b.peer]).packet(PacketHeader(type: .recipients)), from: sender.connection).isEmpty)
-        let actions = hub.send(Packet(header: PacketHeader(type: .message, maskTo: .group), payload: ByteBuffer(string: "x")), from: sender.connection)
+        #expect(
+            hub.send(
+                Recipients(ids: [a.peer, b.peer]).packet(PacketHeader(type: .recipients)), from: sender.connection
+            ).isEmpty)
+        let actions = hub.send(
+            Packet(header: PacketHeader(type: .message, maskTo: .group), payload: ByteBuffer(string: "x")),
+            from: sender.connection)
         #expect(actions.map(\.connection) == [a.connection, b.connection])
         #expect(actions.map { $0.packet?.header.idTo } == [a.peer, b.peer])
         #expect(actions.allSatisfy { $0.packet?.header.idFrom == sender.peer })
@@ -332,7 +355,8 @@ extension HubAction {
         var hub = HubHarness()
         let sender = hub.join("sender")
         let a = hub.join("a")
-        let actions = hub.send(Recipients(ids: [a.peer, 99]).packet(PacketHeader(type: .recipients)), from: sender.connection)
+        let actions = hub.send(
+            Recipients(ids: [a.peer, 99]).packet(PacketHeader(type: .recipients)), from: sender.connection)
         #expect(actions.count == 1)
         #expect(actions[0].error?.code == .unknownPeer)
         #expect(actions[0].error?.peerID == 99)
@@ -343,7 +367,8 @@ extension HubAction {
         let sender = hub.join("sender")
         let a = hub.join("a")
         let b = hub.join("b")
-        _ = hub.send(Recipients(ids: [a.peer, b.peer]).packet(PacketHeader(type: .recipients)), from: sender.connection)
+        _ = hub.send(
+            Recipients(ids: [a.peer, b.peer]).packet(PacketHeader(type: .recipients)), from: sender.connection)
         let left = hub.core.disconnected(a.connection)
         #expect(left.map(\.connection) == [sender.connection])
         #expect(left.first?.type == .clientDisconnecting)

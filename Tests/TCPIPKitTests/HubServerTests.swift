@@ -9,7 +9,8 @@ import Testing
 @Suite struct HubServerTests {
     static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    static func startHub(_ configure: (inout HubConfiguration) -> Void = { _ in }) async throws -> (HubServer, HostPort) {
+    static func startHub(_ configure: (inout HubConfiguration) -> Void = { _ in }) async throws -> (HubServer, HostPort)
+    {
         var configuration = HubConfiguration()
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         configure(&configuration)
@@ -73,7 +74,8 @@ import Testing
             let stuckAt = sent.withLockedValue { $0 }
             let stats = try await hub.statistics()
             #expect(stuckAt < total, "the sender should be held back while the receiver does not read")
-            #expect(stats.peakQueuedBytes <= maxQueued, "the hub queued \(stats.peakQueuedBytes) bytes for one connection")
+            #expect(
+                stats.peakQueuedBytes <= maxQueued, "the hub queued \(stats.peakQueuedBytes) bytes for one connection")
             #expect(stats.peakQueuedBytes > 0)
             startReading.yield()
             startReading.finish()
@@ -127,4 +129,3 @@ import Testing
         await hub.shutdown()
     }
 }
-

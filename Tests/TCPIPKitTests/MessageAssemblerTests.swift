@@ -54,7 +54,9 @@ import Testing
         var done: [UInt32: ByteBuffer] = [:]
         for index in 0..<max(partsA.count, partsB.count) {
             for (sender, parts) in [(UInt32(10), partsA), (UInt32(20), partsB)] where index < parts.count {
-                if case .complete(let message) = assembler.add(parts[index], from: sender) { done[sender] = message.bytes }
+                if case .complete(let message) = assembler.add(parts[index], from: sender) {
+                    done[sender] = message.bytes
+                }
             }
         }
         #expect(done[10] == a)
@@ -85,7 +87,8 @@ import Testing
         let parts = MessageChunking.parts(of: Self.randomBytes(3000, seed: 4), messageID: 9, partSize: 1000)
         _ = assembler.add(parts[0], from: 1)
         #expect(assembler.inProgress == 1)
-        guard case .discarded = assembler.add(MessagePart(messageID: 9, flags: .abort, bytes: ByteBuffer()), from: 1) else {
+        guard case .discarded = assembler.add(MessagePart(messageID: 9, flags: .abort, bytes: ByteBuffer()), from: 1)
+        else {
             Issue.record("abort should discard")
             return
         }
@@ -102,8 +105,14 @@ import Testing
 
     @Test func tooManyMessagesInProgressAreRefused() {
         var assembler = MessageAssembler(maxMessageSize: 1 << 20, maxInProgress: 2)
-        for id in 1...2 { _ = assembler.add(MessagePart(messageID: UInt32(id), flags: .start, bytes: ByteBuffer(string: "x")), from: 1) }
-        guard case .refused = assembler.add(MessagePart(messageID: 3, flags: .start, bytes: ByteBuffer(string: "x")), from: 1) else {
+        for id in 1...2 {
+            _ = assembler.add(
+                MessagePart(messageID: UInt32(id), flags: .start, bytes: ByteBuffer(string: "x")), from: 1)
+        }
+        guard
+            case .refused = assembler.add(
+                MessagePart(messageID: 3, flags: .start, bytes: ByteBuffer(string: "x")), from: 1)
+        else {
             Issue.record("a third message in progress should be refused")
             return
         }
@@ -114,7 +123,8 @@ import Testing
         buffer.moveWriterIndex(forwardBy: 4)
         buffer.moveReaderIndex(forwardBy: 4)
         buffer.writeString("payload")
-        let packet = MessagePart(messageID: 0x0102_0304, flags: [.start, .end], bytes: buffer).packet(PacketHeader(type: .message))
+        let packet = MessagePart(messageID: 0x0102_0304, flags: [.start, .end], bytes: buffer).packet(
+            PacketHeader(type: .message))
         #expect(Array(packet.payload.readableBytesView) == [1, 2, 3, 4] + Array("payload".utf8))
         #expect(packet.header.dataType == MessagePart.Flags([.start, .end]).rawValue)
     }

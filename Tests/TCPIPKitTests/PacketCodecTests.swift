@@ -8,7 +8,9 @@ import Testing
 @Suite struct PacketCodecTests {
     static let packets: [Packet] = [
         Packet(header: PacketHeader(type: .ping, maskTo: .hub), payload: PingPayload(sequence: 1, sentAt: 2).encoded()),
-        Packet(header: PacketHeader(type: .message, maskTo: .client, idTo: 3), payload: ByteBuffer(repeating: 7, count: 3000)),
+        Packet(
+            header: PacketHeader(type: .message, maskTo: .client, idTo: 3),
+            payload: ByteBuffer(repeating: 7, count: 3000)),
         Packet(header: PacketHeader(type: .close)),
     ]
 

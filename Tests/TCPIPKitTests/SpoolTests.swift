@@ -16,7 +16,10 @@ import Testing
         #expect(SpoolName.problem(with: name) != nil, "\(name.debugDescription) should be refused")
     }
 
-    @Test(arguments: ["report.txt", "archive.tar.gz", "ünïcødé 文件.txt", "emoji 🚀.bin", "a", "name with spaces", "x..y", "CONFIG.txt", String(repeating: "a", count: 255)])
+    @Test(arguments: [
+        "report.txt", "archive.tar.gz", "ünïcødé 文件.txt", "emoji 🚀.bin", "a", "name with spaces", "x..y", "CONFIG.txt",
+        String(repeating: "a", count: 255),
+    ])
     func safeNamesAreAccepted(name: String) {
         #expect(SpoolName.problem(with: name) == nil, "\(name) should be accepted")
     }
@@ -97,12 +100,16 @@ import Testing
         let zeros = ByteBuffer(repeating: 0, count: 64 << 20)
         let bomb = try #require(compressor.compress(zeros))
         #expect(bomb.readableBytes < 1 << 20)
-        #expect(throws: ChunkDecompressor.Failure.self) { try ChunkDecompressor().decompress(bomb, rawLength: 256 << 10) }
+        #expect(throws: ChunkDecompressor.Failure.self) {
+            try ChunkDecompressor().decompress(bomb, rawLength: 256 << 10)
+        }
     }
 
     @Test func garbageAndShortStreamsAreErrors() throws {
         let decompressor = try ChunkDecompressor()
-        #expect(throws: ChunkDecompressor.Failure.self) { try decompressor.decompress(ByteBuffer(bytes: [0xFF, 0xFE, 0xFD, 0x00, 0x12]), rawLength: 100) }
+        #expect(throws: ChunkDecompressor.Failure.self) {
+            try decompressor.decompress(ByteBuffer(bytes: [0xFF, 0xFE, 0xFD, 0x00, 0x12]), rawLength: 100)
+        }
         let compressor = try ChunkCompressor(level: 1)
         let text = ByteBuffer(string: String(repeating: "abc", count: 1000))
         let compressed = try #require(compressor.compress(text))

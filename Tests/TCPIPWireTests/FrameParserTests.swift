@@ -4,10 +4,13 @@ import TCPIPWire
 import Testing
 
 @Suite struct FrameParserTests {
-    static let packets: [Packet] = GoldenVectors.all.map(\.packet) + [
-        Packet(header: PacketHeader(type: .message, maskTo: .client, idTo: 2), payload: ByteBuffer(repeating: 0xAB, count: 70_000)),
-        Packet(header: PacketHeader(type: .close)),
-    ]
+    static let packets: [Packet] =
+        GoldenVectors.all.map(\.packet) + [
+            Packet(
+                header: PacketHeader(type: .message, maskTo: .client, idTo: 2),
+                payload: ByteBuffer(repeating: 0xAB, count: 70_000)),
+            Packet(header: PacketHeader(type: .close)),
+        ]
 
     static var stream: ByteBuffer {
         var all = ByteBuffer()
@@ -16,7 +19,9 @@ import Testing
     }
 
     /// Feeds `stream` in pieces of the given sizes and collects every packet.
-    static func parse(_ stream: ByteBuffer, pieces: some Sequence<Int>, parser: FrameParser = FrameParser()) throws -> [Packet] {
+    static func parse(_ stream: ByteBuffer, pieces: some Sequence<Int>, parser: FrameParser = FrameParser()) throws
+        -> [Packet]
+    {
         var input = stream
         var pending = ByteBuffer()
         var out: [Packet] = []
@@ -37,7 +42,8 @@ import Testing
 
     @Test(arguments: [1, 2, 3, 7, 17, 18, 19, 1000, 65536])
     func fixedChunkSizes(size: Int) throws {
-        #expect(try Self.parse(Self.stream, pieces: repeatElement(size, count: Self.stream.readableBytes)) == Self.packets)
+        #expect(
+            try Self.parse(Self.stream, pieces: repeatElement(size, count: Self.stream.readableBytes)) == Self.packets)
     }
 
     @Test(arguments: 0..<20)
@@ -74,7 +80,10 @@ import Testing
         var buffer = Packet(header: PacketHeader(type: .message), payload: payload).encoded()
         let packet = try #require(try FrameParser().nextPacket(from: &buffer))
         #expect(packet.payload.readableBytes == FrameParser.defaultMaxPayloadSize)
-        var oneMore = Packet(header: PacketHeader(type: .message), payload: ByteBuffer(repeating: 1, count: FrameParser.defaultMaxPayloadSize + 1)).encoded()
+        var oneMore = Packet(
+            header: PacketHeader(type: .message),
+            payload: ByteBuffer(repeating: 1, count: FrameParser.defaultMaxPayloadSize + 1)
+        ).encoded()
         #expect(throws: WireError.self) { try FrameParser().nextPacket(from: &oneMore) }
     }
 
@@ -117,7 +126,9 @@ import Testing
     @Test(arguments: 0..<50)
     func garbageNeverCrashes(seed: Int) {
         var generator = SeededGenerator(seed: UInt64(seed) * 7919 + 3)
-        let bytes = (0..<Int.random(in: 0...4096, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let bytes = (0..<Int.random(in: 0...4096, using: &generator)).map { _ in
+            UInt8.random(in: 0...255, using: &generator)
+        }
         var buffer = ByteBuffer(bytes: bytes)
         let parser = FrameParser(maxFrameSize: 2048)
         do {

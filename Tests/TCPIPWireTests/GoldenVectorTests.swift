@@ -46,10 +46,12 @@ import Testing
     }
 
     @Test func typedPayloadsRoundTrip() throws {
-        let registered = try Registered(tlv: Registered(peer: GoldenVectors.alice, hubTime: 5, heartbeatMilliseconds: 9, rosterCount: 2).encoded())
+        let registered = try Registered(
+            tlv: Registered(peer: GoldenVectors.alice, hubTime: 5, heartbeatMilliseconds: 9, rosterCount: 2).encoded())
         #expect(registered.peer == GoldenVectors.alice)
         #expect(registered.rosterCount == 2)
-        let credentials = try Credentials(tlv: Credentials(name: "n", token: "t", flags: [.wantsUpdates, .allowRename]).encoded())
+        let credentials = try Credentials(
+            tlv: Credentials(name: "n", token: "t", flags: [.wantsUpdates, .allowRename]).encoded())
         #expect(credentials.name == "n")
         #expect(credentials.token == "t")
         #expect(credentials.flags == [.wantsUpdates, .allowRename])

@@ -27,7 +27,9 @@ enum GoldenVectors {
             "pingResponse", header(.pingResponse, mask: .client, to: 7),
             PingPayload(sequence: 1, sentAt: time, answeredAt: time + 250)
         ),
-        entry("requestCredentials", header(.requestCredentials, mask: .client), CredentialsRequest(hubVersion: "0.1.0", tokenRequired: true)),
+        entry(
+            "requestCredentials", header(.requestCredentials, mask: .client),
+            CredentialsRequest(hubVersion: "0.1.0", tokenRequired: true)),
         entry(
             "myCredentials", header(.myCredentials, mask: .hub),
             Credentials(
@@ -40,8 +42,12 @@ enum GoldenVectors {
             Registered(peer: alice, hubTime: time, heartbeatMilliseconds: 15_000, rosterCount: 1)
         ),
         entry("hostExiting", header(.hostExiting, mask: .client), Reason("stopped")),
-        entry("clientData", header(.clientData, dataType: ClientDataKind.present.rawValue, mask: .client, to: 7, from: 3), bob),
-        entry("clientDisconnecting", header(.clientDisconnecting, dataType: DisconnectReason.left.rawValue, mask: .client, from: 3), bob),
+        entry(
+            "clientData", header(.clientData, dataType: ClientDataKind.present.rawValue, mask: .client, to: 7, from: 3),
+            bob),
+        entry(
+            "clientDisconnecting",
+            header(.clientDisconnecting, dataType: DisconnectReason.left.rawValue, mask: .client, from: 3), bob),
         entry("credentialsUpdate", header(.credentialsUpdate, mask: .hub), Credentials(role: "receiver")),
         ("close", Packet(header: header(.close, mask: .hub)), nil),
         entry(
@@ -49,36 +55,48 @@ enum GoldenVectors {
             ErrorPayload(code: .unknownPeer, message: "no peer with id 9 is connected", peerID: 9, packetType: .message)
         ),
         entry("peerQuery", header(.peerQuery, mask: .hub), PeerQuery(requestID: 1, name: "bob")),
-        entry("peerQueryResult", header(.peerQueryResult, mask: .client, to: 7), PeerQueryResult(requestID: 1, peer: bob)),
+        entry(
+            "peerQueryResult", header(.peerQueryResult, mask: .client, to: 7), PeerQueryResult(requestID: 1, peer: bob)),
         (
             "message",
             MessagePart(messageID: 1, flags: [.start, .end], bytes: ByteBuffer(string: "hi\n"))
                 .packet(header(.message, mask: .group, from: 7)),
             nil
         ),
-        entry("messageReceived", header(.messageReceived, mask: .client, to: 7), MessageReceipt(messageID: 1, bytes: 3)),
+        entry(
+            "messageReceived", header(.messageReceived, mask: .client, to: 7), MessageReceipt(messageID: 1, bytes: 3)),
         entry("recipients", header(.recipients, mask: .hub), Recipients(ids: [3, 9])),
-        entry("fileStart", header(.fileStart, mask: .group, from: 7), FileStart(transferID: 1, name: "a.txt", size: 3, chunkSize: 262_144, compression: 1)),
+        entry(
+            "fileStart", header(.fileStart, mask: .group, from: 7),
+            FileStart(transferID: 1, name: "a.txt", size: 3, chunkSize: 262_144, compression: 1)),
         (
             "fileChunk",
-            FileChunk(transferID: 1, rawLength: 3, compressed: false, data: ByteBuffer(string: "abc")).packet(header(.fileChunk, mask: .group, from: 7)),
+            FileChunk(transferID: 1, rawLength: 3, compressed: false, data: ByteBuffer(string: "abc")).packet(
+                header(.fileChunk, mask: .group, from: 7)),
             nil
         ),
         entry(
             "fileEnd", header(.fileEnd, mask: .group, from: 7),
-            FileEnd(transferID: 1, size: 3, sha256: Hex.bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
+            FileEnd(
+                transferID: 1, size: 3,
+                sha256: Hex.bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
         ),
         entry(
             "doneReceivingFile", header(.doneReceivingFile, mask: .client, to: 7, from: 3),
             FileReceipt(transferID: 1, status: .stored, storedAs: "a.txt", size: 3)
         ),
         (
-            "application", Packet(header: header(PacketType(4096), dataType: 1, mask: .all, from: 7), payload: ByteBuffer(string: "custom")),
+            "application",
+            Packet(
+                header: header(PacketType(4096), dataType: 1, mask: .all, from: 7),
+                payload: ByteBuffer(string: "custom")),
             nil
         ),
     ]
 
-    static func entry(_ name: String, _ header: PacketHeader, _ payload: some ControlPayload) -> (name: String, packet: Packet, payload: (any ControlPayload)?) {
+    static func entry(_ name: String, _ header: PacketHeader, _ payload: some ControlPayload) -> (
+        name: String, packet: Packet, payload: (any ControlPayload)?
+    ) {
         (name, payload.packet(header), payload)
     }
 }

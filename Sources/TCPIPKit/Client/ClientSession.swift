@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A registered connection to the hub, used from one task.
 ///
@@ -136,19 +137,23 @@ public final class ClientSession {
                         messageID: part.messageID, bytes: 0, status: .refused,
                         reason: "\(me.name) does not take messages (it is a \(me.role))"
                     )
-                    try await send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: packet.header.idFrom)))
+                    try await send(
+                        receipt.packet(
+                            PacketHeader(type: .messageReceived, maskTo: .client, idTo: packet.header.idFrom)))
                 }
             case .ping:
                 let ping = try PingPayload(tlv: packet.payload)
                 let from = packet.header.idFrom
                 let header = PacketHeader(
-                    type: .pingResponse, dataType: packet.header.dataType, maskTo: from == PacketHeader.hubID ? .hub : .client,
+                    type: .pingResponse, dataType: packet.header.dataType,
+                    maskTo: from == PacketHeader.hubID ? .hub : .client,
                     idTo: from
                 )
                 try await send(ping.answered(at: WireClock.now()).packet(header))
             case .hostExiting where packet.header.idFrom == PacketHeader.hubID:
                 let reason = (try? Reason(tlv: packet.payload))?.text ?? ""
-                throw TCPIPError.temporary("the hub is shutting down" + (reason.isEmpty ? "" : " (\(escapedForLog(reason)))"))
+                throw TCPIPError.temporary(
+                    "the hub is shutting down" + (reason.isEmpty ? "" : " (\(escapedForLog(reason)))"))
             default:
                 return packet
             }

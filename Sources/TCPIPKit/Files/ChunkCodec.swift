@@ -12,7 +12,8 @@ public final class ChunkCompressor: @unchecked Sendable {
 
     public init(level: Int32, headroom: Int = FileChunk.headerSize) throws {
         compressor = try ZlibCompressor(
-            algorithm: .deflate, configuration: ZlibConfiguration(windowSize: 15, compressionLevel: level, memoryLevel: 8)
+            algorithm: .deflate,
+            configuration: ZlibConfiguration(windowSize: 15, compressionLevel: level, memoryLevel: 8)
         )
         self.headroom = headroom
     }
@@ -53,7 +54,8 @@ public final class ChunkDecompressor: @unchecked Sendable {
             switch self {
             case .tooLarge(let limit): "a compressed chunk inflates past its announced \(limit) bytes"
             case .corrupt: "a compressed chunk is not valid deflate data"
-            case .wrongLength(let expected, let actual): "a compressed chunk inflated to \(actual) bytes, not the announced \(expected)"
+            case .wrongLength(let expected, let actual):
+                "a compressed chunk inflated to \(actual) bytes, not the announced \(expected)"
             }
         }
     }

@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Crypto
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What the receiver daemon accepts and where it puts it.
 public struct ReceiverConfiguration: Sendable {
@@ -118,7 +119,11 @@ public final class FileReceiver {
             if dead.remove(key) != nil { return }
             guard let transfer = transfers.removeValue(forKey: key) else { return }
             if packet.header.dataType == FileEnd.abort {
-                logger.info("sender aborted transfer", metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(escapedForLog(end.reason ?? ""))"])
+                logger.info(
+                    "sender aborted transfer",
+                    metadata: [
+                        "file": "\(escapedForLog(transfer.name))", "reason": "\(escapedForLog(end.reason ?? ""))",
+                    ])
                 discard(transfer)
                 return
             }
@@ -138,7 +143,9 @@ public final class FileReceiver {
     /// Removes every unfinished transfer (the connection ended, or the daemon stops).
     public func abandonAll(from sender: UInt32? = nil, reason: String) {
         for (key, transfer) in transfers where sender == nil || key.from == sender {
-            logger.info("discarding unfinished transfer", metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(reason)"])
+            logger.info(
+                "discarding unfinished transfer",
+                metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(reason)"])
             transfers[key] = nil
             discard(transfer)
         }
@@ -150,7 +157,11 @@ public final class FileReceiver {
     private func begin(_ start: FileStart, from: UInt32, session: ClientSession) async throws -> FileReceipt? {
         let key = Key(from: from, id: start.transferID)
         func refuse(_ reason: String) -> FileReceipt {
-            logger.notice("refused file", metadata: ["file": "\(escapedForLog(start.name))", "from": "\(from)", "reason": "\(escapedForLog(reason))"])
+            logger.notice(
+                "refused file",
+                metadata: [
+                    "file": "\(escapedForLog(start.name))", "from": "\(from)", "reason": "\(escapedForLog(reason))",
+                ])
             dead.insert(key)
             return FileReceipt(transferID: start.transferID, status: .refused, reason: reason)
         }
@@ -159,9 +170,13 @@ public final class FileReceiver {
         let sender = try await peer(from, session: session)
         if !configuration.allowFrom.isEmpty {
             let allowed = configuration.allowFrom.contains { $0 == String(from) || $0 == sender?.name }
-            if !allowed { return refuse("\(session.me.name) does not take files from \(sender?.name ?? "peer \(from)")") }
+            if !allowed {
+                return refuse("\(session.me.name) does not take files from \(sender?.name ?? "peer \(from)")")
+            }
         }
-        if let problem = SpoolName.problem(with: start.name) { return refuse("unsafe file name '\(escapedForLog(start.name))': \(problem)") }
+        if let problem = SpoolName.problem(with: start.name) {
+            return refuse("unsafe file name '\(escapedForLog(start.name))': \(problem)")
+        }
         if let size = start.size, let limit = configuration.maxFileSize, size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
         }
@@ -175,7 +190,9 @@ public final class FileReceiver {
         }
         do {
             let (fd, path) = try configuration.spool.createTemporary(tag: "\(from)-\(start.transferID)")
-            transfers[key] = Transfer(id: start.transferID, from: from, fromName: sender?.name ?? "", start: start, descriptor: fd, path: path)
+            transfers[key] = Transfer(
+                id: start.transferID, from: from, fromName: sender?.name ?? "", start: start, descriptor: fd, path: path
+            )
             logger.debug("receiving file", metadata: ["file": "\(escapedForLog(start.name))", "from": "\(from)"])
             return nil
         } catch {
@@ -188,17 +205,24 @@ public final class FileReceiver {
     private func write(_ chunk: FileChunk, to transfer: Transfer) async -> FileReceipt? {
         let rawLength = Int(chunk.rawLength)
         if rawLength > transfer.chunkSize {
-            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: "a chunk of \(rawLength) bytes exceeds the announced chunk size \(transfer.chunkSize)")
+            return FileReceipt(
+                transferID: transfer.id, status: .corrupt,
+                reason: "a chunk of \(rawLength) bytes exceeds the announced chunk size \(transfer.chunkSize)")
         }
         let total = transfer.received + UInt64(rawLength)
         if let announced = transfer.announcedSize, total > announced {
-            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: "more bytes than the announced \(announced)")
+            return FileReceipt(
+                transferID: transfer.id, status: .corrupt, reason: "more bytes than the announced \(announced)")
         }
         if let limit = configuration.maxFileSize, total > limit {
-            return FileReceipt(transferID: transfer.id, status: .refused, reason: "the file grew past the receiver's limit of \(limit) bytes")
+            return FileReceipt(
+                transferID: transfer.id, status: .refused,
+                reason: "the file grew past the receiver's limit of \(limit) bytes")
         }
         if chunk.compressed && transfer.compression == 0 {
-            return FileReceipt(transferID: transfer.id, status: .corrupt, reason: "a compressed chunk in a transfer announced uncompressed")
+            return FileReceipt(
+                transferID: transfer.id, status: .corrupt,
+                reason: "a compressed chunk in a transfer announced uncompressed")
         }
         let decompressor = self.decompressor
         let descriptor = transfer.descriptor
@@ -206,7 +230,8 @@ public final class FileReceiver {
         let outcome: Result<SHA256, any Error> = await Result.capturing {
             try await NIOThreadPool.singleton.runIfActive {
                 var hasher = hasher
-                let bytes = chunk.compressed ? try decompressor.decompress(chunk.data, rawLength: rawLength) : chunk.data
+                let bytes =
+                    chunk.compressed ? try decompressor.decompress(chunk.data, rawLength: rawLength) : chunk.data
                 try bytes.withUnsafeReadableBytes { pointer in
                     hasher.update(bufferPointer: pointer)
                     try Spool.writeAll(descriptor, pointer)
@@ -223,7 +248,9 @@ public final class FileReceiver {
         case .failure(let error as ChunkDecompressor.Failure):
             return FileReceipt(transferID: transfer.id, status: .corrupt, reason: error.description)
         case .failure(let error as SpoolError):
-            return FileReceipt(transferID: transfer.id, status: .storageFailed, reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
+            return FileReceipt(
+                transferID: transfer.id, status: .storageFailed,
+                reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
         case .failure(let error):
             return FileReceipt(transferID: transfer.id, status: .storageFailed, reason: "\(error)")
         }
@@ -262,20 +289,33 @@ public final class FileReceiver {
         let hex = digest.map { String(format2: $0) }.joined()
         let record = JSON.object([
             ("name", .string(storedAs)), ("sentAs", .string(transfer.name)),
-            ("from", .object([("id", .int(Int64(transfer.from))), ("name", .string(fromPeer?.name ?? transfer.fromName))])),
+            (
+                "from",
+                .object([("id", .int(Int64(transfer.from))), ("name", .string(fromPeer?.name ?? transfer.fromName))])
+            ),
             ("size", .int(Int64(transfer.received))), ("sha256", .string(hex)),
-            ("compression", .string(transfer.compression == 1 ? "zlib" : "none")), ("wireBytes", .int(Int64(transfer.wireBytes))),
+            ("compression", .string(transfer.compression == 1 ? "zlib" : "none")),
+            ("wireBytes", .int(Int64(transfer.wireBytes))),
             ("receivedAt", .string(WireClock.rfc3339(WireClock.now()))),
         ]).rendered()
         do {
             try spool.writeMetadata(record + "\n", for: storedAs)
         } catch {
-            logger.warning("could not write the metadata record", metadata: ["file": "\(escapedForLog(storedAs))", "error": "\(error)"])
+            logger.warning(
+                "could not write the metadata record",
+                metadata: ["file": "\(escapedForLog(storedAs))", "error": "\(error)"])
         }
-        logger.info("stored file", metadata: ["file": "\(escapedForLog(storedAs))", "bytes": "\(transfer.received)", "from": "\(escapedForLog(transfer.fromName))"])
-        onPublished?(Published(
-            path: spool.root + "/" + storedAs, storedAs: storedAs, from: fromPeer, fromID: transfer.from, size: transfer.received, sha256: hex
-        ))
+        logger.info(
+            "stored file",
+            metadata: [
+                "file": "\(escapedForLog(storedAs))", "bytes": "\(transfer.received)",
+                "from": "\(escapedForLog(transfer.fromName))",
+            ])
+        onPublished?(
+            Published(
+                path: spool.root + "/" + storedAs, storedAs: storedAs, from: fromPeer, fromID: transfer.from,
+                size: transfer.received, sha256: hex
+            ))
         return FileReceipt(transferID: transfer.id, status: .stored, storedAs: storedAs, size: transfer.received)
     }
 
@@ -286,12 +326,20 @@ public final class FileReceiver {
         case .incomplete, .discarded:
             return
         case .refused(let sender, let id, let reason, let wantsReceipt):
-            if wantsReceipt { try await replyMessage(MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender, session: session) }
+            if wantsReceipt {
+                try await replyMessage(
+                    MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender,
+                    session: session)
+            }
         case .complete(let message):
             let sender = try await peer(from, session: session)
-            if !configuration.allowFrom.isEmpty && !configuration.allowFrom.contains(where: { $0 == String(from) || $0 == sender?.name }) {
+            if !configuration.allowFrom.isEmpty
+                && !configuration.allowFrom.contains(where: { $0 == String(from) || $0 == sender?.name })
+            {
                 if !message.flags.contains(.noReceipt) {
-                    try await replyMessage(MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "not allowed"), to: from, session: session)
+                    try await replyMessage(
+                        MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "not allowed"),
+                        to: from, session: session)
                 }
                 return
             }
@@ -306,10 +354,15 @@ public final class FileReceiver {
             guard !message.flags.contains(.noReceipt) else { return }
             switch result {
             case .success:
-                try await replyMessage(MessageReceipt(messageID: message.messageID, bytes: UInt64(bytes.count)), to: from, session: session)
+                try await replyMessage(
+                    MessageReceipt(messageID: message.messageID, bytes: UInt64(bytes.count)), to: from, session: session
+                )
             case .failure(let error):
                 logger.warning("could not store a message", metadata: ["error": "\(error)"])
-                try await replyMessage(MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "cannot store: \(error)"), to: from, session: session)
+                try await replyMessage(
+                    MessageReceipt(
+                        messageID: message.messageID, bytes: 0, status: .refused, reason: "cannot store: \(error)"),
+                    to: from, session: session)
             }
         }
     }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Crypto
 import NIOCore
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What `tcpipctl send-file` was asked to do.
 public struct FileSendRequest: Sendable {
@@ -64,19 +65,24 @@ public struct FileSendRequest: Sendable {
 /// Streams files to receivers chunk by chunk (read, hash, compress, send, with a bounded amount in flight) and
 /// collects DoneReceivingFile from each.
 public enum FileSending {
-    public static func run(_ request: FileSendRequest, descriptors: [Int32], session: ClientSession) async throws -> [FileResult] {
+    public static func run(_ request: FileSendRequest, descriptors: [Int32], session: ClientSession) async throws
+        -> [FileResult]
+    {
         let recipients = try await MessageSending.resolveRecipients(
             request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
         )
         let sender = session.sender
-        try await sender.send(Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
+        try await sender.send(
+            Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
         let tracker = FileTracker(recipients: recipients.map(\.id))
         let wake = { @Sendable in
-            try? await sender.send(PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
+            try? await sender.send(
+                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
         }
         let producer = Task {
             do {
-                try await sendAll(request, descriptors: descriptors, recipients: recipients, sender: sender, tracker: tracker)
+                try await sendAll(
+                    request, descriptors: descriptors, recipients: recipients, sender: sender, tracker: tracker)
             } catch let error as TCPIPError {
                 tracker.fail(error)
             } catch is CancellationError {
@@ -122,7 +128,8 @@ public enum FileSending {
     }
 
     private static func sendAll(
-        _ request: FileSendRequest, descriptors: [Int32], recipients: [PeerRecord], sender: PacketSender, tracker: FileTracker
+        _ request: FileSendRequest, descriptors: [Int32], recipients: [PeerRecord], sender: PacketSender,
+        tracker: FileTracker
     ) async throws {
         let compressor = try request.compressionLevel.map { try ChunkCompressor(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
@@ -131,8 +138,10 @@ public enum FileSending {
             let descriptor = descriptors[index]
             defer { if descriptor > 0 { close(descriptor) } }
             var info = stat()
-            let size: UInt64? = fstat(descriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_size) : nil
-            tracker.begin(transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
+            let size: UInt64? =
+                fstat(descriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_size) : nil
+            tracker.begin(
+                transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
             let start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
                 compression: compressor == nil ? 0 : 1
@@ -154,27 +163,39 @@ public enum FileSending {
                 let packet: Packet
                 if let compressed = compressor?.compress(chunk) {
                     wire += UInt64(compressed.readableBytes)
-                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: true, data: compressed).packet(group)
+                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: true, data: compressed)
+                        .packet(group)
                 } else {
                     wire += UInt64(chunk.readableBytes)
-                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: false, data: chunk).packet(group)
+                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: false, data: chunk)
+                        .packet(group)
                 }
                 try await sender.send(packet)
                 request.progress?(source.name, sent, size, false)
                 if let size, sent > size {
                     // The file grew while being sent: what the receiver checks would not match what was announced.
-                    let end = FileEnd(transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
-                    try await sender.send(Packet(header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group), payload: end.encoded()))
+                    let end = FileEnd(
+                        transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
+                    try await sender.send(
+                        Packet(
+                            header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
+                            payload: end.encoded()))
                     throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
                 }
             }
             let digest = Array(hasher.finalize())
-            let end = FileEnd(transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)
+            let end = FileEnd(
+                transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)
             try await sender.send(
-                Packet(header: PacketHeader(type: .fileEnd, dataType: aborted ? FileEnd.abort : FileEnd.complete, maskTo: .group), payload: end.encoded())
+                Packet(
+                    header: PacketHeader(
+                        type: .fileEnd, dataType: aborted ? FileEnd.abort : FileEnd.complete, maskTo: .group),
+                    payload: end.encoded())
             )
             request.progress?(source.name, sent, size, true)
-            tracker.ended(transferID, bytes: sent, wireBytes: wire, sha256: digest.map { String(format2: $0) }.joined(), now: WireClock.now())
+            tracker.ended(
+                transferID, bytes: sent, wireBytes: wire, sha256: digest.map { String(format2: $0) }.joined(),
+                now: WireClock.now())
             if tracker.nobodyLeft { break }
         }
         try await sender.drain()

@@ -53,7 +53,9 @@ public final class FileTracker: Sendable {
         state.withLockedValue { state in
             state.order.append(id)
             var results: [UInt32: FileResult] = [:]
-            for peer in recipients { results[peer.id] = FileResult(name: name, path: path, recipient: peer, startedAt: now) }
+            for peer in recipients {
+                results[peer.id] = FileResult(name: name, path: path, recipient: peer, startedAt: now)
+            }
             state.results[id] = results
         }
     }
@@ -108,7 +110,8 @@ public final class FileTracker: Sendable {
         state.withLockedValue { state in
             var changed = false
             for (id, sentAt) in state.endSentAt where now >= sentAt + timeout {
-                for peer in state.results[id]?.keys.map({ $0 }) ?? [] where state.results[id]?[peer]?.status == .pending {
+                for peer in state.results[id]?.keys.map({ $0 }) ?? [] where state.results[id]?[peer]?.status == .pending
+                {
                     state.results[id]?[peer]?.status = .timeout
                     state.results[id]?[peer]?.reason = "no confirmation within the timeout"
                     state.results[id]?[peer]?.finishedAt = now

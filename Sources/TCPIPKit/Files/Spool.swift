@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The spool directory and its rules.
 ///
@@ -38,7 +39,9 @@ public struct Spool: Sendable {
         if let directory = opendir(temporaryDirectory) {
             defer { closedir(directory) }
             while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if name == "." || name == ".." { continue }
                 if unlink(temporaryDirectory + "/" + name) == 0 { removed += 1 }
             }
@@ -103,7 +106,9 @@ public struct Spool: Sendable {
         do {
             try Self.writeAll(fd, Array(json.utf8))
             _ = fsync(fd)
-            guard rename(path, metadataDirectory + "/" + storedName + ".json") == 0 else { throw SpoolError.writeFailed(errno) }
+            guard rename(path, metadataDirectory + "/" + storedName + ".json") == 0 else {
+                throw SpoolError.writeFailed(errno)
+            }
         } catch {
             unlink(path)
             throw error

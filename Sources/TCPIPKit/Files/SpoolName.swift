@@ -20,7 +20,9 @@ public enum SpoolName {
         if name.isEmpty { return "the name is empty" }
         if name == "." || name == ".." { return "the name '\(name)' is not a file name" }
         if name.utf8.count > maxLength { return "the name is longer than \(maxLength) bytes" }
-        if name.contains("/") || name.contains("\\") { return "the name contains a path separator; send one file name, not a path" }
+        if name.contains("/") || name.contains("\\") {
+            return "the name contains a path separator; send one file name, not a path"
+        }
         if name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) }) {
             return "the name contains control characters"
         }

@@ -84,7 +84,9 @@ public struct HubCore {
         }
         let header = packet.header
         if header.type.isHubOnly || header.type == .myCredentials {
-            return [.send(id, errorPacket(.unsupported, "\(header.type) may only be sent by the hub", type: header.type))]
+            return [
+                .send(id, errorPacket(.unsupported, "\(header.type) may only be sent by the hub", type: header.type))
+            ]
         }
         switch header.maskTo {
         case .hub:
@@ -92,7 +94,11 @@ public struct HubCore {
         case .client:
             guard let destination = byPeerID[header.idTo] else {
                 return [
-                    .send(id, errorPacket(.unknownPeer, "no peer with id \(header.idTo) is connected", peer: header.idTo, type: header.type))
+                    .send(
+                        id,
+                        errorPacket(
+                            .unknownPeer, "no peer with id \(header.idTo) is connected", peer: header.idTo,
+                            type: header.type))
                 ]
             }
             var relayed = packet
@@ -125,7 +131,9 @@ public struct HubCore {
         guard let connection = connections[id] else { return [] }
         logger.warning(
             "closing connection: \(error)",
-            metadata: ["connection": "\(id)", "address": "\(connection.address)", "peer": "\(describe(connection.peer))"]
+            metadata: [
+                "connection": "\(id)", "address": "\(connection.address)", "peer": "\(describe(connection.peer))",
+            ]
         )
         let code: ErrorCode = error.isFrameTooLarge ? .frameTooLarge : .malformed
         return [.send(id, errorPacket(code, error.description))] + remove(id, reason: .dropped) + [.close(id)]
@@ -157,15 +165,22 @@ public struct HubCore {
         for (id, connection) in connections {
             if connection.peer == nil {
                 if now >= connection.openedAt + registrationDeadline {
-                    logger.info("closing connection that did not register in time", metadata: ["connection": "\(id)", "address": "\(connection.address)"])
-                    actions.append(.send(id, errorPacket(.registrationTimeout, "no MyCredentials within \(configuration.registrationTimeout)")))
+                    logger.info(
+                        "closing connection that did not register in time",
+                        metadata: ["connection": "\(id)", "address": "\(connection.address)"])
+                    actions.append(
+                        .send(
+                            id,
+                            errorPacket(
+                                .registrationTimeout, "no MyCredentials within \(configuration.registrationTimeout)")))
                     actions += remove(id, reason: .dropped)
                     actions.append(.close(id))
                 }
             } else if busy.contains(id) {
                 connections[id]?.lastHeard = now
             } else if now >= connection.lastHeard + silenceLimit {
-                logger.info("dropping silent peer", metadata: ["connection": "\(id)", "peer": "\(describe(connection.peer))"])
+                logger.info(
+                    "dropping silent peer", metadata: ["connection": "\(id)", "peer": "\(describe(connection.peer))"])
                 actions.append(.send(id, errorPacket(.heartbeatTimeout, "silent for three heartbeats")))
                 actions += remove(id, reason: .timedOut)
                 actions.append(.close(id))
@@ -201,13 +216,16 @@ public struct HubCore {
 
     // MARK: registered traffic for the hub itself
 
-    private mutating func receivedForHub(_ packet: Packet, from id: ConnectionID, peer: PeerRecord, now: WireTime) -> [HubAction] {
+    private mutating func receivedForHub(_ packet: Packet, from id: ConnectionID, peer: PeerRecord, now: WireTime)
+        -> [HubAction]
+    {
         switch packet.header.type {
         case .ping:
             let answer: Packet
             do {
                 let ping = try PingPayload(tlv: packet.payload)
-                answer = ping.answered(at: now).packet(hubHeader(.pingResponse, to: peer.id, dataType: packet.header.dataType))
+                answer = ping.answered(at: now).packet(
+                    hubHeader(.pingResponse, to: peer.id, dataType: packet.header.dataType))
             } catch {
                 return [.send(id, errorPacket(.malformed, "bad Ping payload: \(error)", type: .ping))]
             }
@@ -240,7 +258,12 @@ public struct HubCore {
                 return [.send(id, errorPacket(.malformed, "bad PeerQuery payload: \(error)", type: .peerQuery))]
             }
         default:
-            return [.send(id, errorPacket(.unsupported, "the hub does not handle \(packet.header.type)", type: packet.header.type))]
+            return [
+                .send(
+                    id,
+                    errorPacket(.unsupported, "the hub does not handle \(packet.header.type)", type: packet.header.type)
+                )
+            ]
         }
     }
 
@@ -249,7 +272,9 @@ public struct HubCore {
         do {
             update = try Credentials(tlv: packet.payload)
         } catch {
-            return [.send(id, errorPacket(.malformed, "bad CredentialsUpdate payload: \(error)", type: .credentialsUpdate))]
+            return [
+                .send(id, errorPacket(.malformed, "bad CredentialsUpdate payload: \(error)", type: .credentialsUpdate))
+            ]
         }
         var changed = peer
         if let name = update.name, name != peer.name {
@@ -257,7 +282,11 @@ public struct HubCore {
                 return [.send(id, errorPacket(.invalidCredentials, problem, type: .credentialsUpdate))]
             }
             guard byName[name] == nil else {
-                return [.send(id, errorPacket(.nameInUse, "the name '\(name)' is used by another peer", type: .credentialsUpdate))]
+                return [
+                    .send(
+                        id,
+                        errorPacket(.nameInUse, "the name '\(name)' is used by another peer", type: .credentialsUpdate))
+                ]
             }
             byName[peer.name] = nil
             byName[name] = peer.id
@@ -271,7 +300,9 @@ public struct HubCore {
         let notice = changed.encoded()
         var targets = watchers
         targets.insert(id)
-        return targets.map { .send($0, Packet(header: hubHeader(.credentialsUpdate, from: changed.id), payload: notice)) }
+        return targets.map {
+            .send($0, Packet(header: hubHeader(.credentialsUpdate, from: changed.id), payload: notice))
+        }
     }
 
     private mutating func setGroup(_ ids: [UInt32], of id: ConnectionID) -> [HubAction] {
@@ -280,7 +311,11 @@ public struct HubCore {
         var actions: [HubAction] = []
         for member in ids where !members.contains(member) {
             if byPeerID[member] == nil {
-                actions.append(.send(id, errorPacket(.unknownPeer, "no peer with id \(member) is connected", peer: member, type: .recipients)))
+                actions.append(
+                    .send(
+                        id,
+                        errorPacket(
+                            .unknownPeer, "no peer with id \(member) is connected", peer: member, type: .recipients)))
             } else {
                 members.append(member)
                 inGroupsOf[member, default: []].insert(id)
@@ -300,7 +335,9 @@ public struct HubCore {
 
     // MARK: registration
 
-    private mutating func receivedBeforeRegistration(_ packet: Packet, from id: ConnectionID, now: WireTime) -> [HubAction] {
+    private mutating func receivedBeforeRegistration(_ packet: Packet, from id: ConnectionID, now: WireTime)
+        -> [HubAction]
+    {
         switch packet.header.type {
         case .myCredentials:
             return register(packet, from: id, now: now)
@@ -308,9 +345,14 @@ public struct HubCore {
             connections[id] = nil
             return [.close(id)]
         default:
-            logger.info("closing connection that sent \(packet.header.type) before registering", metadata: ["connection": "\(id)"])
+            logger.info(
+                "closing connection that sent \(packet.header.type) before registering",
+                metadata: ["connection": "\(id)"])
             connections[id] = nil
-            return [.send(id, errorPacket(.notRegistered, "send MyCredentials first", type: packet.header.type)), .close(id)]
+            return [
+                .send(id, errorPacket(.notRegistered, "send MyCredentials first", type: packet.header.type)),
+                .close(id),
+            ]
         }
     }
 
@@ -329,9 +371,12 @@ public struct HubCore {
             return refuse(id, .malformed, "bad MyCredentials payload: \(error)")
         }
         if let token = configuration.token, !token.matches(credentials.token) {
-            return refuse(id, .authenticationFailed, credentials.token == nil ? "this hub requires a token" : "wrong token")
+            return refuse(
+                id, .authenticationFailed, credentials.token == nil ? "this hub requires a token" : "wrong token")
         }
-        guard let requested = credentials.name else { return refuse(id, .invalidCredentials, "MyCredentials carries no name") }
+        guard let requested = credentials.name else {
+            return refuse(id, .invalidCredentials, "MyCredentials carries no name")
+        }
         if let problem = Self.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
         let peerID = nextPeerID
         var name = requested
@@ -365,11 +410,14 @@ public struct HubCore {
         )
         actions.append(.send(id, registered.packet(hubHeader(.registered, to: peerID))))
         for other in roster {
-            let data = other.packet(hubHeader(.clientData, to: peerID, dataType: ClientDataKind.present.rawValue, from: other.id))
+            let data = other.packet(
+                hubHeader(.clientData, to: peerID, dataType: ClientDataKind.present.rawValue, from: other.id))
             actions.append(.send(id, data))
         }
         if !watchers.isEmpty {
-            let joined = Packet(header: hubHeader(.clientData, dataType: ClientDataKind.joined.rawValue, from: peerID), payload: peer.encoded())
+            let joined = Packet(
+                header: hubHeader(.clientData, dataType: ClientDataKind.joined.rawValue, from: peerID),
+                payload: peer.encoded())
             for watcher in watchers { actions.append(.send(watcher, joined)) }
         }
         byPeerID[peerID] = id
@@ -422,12 +470,15 @@ public struct HubCore {
     }
 
     private func hubHeader(
-        _ type: PacketType, to peerID: UInt32 = 0, mask: MaskTo = .client, dataType: UInt16 = 0, from: UInt32 = PacketHeader.hubID
+        _ type: PacketType, to peerID: UInt32 = 0, mask: MaskTo = .client, dataType: UInt16 = 0,
+        from: UInt32 = PacketHeader.hubID
     ) -> PacketHeader {
         PacketHeader(type: type, dataType: dataType, maskTo: mask, idTo: peerID, idFrom: from)
     }
 
-    private func errorPacket(_ code: ErrorCode, _ message: String, peer: UInt32? = nil, type: PacketType? = nil) -> Packet {
+    private func errorPacket(_ code: ErrorCode, _ message: String, peer: UInt32? = nil, type: PacketType? = nil)
+        -> Packet
+    {
         ErrorPayload(code: code, message: message, peerID: peer, packetType: type).packet(hubHeader(.error))
     }
 

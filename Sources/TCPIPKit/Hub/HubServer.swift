@@ -20,7 +20,8 @@ public final class HubServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        router = HubRouter(core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
+        router = HubRouter(
+            core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
     }
 
     /// Binds and starts accepting. Returns the address actually bound (the real port when asked for port 0).

@@ -87,7 +87,9 @@ public final class DeliveryTracker: Sendable {
 
     public func receipt(_ receipt: MessageReceipt, from peer: UInt32, now: WireTime) {
         state.withLockedValue { state in
-            guard var outstanding = state.outstanding[receipt.messageID], outstanding.waiting.remove(peer) != nil else { return }
+            guard var outstanding = state.outstanding[receipt.messageID], outstanding.waiting.remove(peer) != nil else {
+                return
+            }
             state.outstanding[receipt.messageID] = outstanding.waiting.isEmpty ? nil : outstanding
             switch receipt.status {
             case .delivered:
@@ -125,8 +127,10 @@ public final class DeliveryTracker: Sendable {
         }
     }
 
-    /// Everything was sent.
+    /// Nothing more will be sent (called once the last message is queued).
     public func producerFinished() { state.withLockedValue { $0.producerDone = true } }
+
+    public var isProducerDone: Bool { state.withLockedValue { $0.producerDone } }
 
     /// Sending failed: the whole command fails with this error.
     public func fail(_ error: TCPIPError) {
@@ -167,7 +171,9 @@ public final class DeliveryTracker: Sendable {
         state.results.values.contains { $0.status == .pending && !state.gone.contains($0.peer.id) }
     }
 
-    private static func fail(_ peer: UInt32, _ status: DeliveryResult.Status, _ reason: String?, in state: inout State, now: WireTime) {
+    private static func fail(
+        _ peer: UInt32, _ status: DeliveryResult.Status, _ reason: String?, in state: inout State, now: WireTime
+    ) {
         guard state.results[peer]?.status == .pending else { return }
         state.results[peer]?.status = status
         state.results[peer]?.reason = reason

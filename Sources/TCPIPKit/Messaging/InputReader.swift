@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import NIOPosix
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Reads a file descriptor (stdin by default) chunk by chunk on NIO's thread pool, so a pipe streams without being
 /// read whole and no event loop ever blocks. Works for pipes, terminals, sockets and regular files alike.

@@ -59,10 +59,13 @@ public struct MessageAssembler {
             refused.remove(key)
             let wantsReceipt = !part.flags.contains(.noReceipt)
             if part.bytes.readableBytes > maxMessageSize {
-                return refuse(key, "the message is larger than \(maxMessageSize) bytes", wantsReceipt: wantsReceipt, ended: part.flags.contains(.end))
+                return refuse(
+                    key, "the message is larger than \(maxMessageSize) bytes", wantsReceipt: wantsReceipt,
+                    ended: part.flags.contains(.end))
             }
             if part.flags.contains(.end) {
-                return .complete(AssembledMessage(from: sender, messageID: part.messageID, flags: part.flags, bytes: part.bytes))
+                return .complete(
+                    AssembledMessage(from: sender, messageID: part.messageID, flags: part.flags, bytes: part.bytes))
             }
             guard partials.count < maxInProgress else {
                 return refuse(key, "too many messages in progress", wantsReceipt: wantsReceipt, ended: false)
@@ -75,12 +78,15 @@ public struct MessageAssembler {
             return .discarded
         }
         guard partial.bytes.readableBytes + part.bytes.readableBytes <= maxMessageSize else {
-            return refuse(key, "the message is larger than \(maxMessageSize) bytes", wantsReceipt: !partial.flags.contains(.noReceipt), ended: part.flags.contains(.end))
+            return refuse(
+                key, "the message is larger than \(maxMessageSize) bytes",
+                wantsReceipt: !partial.flags.contains(.noReceipt), ended: part.flags.contains(.end))
         }
         var bytes = part.bytes
         partial.bytes.writeBuffer(&bytes)
         if part.flags.contains(.end) {
-            return .complete(AssembledMessage(from: sender, messageID: part.messageID, flags: partial.flags, bytes: partial.bytes))
+            return .complete(
+                AssembledMessage(from: sender, messageID: part.messageID, flags: partial.flags, bytes: partial.bytes))
         }
         partials[key] = partial
         return .incomplete
@@ -107,7 +113,9 @@ public enum MessageChunking {
     }
 
     /// Splits `bytes` into parts of at most `partSize` bytes; an empty message is one empty part.
-    public static func parts(of bytes: ByteBuffer, messageID: UInt32, partSize: Int, flags: MessagePart.Flags = []) -> [MessagePart] {
+    public static func parts(of bytes: ByteBuffer, messageID: UInt32, partSize: Int, flags: MessagePart.Flags = [])
+        -> [MessagePart]
+    {
         precondition(partSize > 0)
         var remaining = bytes
         var parts: [MessagePart] = []

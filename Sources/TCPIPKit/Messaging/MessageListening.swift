@@ -81,7 +81,8 @@ public enum MessageListening {
                 guard packet.header.type == type, request.from.map({ $0 == from }) ?? true else { continue }
                 let message = ReceivedMessage(
                     from: try await peer(from), fromID: from, broadcast: packet.header.maskTo == .all,
-                    receivedAt: WireClock.now(), bytes: packet.payload, applicationType: type, dataType: packet.header.dataType
+                    receivedAt: WireClock.now(), bytes: packet.payload, applicationType: type,
+                    dataType: packet.header.dataType
                 )
                 try deliver(message)
                 delivered += 1
@@ -93,7 +94,9 @@ public enum MessageListening {
                 if let only = request.from, only != from {
                     if part.flags.contains(.start) && !part.flags.contains(.noReceipt) {
                         try await answer(
-                            MessageReceipt(messageID: part.messageID, bytes: 0, status: .refused, reason: "\(session.me.name) takes messages only from peer \(only)"),
+                            MessageReceipt(
+                                messageID: part.messageID, bytes: 0, status: .refused,
+                                reason: "\(session.me.name) takes messages only from peer \(only)"),
                             to: from
                         )
                     }
@@ -103,7 +106,10 @@ public enum MessageListening {
                 case .incomplete, .discarded:
                     continue
                 case .refused(let sender, let id, let reason, let wantsReceipt):
-                    if wantsReceipt { try await answer(MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender) }
+                    if wantsReceipt {
+                        try await answer(
+                            MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender)
+                    }
                 case .complete(let assembled):
                     let message = ReceivedMessage(
                         from: try await peer(from), fromID: from, broadcast: assembled.flags.contains(.broadcast),
@@ -112,7 +118,9 @@ public enum MessageListening {
                     try deliver(message)
                     delivered += 1
                     if !assembled.flags.contains(.noReceipt) {
-                        try await answer(MessageReceipt(messageID: assembled.messageID, bytes: UInt64(assembled.bytes.readableBytes)), to: from)
+                        try await answer(
+                            MessageReceipt(
+                                messageID: assembled.messageID, bytes: UInt64(assembled.bytes.readableBytes)), to: from)
                     }
                 }
             case .clientDisconnecting:

@@ -41,15 +41,18 @@ public struct SendRequest: Sendable {
 /// and a watchdog expires late ones. Whatever changes outside the receipt loop pings the hub, whose answer wakes it.
 public enum MessageSending {
     public static func run(_ request: SendRequest, session: ClientSession) async throws -> [DeliveryResult] {
-        let recipients = try await resolveRecipients(request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session)
+        let recipients = try await resolveRecipients(
+            request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session)
         let sender = session.sender
-        try await sender.send(Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
+        try await sender.send(
+            Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
         let tracker = DeliveryTracker(
             recipients: recipients, receipts: !request.noWait && request.applicationType == nil, now: WireClock.now()
         )
         let partSize = MessageChunking.maxPartBytes(maxFrameSize: session.configuration.maxFrameSize)
         let wake = { @Sendable in
-            try? await sender.send(PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
+            try? await sender.send(
+                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
         }
 
         let producer = Task {
@@ -96,6 +99,11 @@ public enum MessageSending {
             default:
                 continue
             }
+        }
+        // Everyone left owing nothing while the input was still open: if it ends at once (a listener's --count
+        // matched the lines sent), they had everything.
+        for _ in 0..<20 where tracker.nobodyLeft && !tracker.isProducerDone {
+            try await Task.sleep(for: .milliseconds(10))
         }
         if let failure = tracker.failure { throw failure }
         return tracker.results(now: WireClock.now())
@@ -191,6 +199,8 @@ struct Producer {
         try checkSize(bytes.readableBytes)
         var packets: [Packet] = []
         appendMessage(bytes, to: &packets)
+        // The only message: a recipient that acknowledges it and leaves at once has everything.
+        tracker.producerFinished()
         try await sender.send(contentsOf: packets)
     }
 
@@ -213,6 +223,7 @@ struct Producer {
             if next == nil {
                 flags.insert(.end)
                 expect(id, bytes: sent)
+                tracker.producerFinished()
             }
             try await sender.send(MessagePart(messageID: id, flags: flags, bytes: current).packet(header))
             guard let next else { return }
@@ -276,7 +287,8 @@ struct Producer {
         if request.applicationType != nil {
             var rest = bytes
             repeat {
-                packets.append(Packet(header: header, payload: rest.readSlice(length: min(partSize, rest.readableBytes))!))
+                packets.append(
+                    Packet(header: header, payload: rest.readSlice(length: min(partSize, rest.readableBytes))!))
             } while rest.readableBytes > 0
             tracker.sentWithoutReceipt(bytes: bytes.readableBytes)
             return

@@ -53,7 +53,9 @@ public actor HookRunner {
             }
         }
         if status != 0 {
-            logger.warning("the --exec hook failed; the file is kept", metadata: ["file": "\(escapedForLog(file.storedAs))", "status": "\(status)"])
+            logger.warning(
+                "the --exec hook failed; the file is kept",
+                metadata: ["file": "\(escapedForLog(file.storedAs))", "status": "\(status)"])
         } else {
             logger.debug("--exec hook done", metadata: ["file": "\(escapedForLog(file.storedAs))"])
         }

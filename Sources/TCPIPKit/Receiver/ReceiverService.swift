@@ -29,13 +29,16 @@ public struct ReceiverService: Service {
 
         func poke() async {
             guard let sender = wake.withLockedValue({ $0 }) else { return }
-            try? await sender.send(PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
+            try? await sender.send(
+                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
         }
     }
 
     public func run() async throws {
         let removed = try receiver.spool.prepare()
-        if removed > 0 { logger.notice("removed unfinished transfers left by an earlier run", metadata: ["count": "\(removed)"]) }
+        if removed > 0 {
+            logger.notice("removed unfinished transfers left by an earlier run", metadata: ["count": "\(removed)"])
+        }
         let control = Control()
         let grace = self.grace
         try await withGracefulShutdownHandler {
@@ -78,7 +81,12 @@ public struct ReceiverService: Service {
                 control.wake.withLockedValue { $0 = nil }
                 files.abandonAll(reason: "the connection ended")
             }
-            logger.info("ready", metadata: ["name": "\(escapedForLog(session.me.name))", "id": "\(session.me.id)", "spool": "\(receiver.spool.root)"])
+            logger.info(
+                "ready",
+                metadata: [
+                    "name": "\(escapedForLog(session.me.name))", "id": "\(session.me.id)",
+                    "spool": "\(receiver.spool.root)",
+                ])
             let deadline = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
             while true {
                 if control.stopping.withLockedValue({ $0 }) {

@@ -1,3 +1,5 @@
+import TCPIPWire
+
 /// A JSON value whose objects keep their keys in the order written, for output that reads well and stays stable.
 public indirect enum JSON: Sendable, Equatable {
     case null
@@ -80,8 +82,6 @@ public indirect enum JSON: Sendable, Equatable {
         out += "\""
     }
 }
-
-import TCPIPWire
 
 extension PeerRecord {
     /// The JSON shape of a peer, as `tcpipctl peers` prints it.

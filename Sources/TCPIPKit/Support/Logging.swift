@@ -1,9 +1,9 @@
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// How log lines look on stderr.
@@ -55,7 +55,8 @@ public struct StderrLogHandler: LogHandler {
                 ("message", .string(event.message.description)),
             ]
             if !merged.isEmpty {
-                fields.append(("metadata", .object(merged.keys.sorted().map { ($0, .string(merged[$0]!.description)) })))
+                fields.append(
+                    ("metadata", .object(merged.keys.sorted().map { ($0, .string(merged[$0]!.description)) })))
             }
             line = JSON.object(fields).rendered()
         }

@@ -1,0 +1,93 @@
+function __tcpipd_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __tcpipd_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __tcpipd_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __tcpipd_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __tcpipd_parse_tokens -S
+    set -l unparsed_tokens (__tcpipd_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'tcpipd'
+        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'write-timeout=' 'log-level=' 'log-format=' 'version' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'help'
+            __tcpipd_parse_subcommand -r 1 'version'
+        end
+    end
+end
+
+function __tcpipd_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __tcpipd_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __tcpipd_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __tcpipd_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__tcpipd_tokens -p)
+    if test -z "$(__tcpipd_tokens -t)"
+        set -l index (count (__tcpipd_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'tcpipd' -f
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" listen' -l 'listen' -d 'Address to listen on; port 0 picks a free port.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" token-file' -l 'token-file' -d 'Require the token in this file from every client (or set TCPIP_TOKEN).' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" insecure-no-token' -l 'insecure-no-token' -d 'Allow a non-loopback address without a token.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" max-frame-size' -l 'max-frame-size' -d 'Largest frame accepted, header included.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" max-queued-bytes' -l 'max-queued-bytes' -d 'Bytes queued towards one connection before the hub stops reading its senders.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" ping-interval' -l 'ping-interval' -d 'Seconds between heartbeats; a peer silent for three is dropped.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" registration-timeout' -l 'registration-timeout' -d 'Seconds a new connection has to register.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" write-timeout' -l 'write-timeout' -d 'Seconds a peer may make no progress reading before it is dropped.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" log-level' -l 'log-level' -d 'trace, debug, info, notice, warning, error or critical.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" version' -l 'version' -d 'Show the version.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_positional "tcpipd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd help" version' -l 'version' -d 'Show the version.'

@@ -1,0 +1,97 @@
+function __tcpiprecvd_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __tcpiprecvd_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __tcpiprecvd_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __tcpiprecvd_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __tcpiprecvd_parse_tokens -S
+    set -l unparsed_tokens (__tcpiprecvd_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'tcpiprecvd'
+        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'grace=' 'log-format=' 'version' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'help'
+            __tcpiprecvd_parse_subcommand -r 1 'version'
+        end
+    end
+end
+
+function __tcpiprecvd_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __tcpiprecvd_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __tcpiprecvd_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __tcpiprecvd_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__tcpiprecvd_tokens -p)
+    if test -z "$(__tcpiprecvd_tokens -t)"
+        set -l index (count (__tcpiprecvd_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'tcpiprecvd' -f
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" server' -l 'server' -d 'The hub\'s address (env TCPIP_SERVER).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" name' -l 'name' -d 'The name to register (env TCPIP_NAME; default USER@HOSTNAME, made unique by the hub if taken).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" token-file' -l 'token-file' -d 'Read the hub\'s token from this file (or set TCPIP_TOKEN or TCPIP_TOKEN_FILE; never on the command line).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" timeout' -l 'timeout' -d 'Seconds to wait for the hub and for answers.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" v verbose' -s 'v' -l 'verbose' -d 'Log what happens to stderr.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" q quiet' -s 'q' -l 'quiet' -d 'Log nothing but the final error line.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" spool' -l 'spool' -d 'The spool directory (created if missing).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec' -l 'exec' -d 'After each file is stored, run this command (split on spaces, no shell); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec-jobs' -l 'exec-jobs' -d 'Hooks running at once.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd"' -l 'allow-from' -d 'Take files and messages only from this peer (name or id); repeatable.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" max-file-size' -l 'max-file-size' -d 'Refuse files larger than this many bytes.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" min-free-space' -l 'min-free-space' -d 'Refuse a file when fewer than this many bytes would stay free.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" grace' -l 'grace' -d 'Seconds running transfers may take to finish on SIGTERM.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" version' -l 'version' -d 'Show the version.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_positional "tcpiprecvd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd help" version' -l 'version' -d 'Show the version.'
