@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// A plain blocking TCP socket to 127.0.0.1, for sending bytes no well-behaved client would send.
-public final class RawSocket {
+public final class RawSocket: @unchecked Sendable {
     public let fd: Int32
 
     public init(port: Int) throws {
@@ -41,8 +41,15 @@ public final class RawSocket {
         }
     }
 
-    /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed.
-    public func readToEnd() -> (bytes: [UInt8], closed: Bool) {
+    /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed. The blocking
+    /// reads run on a thread of their own, so waiting never ties up the (small) pool that async tests share.
+    public func readToEnd() async -> (bytes: [UInt8], closed: Bool) {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: self.readToEndBlocking()) }.start()
+        }
+    }
+
+    private func readToEndBlocking() -> (bytes: [UInt8], closed: Bool) {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

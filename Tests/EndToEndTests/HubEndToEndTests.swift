@@ -93,7 +93,7 @@ import Testing
             // A truncated frame is only known once the sender gives up; the registration deadline ends it.
             shutdown(socket.fd, Int32(SHUT_WR))
         }
-        let (received, closed) = socket.readToEnd()
+        let (received, closed) = await socket.readToEnd()
         #expect(closed, "the hub should close a connection that sent \(name)")
         // The hub greeted it with RequestCredentials; for refused frames an Error (64) follows.
         var buffer = ByteBuffer(bytes: received)
@@ -240,7 +240,7 @@ import Testing
         let hub = try await TestHub(["--registration-timeout", "0.3"])
         let socket = try RawSocket(port: hub.port)
         let started = Date()
-        let (received, closed) = socket.readToEnd()
+        let (received, closed) = await socket.readToEnd()
         #expect(closed)
         #expect(Date().timeIntervalSince(started) < 5)
         var buffer = ByteBuffer(bytes: received)

@@ -299,7 +299,8 @@ public final class FileReceiver {
             ("receivedAt", .string(WireClock.rfc3339(WireClock.now()))),
         ]).rendered()
         do {
-            try spool.writeMetadata(record + "\n", for: storedAs)
+            // Off the cooperative pool: writing the record syncs it to disk.
+            try await NIOThreadPool.singleton.runIfActive { try spool.writeMetadata(record + "\n", for: storedAs) }
         } catch {
             logger.warning(
                 "could not write the metadata record",

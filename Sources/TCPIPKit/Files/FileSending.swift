@@ -75,54 +75,16 @@ public enum FileSending {
         try await sender.send(
             Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
         let tracker = FileTracker(recipients: recipients.map(\.id))
-        let wake = { @Sendable in
-            try? await sender.send(
-                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
-        }
-        let producer = Task {
-            do {
+        try await ReceiptCollector.run(
+            session: session, tracker: tracker, timeout: request.timeout, receiptType: .doneReceivingFile,
+            produce: {
                 try await sendAll(
                     request, descriptors: descriptors, recipients: recipients, sender: sender, tracker: tracker)
-            } catch let error as TCPIPError {
-                tracker.fail(error)
-            } catch is CancellationError {
-                return
-            } catch {
-                tracker.fail(TCPIPError.internalError("sending failed: \(error)"))
-            }
-            tracker.producerFinished()
-            await wake()
-        }
-        let timeout = request.timeout.microseconds
-        let watchdog = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(100))
-                if tracker.expire(now: WireClock.now(), timeout: timeout) { await wake() }
-            }
-        }
-        defer {
-            producer.cancel()
-            watchdog.cancel()
-        }
-        while !tracker.isComplete {
-            let packet = try await session.next()
-            let now = WireClock.now()
-            switch packet.header.type {
-            case .doneReceivingFile:
+            },
+            receipt: { packet, now in
                 tracker.receipt(try FileReceipt(tlv: packet.payload), from: packet.header.idFrom, now: now)
-            case .clientDisconnecting:
-                tracker.left(packet.header.idFrom, now: now)
-            case .error:
-                let error = try ErrorPayload(tlv: packet.payload)
-                if error.code == .unknownPeer, let peer = error.peerID {
-                    tracker.left(peer, now: now)
-                } else {
-                    throw ClientSession.error(from: error)
-                }
-            default:
-                continue
             }
-        }
+        )
         if let failure = tracker.failure { throw failure }
         return tracker.results()
     }

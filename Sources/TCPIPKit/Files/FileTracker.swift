@@ -33,7 +33,7 @@ public struct FileResult: Sendable {
 }
 
 /// Which recipient has confirmed which file. Shared by the sending task and the task that reads receipts.
-public final class FileTracker: Sendable {
+public final class FileTracker: ReceiptTracking {
     private struct State {
         var order: [UInt32] = []
         var results: [UInt32: [UInt32: FileResult]] = [:]

@@ -37,7 +37,7 @@ public struct DeliveryResult: Sendable {
 
 /// Keeps track of which recipient acknowledged which message. Shared by the task that sends and the task that reads
 /// receipts.
-public final class DeliveryTracker: Sendable {
+public final class DeliveryTracker: ReceiptTracking {
     private struct Outstanding {
         var sentAt: WireTime
         var bytes: UInt64

@@ -37,8 +37,7 @@ public struct SendRequest: Sendable {
 
 /// Sends messages to peers through the hub and collects their receipts.
 ///
-/// One task reads the input and sends (holding at most a bounded amount in flight), the calling task reads receipts,
-/// and a watchdog expires late ones. Whatever changes outside the receipt loop pings the hub, whose answer wakes it.
+/// One task reads the input and sends, the calling task collects the receipts (``ReceiptCollector``).
 public enum MessageSending {
     public static func run(_ request: SendRequest, session: ClientSession) async throws -> [DeliveryResult] {
         let recipients = try await resolveRecipients(
@@ -50,56 +49,16 @@ public enum MessageSending {
             recipients: recipients, receipts: !request.noWait && request.applicationType == nil, now: WireClock.now()
         )
         let partSize = MessageChunking.maxPartBytes(maxFrameSize: session.configuration.maxFrameSize)
-        let wake = { @Sendable in
-            try? await sender.send(
-                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
-        }
-
-        let producer = Task {
-            do {
+        try await ReceiptCollector.run(
+            session: session, tracker: tracker, timeout: request.timeout, receiptType: .messageReceived,
+            produce: {
                 var producer = Producer(request: request, sender: sender, tracker: tracker, partSize: partSize)
                 try await producer.run()
-            } catch let error as TCPIPError {
-                tracker.fail(error)
-            } catch is CancellationError {
-                return
-            } catch {
-                tracker.fail(TCPIPError.internalError("sending failed: \(error)"))
-            }
-            tracker.producerFinished()
-            await wake()
-        }
-        let timeout = request.timeout.microseconds
-        let watchdog = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(100))
-                if tracker.expire(now: WireClock.now(), timeout: timeout) { await wake() }
-            }
-        }
-        defer {
-            producer.cancel()
-            watchdog.cancel()
-        }
-
-        while !tracker.isComplete {
-            let packet = try await session.next()
-            let now = WireClock.now()
-            switch packet.header.type {
-            case .messageReceived:
+            },
+            receipt: { packet, now in
                 tracker.receipt(try MessageReceipt(tlv: packet.payload), from: packet.header.idFrom, now: now)
-            case .clientDisconnecting:
-                tracker.left(packet.header.idFrom, now: now)
-            case .error:
-                let error = try ErrorPayload(tlv: packet.payload)
-                if error.code == .unknownPeer, let peer = error.peerID {
-                    tracker.left(peer, now: now)
-                } else {
-                    throw ClientSession.error(from: error)
-                }
-            default:
-                continue
             }
-        }
+        )
         // Everyone left owing nothing while the input was still open: if it ends at once (a listener's --count
         // matched the lines sent), they had everything.
         for _ in 0..<20 where tracker.nobodyLeft && !tracker.isProducerDone {

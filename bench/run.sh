@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Benchmarks, side by side with reference tools in the same run, on loopback. Writes bench/RESULTS.md.
+#   bench/run.sh            full run (1 GiB files, 100,000 messages, 3 rounds)
+#   bench/run.sh --smoke    a quick run that only checks the harness works (small sizes, 1 round)
+# Not part of swift test. Installs its reference tools from Debian packages when missing. Every server it starts, it
+# stops by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+SIZE_MB=1024; LINES=100000; ROUNDS=3; SMALL=10000; ONESHOT=20
+if [ "${1:-}" = "--smoke" ]; then SIZE_MB=32; LINES=2000; ROUNDS=1; SMALL=200; ONESHOT=3; fi
+
+need=()
+for tool in iperf3:iperf3 socat:socat mosquitto:mosquitto mosquitto_pub:mosquitto-clients rsync:rsync sshd:openssh-server \
+            ssh:openssh-client /usr/bin/time:time; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "${tool%%:*}" ] || need+=("${tool##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "building release binaries…" >&2
+swift build -c release >/dev/null
+bin=$repo/.build/release
+
+work=$(mktemp -d /tmp/tcpip-bench.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+minmax() { sort -g | awk 'NR==1{m=$1} {M=$1} END {printf "%s–%s", m, M}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+results=()
+record() { results+=("$1|$2|$3|$4"); echo "$1: $2 $3 ($4)" >&2; }   # workload | figure | unit | detail
+
+# --- inputs ------------------------------------------------------------------------------------------------------
+head -c $((SIZE_MB << 20)) /dev/urandom > "$work/random.bin"
+python3 - "$work/data.csv" $((SIZE_MB << 20)) <<'PY'
+import sys, random
+path, size = sys.argv[1], int(sys.argv[2])
+random.seed(1)
+hosts = [f"web-{i:02d}" for i in range(40)]
+with open(path, "w") as f:
+    written = i = 0
+    while written < size:
+        line = f"{i},2026-11-25T10:{i//60%60:02d}:{i%60:02d}Z,{random.choice(hosts)},GET,/api/v1/items/{random.randint(1,99999)},200,{random.randint(1,900)}\n"
+        f.write(line); written += len(line); i += 1
+PY
+truncate -s $((SIZE_MB << 20)) "$work/data.csv"
+
+# --- our suite ---------------------------------------------------------------------------------------------------
+"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error > "$work/hub.out" 2>/dev/null &
+hub=$!; pids+=($hub)
+for _ in $(seq 100); do grep -q '^listening' "$work/hub.out" 2>/dev/null && break; sleep 0.05; done
+export TCPIP_SERVER=$(sed -n 's/^listening on //p' "$work/hub.out")
+"$bin/tcpiprecvd" --spool "$work/spool" --name bench -q 2>/dev/null &
+recv=$!; pids+=($recv)
+"$bin/tcpipctl" ping --to bench --timeout 10 >/dev/null 2>&1 || sleep 1
+
+ours_file() {  # file [extra args]
+    local file=$1; shift
+    rm -f "$work/spool/$(basename "$file")"*
+    local t0; t0=$(now)
+    "$bin/tcpipctl" send-file --to bench --progress never "$@" "$file" >/dev/null
+    echo "$(now) - $t0" | bc -l
+}
+socat_relay() {  # file [buffer args]
+    local file=$1; shift
+    local p1 p2; p1=$(free_port); p2=$(free_port)
+    socat "$@" -u TCP-LISTEN:$p2,reuseaddr,bind=127.0.0.1 OPEN:"$work/socat.out",creat,trunc &
+    local r=$!
+    socat "$@" TCP-LISTEN:$p1,reuseaddr,bind=127.0.0.1 TCP:127.0.0.1:$p2 &
+    local relay=$!
+    sleep 0.3
+    local t0; t0=$(now)
+    socat "$@" -u OPEN:"$file" TCP:127.0.0.1:$p1
+    wait $r; local t1; t1=$(now)
+    kill $relay 2>/dev/null || true; wait $relay 2>/dev/null || true
+    echo "$t1 - $t0" | bc -l
+}
+
+for input in random.bin data.csv; do
+    bytes=$(stat -c %s "$work/$input")
+    ours=(); ours_z=(); relay=(); relay_b=()
+    for _ in $(seq "$ROUNDS"); do
+        ours+=("$(ours_file "$work/$input")")
+        [ "$input" = data.csv ] && ours_z+=("$(ours_file "$work/$input" --compress)")
+        relay+=("$(socat_relay "$work/$input")")
+        relay_b+=("$(socat_relay "$work/$input" -b 131072)")
+    done
+    for name in ours ours_z relay relay_b; do
+        declare -n series=$name
+        [ ${#series[@]} -gt 0 ] || continue
+        m=$(printf '%s\n' "${series[@]}" | median)
+        rate=$(echo "$bytes / $m / 1000000000" | bc -l)
+        record "files $input ($name)" "$(printf %.3f "$rate")" "GB/s" "median of ${#series[@]}: $(printf %.3f "$m") s, range $(printf '%s\n' "${series[@]}" | minmax) s"
+    done
+done
+
+# iperf3: the loopback limit.
+ip=$(free_port); iperf3 -s -1 -p "$ip" -B 127.0.0.1 >/dev/null 2>&1 & pids+=($!); sleep 0.3
+iperf=$(iperf3 -c 127.0.0.1 -p "$ip" -t 3 -J 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9)')
+record "iperf3 loopback" "$(printf %.3f "$iperf")" "GB/s" "3 s, one stream"
+
+# Small files: one send-file call against rsync -r of the same tree (local, no ssh).
+mkdir -p "$work/small"
+for i in $(seq "$SMALL"); do head -c 4096 /dev/urandom > "$work/small/f$i"; done
+rm -rf "$work/spool"/f*
+t0=$(now); (cd "$work/small" && "$bin/tcpipctl" send-file --to bench --progress never -- f* >/dev/null); t=$(echo "$(now) - $t0" | bc -l)
+record "small files (ours)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s"
+t0=$(now); rsync -r "$work/small/" "$work/rsync-small/"; t=$(echo "$(now) - $t0" | bc -l)
+record "small files (rsync -r, local)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s"
+
+# Messages: lines with receipts against mosquitto QoS 1.
+seq -f "%099g" "$LINES" > "$work/lines.txt"
+"$bin/tcpipctl" listen --name sink --raw --count "$LINES" > "$work/sink.out" 2>/dev/null &
+sink=$!; pids+=($sink)
+sleep 0.5
+t0=$(now); "$bin/tcpipctl" send --lines --to sink --wait-for-peer 5 --timeout 120 < "$work/lines.txt"; wait $sink; t=$(echo "$(now) - $t0" | bc -l)
+got=$(wc -l < "$work/sink.out")
+record "messages (send --lines → listen, receipts)" "$(printf %.0f "$(echo "$LINES / $t" | bc -l)")" "msg/s" "$got of $LINES delivered in $(printf %.2f "$t") s"
+mp=$(free_port); mosquitto -p "$mp" >/dev/null 2>&1 & pids+=($!); sleep 0.3
+mosquitto_sub -p "$mp" -t bench -q 1 -C "$LINES" > "$work/mq.out" 2>/dev/null & msub=$!
+sleep 0.3
+t0=$(now); mosquitto_pub -p "$mp" -t bench -q 1 -l < "$work/lines.txt"; timeout 60 tail --pid=$msub -f /dev/null || kill $msub; t=$(echo "$(now) - $t0" | bc -l)
+got=$(wc -l < "$work/mq.out")
+record "messages (mosquitto_pub -l -q 1 → mosquitto_sub)" "$(printf %.0f "$(echo "$got / $t" | bc -l)")" "msg/s" "$got of $LINES delivered in $(printf %.2f "$t") s"
+
+# One-shot latency.
+"$bin/tcpipctl" listen --name oneshot > /dev/null 2>&1 & pids+=($!); sleep 0.3
+ours=(); theirs=()
+mosquitto_sub -p "$mp" -t one -q 1 > /dev/null 2>&1 & pids+=($!)
+for _ in $(seq "$ONESHOT"); do
+    t0=$(now); echo hi | "$bin/tcpipctl" send --to oneshot >/dev/null; ours+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
+    t0=$(now); mosquitto_pub -p "$mp" -t one -q 1 -m hi; theirs+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
+done
+record "one-shot (echo hi | tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
+record "one-shot (mosquitto_pub -q 1)" "$(printf '%s\n' "${theirs[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
+
+# Memory: peak RSS of the sender during a file transfer; the hub's RSS while a stalled receiver is sent the file.
+/usr/bin/time -f %M -o "$work/rss" "$bin/tcpipctl" send-file --to bench --progress never "$work/random.bin" >/dev/null
+record "memory: sender peak RSS ($SIZE_MB MiB file)" "$(( $(cat "$work/rss") / 1024 ))" "MiB" "/usr/bin/time"
+record "memory: receiver RSS after the transfers" "$(( $(awk '/VmHWM/{print $2}' /proc/$recv/status) / 1024 ))" "MiB" "VmHWM"
+kill -STOP "$recv"
+"$bin/tcpipctl" send-file --to bench --progress never --timeout 5 "$work/random.bin" >/dev/null 2>&1 &
+stalled=$!
+sleep 5
+record "memory: hub peak RSS, receiver stopped (SIGSTOP)" "$(( $(awk '/VmHWM/{print $2}' /proc/$hub/status) / 1024 ))" "MiB" "VmHWM after 5 s of pushing"
+kill "$stalled" 2>/dev/null || true; kill -CONT "$recv"
+
+# --- report ------------------------------------------------------------------------------------------------------
+{
+    echo "# Benchmark results"
+    echo
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "- commit: $(git rev-parse --short HEAD)"
+    echo "- machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+    echo "- sizes: files $SIZE_MB MiB, $LINES messages, $SMALL small files, $ROUNDS rounds"
+    echo
+    echo "| workload | figure | unit | detail |"
+    echo "|---|---|---|---|"
+    for row in "${results[@]}"; do echo "| ${row//|/ | } |"; done
+} > "$work/RESULTS.md"
+if [ "${1:-}" = "--smoke" ]; then cat "$work/RESULTS.md"; else cp "$work/RESULTS.md" bench/RESULTS.md; cat bench/RESULTS.md; fi
