@@ -250,6 +250,21 @@ import Testing
         try await hub.stop()
     }
 
+    @Test func jsonLogsAreOneObjectPerLine() async throws {
+        let hub = try await TestHub(["--log-format", "json", "--log-level", "info"])
+        let named = try await RunningProgram.run("tcpipctl", ["peers", "--name", "ünï"], environment: hub.environment)
+        #expect(named.status == 0)
+        try await hub.stop()
+        let lines = hub.program.stderr.split(separator: "\n")
+        #expect(lines.count >= 2)
+        for line in lines {
+            let object = try #require(try Self.json(String(line)) as? [String: Any], "\(line)")
+            #expect(object["level"] is String)
+            #expect(object["message"] is String)
+        }
+        #expect(hub.program.stderr.contains("ünï"))
+    }
+
     @Test func versionIsTheSameEverywhere() async throws {
         let hubVersion = try await RunningProgram.run("tcpipd", ["--version"])
         let clientVersion = try await RunningProgram.run("tcpipctl", ["--version"])

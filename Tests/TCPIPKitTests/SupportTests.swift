@@ -1,0 +1,44 @@
+import TCPIPKit
+import Testing
+
+@Suite struct SupportTests {
+    @Test(arguments: [
+        ("plain name", "plain name"),
+        ("evil\u{1B}[2Jname", "evil\\u{1b}[2Jname"),
+        ("two\nlines", "two\\nlines"),
+        ("back\\slash", "back\\\\slash"),
+        ("nul\0byte", "nul\\u{0}byte"),
+        ("ünïcødé 🚀", "ünïcødé 🚀"),
+    ])
+    func wireTextIsEscapedForLogs(raw: String, escaped: String) {
+        #expect(escapedForLog(raw) == escaped)
+    }
+
+    @Test func jsonEscapesControlCharactersAndKeepsKeyOrder() {
+        let value = JSON.object([("b", .string("x\u{1}\"\n")), ("a", .int(1)), ("c", .array([.null, .bool(true)]))])
+        #expect(value.rendered() == #"{"b":"x\u0001\"\n","a":1,"c":[null,true]}"#)
+    }
+
+    @Test(arguments: [
+        ("127.0.0.1:9999", "127.0.0.1", 9999), ("[::1]:0", "::1", 0), ("localhost", "localhost", 9999),
+    ])
+    func addressesParse(text: String, host: String, port: Int) throws {
+        let address = try HostPort(parsing: text)
+        #expect(address.host == host)
+        #expect(address.port == port)
+        #expect(address.isLoopback)
+    }
+
+    @Test(arguments: ["", ":80", "host:99999", "::1:80", "[::1", "host:port"])
+    func badAddressesAreUsageErrors(text: String) {
+        #expect(throws: TCPIPError.self) { try HostPort(parsing: text) }
+    }
+
+    @Test func tokensCompareExactly() {
+        let token = Token("s3cret")
+        #expect(token.matches("s3cret"))
+        #expect(!token.matches("s3cre"))
+        #expect(!token.matches("s3cret!"))
+        #expect(!token.matches(nil))
+    }
+}
