@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-minmax() { sort -g | awk 'NR==1{m=$1} {M=$1} END {printf "%s–%s", m, M}'; }
+minmax() { sort -g | awk 'NR==1{m=$1} {M=$1} END {printf "%.3f–%.3f", m, M}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 results=()
 record() { results+=("$1|$2|$3|$4"); echo "$1: $2 $3 ($4)" >&2; }   # workload | figure | unit | detail
@@ -141,7 +141,7 @@ for _ in $(seq "$ONESHOT"); do
     t0=$(now); echo hi | "$bin/tcpipctl" send --to oneshot >/dev/null; ours+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
     t0=$(now); mosquitto_pub -p "$mp" -t one -q 1 -m hi; theirs+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
 done
-record "one-shot (echo hi | tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
+record "one-shot (echo hi, tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
 record "one-shot (mosquitto_pub -q 1)" "$(printf '%s\n' "${theirs[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
 
 # Memory: peak RSS of the sender during a file transfer; the hub's RSS while a stalled receiver is sent the file.
