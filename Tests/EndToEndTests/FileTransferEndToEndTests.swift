@@ -144,6 +144,34 @@ import Testing
         try await fixture.stop()
     }
 
+    @Test func sigtermLetsARunningTransferFinishThenExitsZero() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver(["--grace", "20"])
+        let sender = try RunningProgram(
+            "tcpipctl", ["send-file", "--to", "archive", "-", "--as", "finishing.bin"],
+            environment: fixture.hub.environment)
+        let first = Self.random(300_000, seed: 11)
+        sender.write(first)
+        for _ in 0..<500 where fixture.temporary.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        fixture.receiver?.signal(SIGTERM)
+        try await Task.sleep(for: .milliseconds(300))
+        // New transfers are refused while it drains…
+        let late = try fixture.file("late.txt", Array("late".utf8))
+        let refused = try await fixture.sendFile(["--to", "archive", late])
+        #expect(refused.status == 65)
+        #expect(refused.stderr.contains("shutting down"))
+        // …and the running one completes.
+        let rest = Self.random(200_000, seed: 12)
+        sender.write(rest)
+        sender.closeStdin()
+        #expect(try await sender.waitForExit() == 0, "\(sender.stderr)")
+        #expect(try await fixture.receiver?.waitForExit() == 0)
+        #expect(fixture.spooled("finishing.bin") == first + rest)
+        #expect(fixture.temporary.isEmpty)
+        fixture.receiver = nil
+        try await fixture.hub.stop()
+    }
+
     @Test func execHookRunsWithTheFilesEnvironment() async throws {
         let fixture = try await Fixture()
         let log = fixture.directory.appendingPathComponent("hook.log").path
