@@ -55,7 +55,7 @@ import Testing
 
     static func random(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
         var generator = SeededGenerator(seed: seed)
-        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return generator.bytes(count)
     }
 
     static let csv = Array(

@@ -10,7 +10,7 @@ import Testing
 
     static func random(_ count: Int) -> [UInt8] {
         var generator = SeededGenerator(seed: UInt64(count))
-        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return generator.bytes(count)
     }
 
     @Test func textArrivesAsJSON() async throws {

@@ -13,6 +13,8 @@ import Testing
     {
         var configuration = HubConfiguration()
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
+        // Not what these tests are about; generous so a loaded machine cannot make them flaky.
+        configuration.registrationTimeout = .seconds(60)
         configure(&configuration)
         let server = HubServer(configuration: configuration, logger: logger)
         let address = try await server.start()

@@ -9,7 +9,7 @@ import Testing
 
     static func randomBytes(_ count: Int, seed: UInt64) -> ByteBuffer {
         var generator = SeededGenerator(seed: seed)
-        return ByteBuffer(bytes: (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        return ByteBuffer(bytes: generator.bytes(count))
     }
 
     /// Parts go through real packets and the frame parser, as they would on the wire.

@@ -309,14 +309,17 @@ public struct PacketSender: Sendable {
     public func send(contentsOf packets: some Collection<Packet>) async throws {
         guard !packets.isEmpty else { return }
         var bytes = 0
-        var last: EventLoopFuture<Void>?
-        for packet in packets {
-            bytes += packet.wireSize
-            last = channel.write(packet)
+        for packet in packets { bytes += packet.wireSize }
+        // One hop to the event loop for the whole batch, one flush, one promise for its last write.
+        let channel = self.channel
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        let batch = Array(packets)
+        channel.eventLoop.execute {
+            for packet in batch.dropLast() { channel.write(packet, promise: nil) }
+            channel.writeAndFlush(batch[batch.count - 1], promise: promise)
         }
-        channel.flush()
         state.withLockedValue {
-            $0.writes.append((last!, bytes))
+            $0.writes.append((promise.futureResult, bytes))
             $0.bytes += bytes
         }
         try await waitUntilBelow(Self.window)
