@@ -24,7 +24,7 @@ build debug:
 	$(SWIFT) build
 
 release:
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 test:
 	scripts/test

@@ -22,7 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 echo "building release binaries…" >&2
-swift build -c release >/dev/null
+swift build -c release --static-swift-stdlib >/dev/null
 bin=$repo/.build/release
 
 work=$(mktemp -d /tmp/tcpip-bench.XXXXXX)
