@@ -104,6 +104,43 @@ for input in random.bin data.csv; do
     done
 done
 
+# rsync and scp over ssh to localhost, with a throwaway key and host key on a loopback port.
+sp=$(free_port)
+ssh-keygen -q -t ed25519 -N '' -f "$work/key"; ssh-keygen -q -t ed25519 -N '' -f "$work/hostkey"
+cp "$work/key.pub" "$work/authorized_keys"; chmod 600 "$work/authorized_keys"
+mkdir -p /run/sshd "$work/ssh-dst"
+cat > "$work/sshd_config" <<CONF
+Port $sp
+ListenAddress 127.0.0.1
+HostKey $work/hostkey
+AuthorizedKeysFile $work/authorized_keys
+PidFile $work/sshd.pid
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+Subsystem sftp /usr/lib/openssh/sftp-server
+CONF
+/usr/sbin/sshd -D -f "$work/sshd_config" & pids+=($!)
+sleep 0.5
+sshcmd="ssh -p $sp -i $work/key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+for input in random.bin data.csv; do
+    bytes=$(stat -c %s "$work/$input")
+    rs=(); sc=()
+    for _ in $(seq "$ROUNDS"); do
+        rm -f "$work/ssh-dst/$input"
+        t0=$(now); rsync -e "$sshcmd" "$work/$input" "127.0.0.1:$work/ssh-dst/$input"; rs+=("$(echo "$(now) - $t0" | bc -l)")
+        rm -f "$work/ssh-dst/$input"
+        t0=$(now); scp -q -P "$sp" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+            -c aes128-gcm@openssh.com "$work/$input" "127.0.0.1:$work/ssh-dst/$input"; sc+=("$(echo "$(now) - $t0" | bc -l)")
+    done
+    for name in rs sc; do
+        declare -n series=$name
+        m=$(printf '%s\n' "${series[@]}" | median)
+        label=$([ $name = rs ] && echo "rsync over ssh" || echo "scp aes128-gcm")
+        record "files $input ($label)" "$(printf %.3f "$(echo "$bytes / $m / 1000000000" | bc -l)")" "GB/s" "median of ${#series[@]}: $(printf %.3f "$m") s"
+    done
+done
+
 # iperf3: the loopback limit.
 ip=$(free_port); iperf3 -s -1 -p "$ip" -B 127.0.0.1 >/dev/null 2>&1 & pids+=($!); sleep 0.3
 iperf=$(iperf3 -c 127.0.0.1 -p "$ip" -t 3 -J 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9)')
