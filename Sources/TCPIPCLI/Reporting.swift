@@ -20,3 +20,13 @@ public func reportingErrors(_ program: String, _ body: () async throws -> Void) 
         throw ExitCode(TCPIPError.Kind.internalError.exitStatus)
     }
 }
+
+/// The exit status for several outcomes: 0 when all succeeded; otherwise a failure the user must fix outranks one
+/// that a retry may cure (75), and the first of equal rank wins.
+public func combinedExitStatus(_ statuses: some Sequence<Int32>) -> Int32 {
+    var combined: Int32 = 0
+    for status in statuses where status != 0 {
+        if combined == 0 || combined == TCPIPError.Kind.temporary.exitStatus { combined = status }
+    }
+    return combined
+}

@@ -21,13 +21,6 @@ public struct Packet: Hashable, Sendable {
         return out
     }
 
-    /// The length prefix and header alone, for writing the payload as a separate buffer without copying it.
-    public func encodedHeader(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        var out = allocator.buffer(capacity: PacketHeader.size)
-        out.writePacketHeader(header, payloadLength: payload.readableBytes)
-        return out
-    }
-
     /// Bytes this packet occupies on the wire.
     public var wireSize: Int { PacketHeader.size + payload.readableBytes }
 }

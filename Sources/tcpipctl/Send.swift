@@ -90,17 +90,15 @@ struct Send: AsyncParsableCommand {
             let results = try await ClientSession.run(configuration, logger: logger) { session in
                 try await MessageSending.run(request, session: session)
             }
-            var status: Int32 = 0
             for result in results {
                 if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
                 if result.exitStatus != 0 {
                     StandardOutput.error(
                         "tcpipctl send: \(escapedForLog(result.peer.name)): \(result.status.rawValue)"
                             + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
-                    // A failure the user must fix outranks one that a retry may cure.
-                    if status == 0 || status == TCPIPError.Kind.temporary.exitStatus { status = result.exitStatus }
                 }
             }
+            let status = combinedExitStatus(results.map(\.exitStatus))
             if status != 0 { throw ExitCode(status) }
         }
     }

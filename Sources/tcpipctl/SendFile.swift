@@ -100,14 +100,12 @@ struct SendFile: AsyncParsableCommand {
             let results = try await ClientSession.run(configuration, logger: logger) { session in
                 try await FileSending.run(request, descriptors: descriptors, session: session)
             }
-            var status: Int32 = 0
             for result in results {
                 if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
                 if result.exitStatus != 0 {
                     StandardOutput.error(
                         "tcpipctl send-file: \(escapedForLog(result.name)) to \(escapedForLog(result.recipient.name)): "
                             + "\(result.status.rawValue)" + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
-                    if status == 0 || status == TCPIPError.Kind.temporary.exitStatus { status = result.exitStatus }
                 }
             }
             if removeSourceFiles {
@@ -119,6 +117,7 @@ struct SendFile: AsyncParsableCommand {
                     }
                 }
             }
+            let status = combinedExitStatus(results.map(\.exitStatus))
             if status != 0 { throw ExitCode(status) }
         }
     }

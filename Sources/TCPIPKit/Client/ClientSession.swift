@@ -30,6 +30,8 @@ public final class ClientSession {
     private var nextRequestID: UInt32 = 1
     /// Packets that arrived while a request waited for its answer; ``next()`` returns them first.
     private var pending = CircularBuffer<Packet>()
+    /// Peers looked up by id; ids are never reused while the hub runs, so an entry stays right until the peer leaves.
+    private var peerCache: [UInt32: PeerRecord] = [:]
     /// Whether this client takes messages. When false, ``next()`` refuses each incoming message with a receipt, so
     /// its sender learns at once instead of waiting for a timeout.
     public var acceptsMessages = false
@@ -150,6 +152,9 @@ public final class ClientSession {
                     idTo: from
                 )
                 try await send(ping.answered(at: WireClock.now()).packet(header))
+            case .clientDisconnecting:
+                peerCache[packet.header.idFrom] = nil
+                return packet
             case .hostExiting where packet.header.idFrom == PacketHeader.hubID:
                 let reason = (try? Reason(tlv: packet.payload))?.text ?? ""
                 throw TCPIPError.temporary(
@@ -212,6 +217,14 @@ public final class ClientSession {
     public func lookUp(_ peer: String) async throws -> PeerRecord? {
         if let id = UInt32(peer) { return try await lookUp(id: id) }
         return try await lookUp(PeerQuery(requestID: 0, name: peer))
+    }
+
+    /// The peer with this id, asked of the hub the first time and remembered after; nil when it is not connected.
+    public func peer(id: UInt32) async throws -> PeerRecord? {
+        if let known = peerCache[id] { return known }
+        let found = try await lookUp(id: id)
+        if let found { peerCache[id] = found }
+        return found
     }
 
     /// Finds a connected peer by id, or nil.
@@ -323,6 +336,12 @@ public struct PacketSender: Sendable {
             $0.bytes += bytes
         }
         try await waitUntilBelow(Self.window)
+    }
+
+    /// Pings the hub. Its answer wakes a task waiting in ``ClientSession/next()`` after something changed elsewhere.
+    public func wake() async {
+        try? await send(
+            PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
     }
 
     /// Waits until every packet sent so far has been handed to the kernel.

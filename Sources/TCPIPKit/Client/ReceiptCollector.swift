@@ -26,10 +26,6 @@ enum ReceiptCollector {
         produce: @escaping @Sendable () async throws -> Void, receipt: (Packet, WireTime) throws -> Void
     ) async throws {
         let sender = session.sender
-        let wake = { @Sendable in
-            try? await sender.send(
-                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
-        }
         let producer = Task {
             do {
                 try await produce()
@@ -41,13 +37,13 @@ enum ReceiptCollector {
                 tracker.fail(TCPIPError.internalError("sending failed: \(error)"))
             }
             tracker.producerFinished()
-            await wake()
+            await sender.wake()
         }
         let limit = timeout.microseconds
         let watchdog = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
-                if tracker.expire(now: WireClock.now(), timeout: limit) { await wake() }
+                if tracker.expire(now: WireClock.now(), timeout: limit) { await sender.wake() }
             }
         }
         defer {

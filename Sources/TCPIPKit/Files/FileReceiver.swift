@@ -78,7 +78,6 @@ public final class FileReceiver {
     private let logger: Logger
     private var transfers: [Key: Transfer] = [:]
     private var dead: Set<Key> = []
-    private var names: [UInt32: PeerRecord] = [:]
     private var assembler: MessageAssembler
     private let decompressor: ChunkDecompressor
     /// New transfers are refused (the daemon is stopping).
@@ -127,14 +126,13 @@ public final class FileReceiver {
                 discard(transfer)
                 return
             }
-            let receipt = await finish(transfer, end: end, fromPeer: names[from])
+            let receipt = await finish(transfer, end: end, fromPeer: try await session.peer(id: from))
             try await reply(receipt, to: from, session: session)
         case .message:
             try await handleMessage(packet, session: session)
         case .clientDisconnecting:
             abandonAll(from: from, reason: "sender left")
             assembler.forget(sender: from)
-            names[from] = nil
         default:
             return
         }
@@ -167,7 +165,7 @@ public final class FileReceiver {
         }
         if let old = transfers.removeValue(forKey: key) { discard(old) }
         if refusingNew { return refuse("the receiver is shutting down") }
-        let sender = try await peer(from, session: session)
+        let sender = try await session.peer(id: from)
         if !configuration.allowFrom.isEmpty {
             let allowed = configuration.allowFrom.contains { $0 == String(from) || $0 == sender?.name }
             if !allowed {
@@ -333,7 +331,7 @@ public final class FileReceiver {
                     session: session)
             }
         case .complete(let message):
-            let sender = try await peer(from, session: session)
+            let sender = try await session.peer(id: from)
             if !configuration.allowFrom.isEmpty
                 && !configuration.allowFrom.contains(where: { $0 == String(from) || $0 == sender?.name })
             {
@@ -369,13 +367,6 @@ public final class FileReceiver {
     }
 
     // MARK: helpers
-
-    private func peer(_ id: UInt32, session: ClientSession) async throws -> PeerRecord? {
-        if let known = names[id] { return known }
-        let found = try await session.lookUp(id: id)
-        names[id] = found
-        return found
-    }
 
     private func abandon(_ key: Key) {
         guard let transfer = transfers.removeValue(forKey: key) else { return }

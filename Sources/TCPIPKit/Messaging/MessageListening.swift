@@ -59,16 +59,8 @@ public enum MessageListening {
     ) async throws {
         session.acceptsMessages = request.applicationType == nil
         var assembler = MessageAssembler(maxMessageSize: request.maxMessageSize)
-        var names: [UInt32: PeerRecord] = [:]
         var delivered = 0
         let sender = session.sender
-
-        func peer(_ id: UInt32) async throws -> PeerRecord? {
-            if let known = names[id] { return known }
-            let found = try await session.lookUp(id: id)
-            if let found { names[id] = found }
-            return found
-        }
 
         func answer(_ receipt: MessageReceipt, to peer: UInt32) async throws {
             try await sender.send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
@@ -80,7 +72,7 @@ public enum MessageListening {
             if let type = request.applicationType {
                 guard packet.header.type == type, request.from.map({ $0 == from }) ?? true else { continue }
                 let message = ReceivedMessage(
-                    from: try await peer(from), fromID: from, broadcast: packet.header.maskTo == .all,
+                    from: try await session.peer(id: from), fromID: from, broadcast: packet.header.maskTo == .all,
                     receivedAt: WireClock.now(), bytes: packet.payload, applicationType: type,
                     dataType: packet.header.dataType
                 )
@@ -112,7 +104,8 @@ public enum MessageListening {
                     }
                 case .complete(let assembled):
                     let message = ReceivedMessage(
-                        from: try await peer(from), fromID: from, broadcast: assembled.flags.contains(.broadcast),
+                        from: try await session.peer(id: from), fromID: from,
+                        broadcast: assembled.flags.contains(.broadcast),
                         receivedAt: WireClock.now(), bytes: assembled.bytes
                     )
                     try deliver(message)
@@ -125,7 +118,6 @@ public enum MessageListening {
                 }
             case .clientDisconnecting:
                 assembler.forget(sender: from)
-                names[from] = nil
             default:
                 continue
             }

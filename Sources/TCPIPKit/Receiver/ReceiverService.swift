@@ -28,9 +28,7 @@ public struct ReceiverService: Service {
         let wake = NIOLockedValueBox<PacketSender?>(nil)
 
         func poke() async {
-            guard let sender = wake.withLockedValue({ $0 }) else { return }
-            try? await sender.send(
-                PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
+            await wake.withLockedValue({ $0 })?.wake()
         }
     }
 
@@ -87,14 +85,12 @@ public struct ReceiverService: Service {
                     "name": "\(escapedForLog(session.me.name))", "id": "\(session.me.id)",
                     "spool": "\(receiver.spool.root)",
                 ])
-            let deadline = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+            var drainUntil: ContinuousClock.Instant?
             while true {
                 if control.stopping.withLockedValue({ $0 }) {
                     files.refusingNew = true
-                    let end = deadline.withLockedValue { value in
-                        if value == nil { value = .now + grace }
-                        return value!
-                    }
+                    let end = drainUntil ?? .now + grace
+                    drainUntil = end
                     if files.inProgress == 0 || ContinuousClock.now >= end { return }
                 }
                 let packet = try await session.next()
