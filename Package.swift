@@ -25,11 +25,14 @@ let package = Package(
             name: "TCPIPWire",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
+        // Linux calls Swift's Glibc module does not expose (syncfs).
+        .target(name: "CTCPIPSystem"),
         // The logic on SwiftNIO: hub, client session, output helpers.
         .target(
             name: "TCPIPKit",
             dependencies: [
                 "TCPIPWire",
+                "CTCPIPSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -327,9 +327,9 @@ _tcpipctl_listen() {
 
 _tcpipctl_send-file() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet --compress --json --remove-source-files --version -h --help)
+    non_repeating_flags=(-v --verbose -q --quiet -0 --null --compress --json --remove-source-files --version -h --help)
     repeating_options=(--to)
-    non_repeating_options=(--server --name --token-file --timeout --as --compress-level --chunk-size --wait-for-peer --progress)
+    non_repeating_options=(--server --name --token-file --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --progress)
     __tcpipctl_offer_flags_options -1
 
     # Offer option value completions
@@ -348,6 +348,10 @@ _tcpipctl_send-file() {
         ;;
     '--to')
         __tcpipctl_add_completions -W "$(__tcpipctl_custom_complete ---completion send-file -- --to "${COMP_CWORD}" "$(__tcpipctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    '--files-from')
+        __tcpipctl_add_completions -f
         return
         ;;
     '--as')

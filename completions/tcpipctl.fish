@@ -31,7 +31,7 @@ function __tcpipctl_parse_tokens -S
         case 'listen'
             __tcpipctl_parse_subcommand 0 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'raw' 'separator=' 'from=' 'count=' 'type=' 'max-message-size=' 'version' 'h/help'
         case 'send-file'
-            __tcpipctl_parse_subcommand -r 1 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'to=+' 'as=' 'compress' 'compress-level=' 'chunk-size=' 'wait-for-peer=' 'json' 'progress=' 'remove-source-files' 'version' 'h/help'
+            __tcpipctl_parse_subcommand -r 1 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'to=+' 'files-from=' '0/null' 'as=' 'compress' 'compress-level=' 'chunk-size=' 'wait-for-peer=' 'json' 'progress=' 'remove-source-files' 'version' 'h/help'
         case 'help'
             __tcpipctl_parse_subcommand -r 1 'version'
         end
@@ -155,6 +155,8 @@ complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_opti
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" v verbose' -s 'v' -l 'verbose' -d 'Log what happens to stderr.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" q quiet' -s 'q' -l 'quiet' -d 'Log nothing but the final error line.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file"' -l 'to' -d 'A recipient: a peer name or id. Repeat for several.' -rfka '(__tcpipctl_custom_completion ---completion send-file -- --to (count (__tcpipctl_tokens -pc)) (__tcpipctl_tokens -tC))'
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" files-from' -l 'files-from' -d 'Also send the files named in this list, one per line (- reads the list from stdin). For long lists: thousands of names on the command line parse slowly.' -rF
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" 0 null' -s '0' -l 'null' -d 'Names in --files-from end with NUL (find -print0).'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" as' -l 'as' -d 'The name to store a single file (or stdin) under.' -rfka ''
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" compress' -l 'compress' -d 'Compress each chunk with zlib; chunks that do not shrink go raw.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" compress-level' -l 'compress-level' -d 'zlib level for --compress (1 fastest … 9 smallest).' -rfka ''

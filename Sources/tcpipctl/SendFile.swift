@@ -30,7 +30,18 @@ struct SendFile: AsyncParsableCommand {
     var to: [String] = []
 
     @Argument(help: ArgumentHelp("Files to send; - for stdin.", valueName: "file"))
-    var files: [String]
+    var files: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "Also send the files named in this list, one per line (- reads the list from stdin). For long lists: "
+                + "thousands of names on the command line parse slowly.",
+            valueName: "list"),
+        completion: .file())
+    var filesFrom: String?
+
+    @Flag(name: [.customShort("0"), .customLong("null")], help: "Names in --files-from end with NUL (find -print0).")
+    var null = false
 
     @Option(
         name: .customLong("as"),
@@ -65,10 +76,16 @@ struct SendFile: AsyncParsableCommand {
 
     func validate() throws {
         if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
-        if files.isEmpty { throw ValidationError("name at least one file, or - for stdin") }
+        if files.isEmpty && filesFrom == nil {
+            throw ValidationError("name at least one file, or - for stdin, or --files-from LIST")
+        }
         if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be sent only once") }
+        if filesFrom == "-" && files.contains("-") {
+            throw ValidationError("stdin cannot be both the file list (--files-from -) and a file (-)")
+        }
+        if null && filesFrom == nil { throw ValidationError("--null describes --files-from: give both") }
         if files.contains("-") && storeAs == nil { throw ValidationError("name stdin with --as NAME") }
-        if storeAs != nil && files.count > 1 { throw ValidationError("--as names a single file") }
+        if storeAs != nil && (files.count > 1 || filesFrom != nil) { throw ValidationError("--as names a single file") }
         if let storeAs, let problem = SpoolName.problem(with: storeAs) { throw ValidationError("--as: \(problem)") }
         guard (1...9).contains(compressLevel) else { throw ValidationError("--compress-level must be 1 to 9") }
         let maxChunk = FrameParser.defaultMaxPayloadSize - FileChunk.headerSize
@@ -84,7 +101,10 @@ struct SendFile: AsyncParsableCommand {
         try await reportingErrors("tcpipctl send-file") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
             let configuration = try connection.configuration(role: "client")
-            let sources = files.map { path in
+            let paths = try files + (filesFrom.map { try Self.readList($0, separator: null ? 0 : 10) } ?? [])
+            // An empty list is nothing to do, not an error: `find … -newer STAMP | send-file --files-from -` in cron.
+            if paths.isEmpty { return }
+            let sources = paths.map { path in
                 FileSendRequest.Source(
                     path: path == "-" ? nil : path, name: storeAs ?? URL(fileURLWithPath: path).lastPathComponent)
             }
@@ -109,8 +129,14 @@ struct SendFile: AsyncParsableCommand {
                 }
             }
             if removeSourceFiles {
-                for path in Set(results.compactMap(\.path))
-                where results.filter({ $0.path == path }).allSatisfy({ $0.status == .stored }) {
+                // A file goes only when every recipient stored it.
+                var stored: [String: Bool] = [:]
+                for result in results {
+                    if let path = result.path {
+                        stored[path, default: true] = stored[path, default: true] && result.status == .stored
+                    }
+                }
+                for (path, everywhere) in stored where everywhere {
                     if unlink(path) != 0 {
                         StandardOutput.error(
                             "tcpipctl send-file: cannot remove \(path): \(String(cString: strerror(errno)))")
@@ -120,6 +146,27 @@ struct SendFile: AsyncParsableCommand {
             let status = combinedExitStatus(results.map(\.exitStatus))
             if status != 0 { throw ExitCode(status) }
         }
+    }
+
+    /// The names in a --files-from list: one per line (or per NUL); empty entries are skipped.
+    static func readList(_ path: String, separator: UInt8) throws -> [String] {
+        let descriptor = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { if descriptor > 0 { close(descriptor) } }
+        var bytes: [UInt8] = []
+        var block = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = block.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else {
+                throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            bytes += block[..<count]
+        }
+        return bytes.split(separator: separator).map { String(decoding: $0, as: UTF8.self) }
     }
 
     static func summary(_ result: FileResult) -> JSON {

@@ -96,6 +96,55 @@ import Testing
         try await fixture.stop()
     }
 
+    @Test func aBurstOfSmallFilesFromAListIsStoredEachWithItsRecord() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        // Enough files that several finish while a batch is syncing: they are committed together.
+        let names = (0..<300).map { "small-\($0).dat" }
+        let paths = try names.enumerated().map { try fixture.file($1, Self.random(4096 + $0, seed: UInt64($0))) }
+        let list = try fixture.file("list", Array(paths.joined(separator: "\0").utf8) + [0])
+        let result = try await fixture.sendFile(["--to", "archive", "--json", "--files-from", list, "-0"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.split(separator: "\n").count == names.count)
+        #expect(fixture.visible == names.sorted())
+        for (index, name) in names.enumerated() {
+            #expect(fixture.spooled(name) == Self.random(4096 + index, seed: UInt64(index)), "\(name)")
+        }
+        let records = try FileManager.default.contentsOfDirectory(atPath: fixture.spool + "/.tcpip/meta")
+        #expect(Set(records) == Set(names.map { $0 + ".json" }))
+        #expect(fixture.temporary.isEmpty)
+        try await fixture.stop()
+    }
+
+    @Test func filesFromReadsLinesOrStdinAndAnEmptyListSendsNothing() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let a = try fixture.file("listed-a.txt", Array("a\n".utf8))
+        let b = try fixture.file("listed b.txt", Array("b\n".utf8))
+        let list = try fixture.file("list.txt", Array("\(a)\n\(b)\n".utf8))
+        let fromFile = try await fixture.sendFile(["--to", "archive", "--files-from", list])
+        #expect(fromFile.status == 0, "\(fromFile.stderr)")
+        #expect(fixture.visible == ["listed b.txt", "listed-a.txt"])
+        let fromStdin = try await fixture.sendFile(
+            ["--to", "archive", "--files-from", "-"], stdin: Array("\(a)\n".utf8))
+        #expect(fromStdin.status == 0, "\(fromStdin.stderr)")
+        #expect(fixture.visible == ["listed b.txt", "listed-a.txt", "listed-a.txt.1"])
+        let empty = try await fixture.sendFile(["--to", "archive", "--files-from", "-"], stdin: [])
+        #expect(empty.status == 0, "\(empty.stderr)")
+        let missingList = try await fixture.sendFile([
+            "--to", "archive", "--files-from", fixture.directory.path + "/nope",
+        ])
+        #expect(missingList.status == 66)
+        #expect(missingList.stderr.contains("nope"))
+        let missingEntry = try fixture.file("bad-list.txt", Array("\(a)\n\(fixture.directory.path)/gone.txt\n".utf8))
+        let partial = try await fixture.sendFile(["--to", "archive", "--files-from", missingEntry])
+        #expect(partial.status == 66, "a missing file in the list sends nothing")
+        let both = try await fixture.sendFile(["--to", "archive", "--files-from", "-", "-", "--as", "x"], stdin: [])
+        #expect(both.status == 64)
+        #expect(fixture.visible == ["listed b.txt", "listed-a.txt", "listed-a.txt.1"])
+        try await fixture.stop()
+    }
+
     @Test func stdinStreamsUnderTheGivenName() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
@@ -183,7 +232,8 @@ import Testing
         let path = try fixture.file("hooked.txt", Array("hook me\n".utf8))
         let result = try await fixture.sendFile(["--to", "archive", "--name", "hooker", "--json", path])
         #expect(result.status == 0, "\(result.stderr)")
-        for _ in 0..<300 where !FileManager.default.fileExists(atPath: log) {
+        // The hook's shell creates the log before it writes the line: wait for the whole line.
+        for _ in 0..<300 where !((try? String(contentsOfFile: log, encoding: .utf8))?.hasSuffix("\n") ?? false) {
             try await Task.sleep(for: .milliseconds(10))
         }
         let line = try String(contentsOfFile: log, encoding: .utf8).trimmingCharacters(in: .newlines)

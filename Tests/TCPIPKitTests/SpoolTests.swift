@@ -53,6 +53,30 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
     }
 
+    @Test func aCommittedBatchIsPublishedWithRecordsAndClashesNumbered() throws {
+        let spool = try Self.temporarySpool()
+        defer { try? FileManager.default.removeItem(atPath: spool.root) }
+        _ = try spool.publish(temporary: try Self.temporaryFile(spool, "already here"), as: "b.txt")
+        let batch = try ["a.txt", "b.txt", "b.txt", "c.txt", "d.txt"].enumerated().map { index, name in
+            let (fd, path) = try spool.createTemporary(tag: "batch")
+            let bytes = Array("file \(index)".utf8)
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            return Spool.Finished(descriptor: fd, temporary: path, name: name) { #"{"name":"\#($0)"}"# }
+        }
+        let committed = spool.commit(batch)
+        let stored = try committed.map { try $0.stored.get() }
+        #expect(stored == ["a.txt", "b.txt.1", "b.txt.2", "c.txt", "d.txt"])
+        #expect(committed.allSatisfy { $0.recordError == nil })
+        for (index, name) in stored.enumerated() {
+            #expect(try String(contentsOfFile: spool.root + "/" + name, encoding: .utf8) == "file \(index)")
+            #expect(
+                try String(contentsOfFile: spool.metadataDirectory + "/" + name + ".json", encoding: .utf8)
+                    == #"{"name":"\#(name)"}"# + "\n")
+        }
+        #expect(try String(contentsOfFile: spool.root + "/b.txt", encoding: .utf8) == "already here")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
+    }
+
     @Test func racingWritersWithTheSameNameEachGetTheirOwnFile() async throws {
         let spool = try Self.temporarySpool()
         defer { try? FileManager.default.removeItem(atPath: spool.root) }

@@ -82,18 +82,23 @@ public final class FileReceiver {
     private let decompressor: ChunkDecompressor
     /// New transfers are refused (the daemon is stopping).
     public var refusingNew = false
-    /// Called after each file is published (the `--exec` hook).
-    public var onPublished: (@Sendable (Published) -> Void)?
+    /// Syncs, publishes and answers verified files; its ``Committer/run(sender:onBatch:)`` must run beside
+    /// ``handle(_:session:)``.
+    public let committer: Committer
 
-    public init(configuration: ReceiverConfiguration, logger: Logger) throws {
+    /// `onPublished` is called after each file is published (the `--exec` hook).
+    public init(
+        configuration: ReceiverConfiguration, logger: Logger, onPublished: (@Sendable (Published) -> Void)? = nil
+    ) throws {
         self.configuration = configuration
         self.logger = logger
         assembler = MessageAssembler(maxMessageSize: configuration.maxMessageSize)
         decompressor = try ChunkDecompressor()
+        committer = Committer(spool: configuration.spool, logger: logger, onPublished: onPublished)
     }
 
-    /// Transfers in progress.
-    public var inProgress: Int { transfers.count }
+    /// Transfers in progress, counting verified files not yet answered.
+    public var inProgress: Int { transfers.count + committer.outstanding }
 
     /// Handles one packet; sends receipts through `session`.
     public func handle(_ packet: Packet, session: ClientSession) async throws {
@@ -126,8 +131,9 @@ public final class FileReceiver {
                 discard(transfer)
                 return
             }
-            let receipt = await finish(transfer, end: end, fromPeer: try await session.peer(id: from))
-            try await reply(receipt, to: from, session: session)
+            if let receipt = finish(transfer, end: end, fromPeer: try await session.peer(id: from)) {
+                try await reply(receipt, to: from, session: session)
+            }
         case .message:
             try await handleMessage(packet, session: session)
         case .clientDisconnecting:
@@ -254,7 +260,9 @@ public final class FileReceiver {
         }
     }
 
-    private func finish(_ transfer: Transfer, end: FileEnd, fromPeer: PeerRecord?) async -> FileReceipt {
+    /// Checks size and SHA-256. A verified file goes to the committer, which syncs, publishes and answers it; a
+    /// damaged one is removed and answered here.
+    private func finish(_ transfer: Transfer, end: FileEnd, fromPeer: PeerRecord?) -> FileReceipt? {
         let digest = Array(transfer.hasher.finalize())
         func fail(_ status: FileReceipt.Status, _ reason: String) -> FileReceipt {
             logger.warning("file failed", metadata: ["file": "\(escapedForLog(transfer.name))", "reason": "\(reason)"])
@@ -265,57 +273,28 @@ public final class FileReceiver {
             return fail(.corrupt, "size mismatch: received \(transfer.received) bytes, the sender says \(end.size)")
         }
         guard end.sha256 == digest else { return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way") }
-        let spool = configuration.spool
-        let descriptor = transfer.descriptor
-        let path = transfer.path
-        let name = transfer.name
-        let published: Result<String, any Error> = await Result.capturing {
-            try await NIOThreadPool.singleton.runIfActive {
-                guard fsync(descriptor) == 0 else { throw SpoolError.writeFailed(errno) }
-                return try spool.publish(temporary: path, as: name)
-            }
-        }
-        close(transfer.descriptor)
-        transfer.descriptor = -1
-        let storedAs: String
-        switch published {
-        case .success(let name): storedAs = name
-        case .failure(let error):
-            unlink(transfer.path)
-            return FileReceipt(transferID: transfer.id, status: .storageFailed, reason: "\(error)")
-        }
         let hex = digest.map { String(format2: $0) }.joined()
-        let record = JSON.object([
-            ("name", .string(storedAs)), ("sentAs", .string(transfer.name)),
-            (
-                "from",
-                .object([("id", .int(Int64(transfer.from))), ("name", .string(fromPeer?.name ?? transfer.fromName))])
-            ),
-            ("size", .int(Int64(transfer.received))), ("sha256", .string(hex)),
-            ("compression", .string(transfer.compression == 1 ? "zlib" : "none")),
-            ("wireBytes", .int(Int64(transfer.wireBytes))),
-            ("receivedAt", .string(WireClock.rfc3339(WireClock.now()))),
-        ]).rendered()
-        do {
-            // Off the cooperative pool: writing the record syncs it to disk.
-            try await NIOThreadPool.singleton.runIfActive { try spool.writeMetadata(record + "\n", for: storedAs) }
-        } catch {
-            logger.warning(
-                "could not write the metadata record",
-                metadata: ["file": "\(escapedForLog(storedAs))", "error": "\(error)"])
+        let fromName = fromPeer?.name ?? transfer.fromName
+        let (sentAs, from, size, wireBytes) = (transfer.name, transfer.from, transfer.received, transfer.wireBytes)
+        let compression = transfer.compression == 1 ? "zlib" : "none"
+        let receivedAt = WireClock.rfc3339(WireClock.now())
+        let file = Spool.Finished(descriptor: transfer.descriptor, temporary: transfer.path, name: transfer.name) {
+            storedAs in
+            JSON.object([
+                ("name", .string(storedAs)), ("sentAs", .string(sentAs)),
+                ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName))])),
+                ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
+                ("wireBytes", .int(Int64(wireBytes))), ("receivedAt", .string(receivedAt)),
+            ]).rendered()
         }
-        logger.info(
-            "stored file",
-            metadata: [
-                "file": "\(escapedForLog(storedAs))", "bytes": "\(transfer.received)",
-                "from": "\(escapedForLog(transfer.fromName))",
-            ])
-        onPublished?(
-            Published(
-                path: spool.root + "/" + storedAs, storedAs: storedAs, from: fromPeer, fromID: transfer.from,
-                size: transfer.received, sha256: hex
-            ))
-        return FileReceipt(transferID: transfer.id, status: .stored, storedAs: storedAs, size: transfer.received)
+        // The committer owns the descriptor from here.
+        transfer.descriptor = -1
+        committer.enqueue(
+            Committer.Job(
+                file: file, transferID: transfer.id,
+                published: Published(
+                    path: "", storedAs: "", from: fromPeer, fromID: from, size: size, sha256: hex)))
+        return nil
     }
 
     private func handleMessage(_ packet: Packet, session: ClientSession) async throws {

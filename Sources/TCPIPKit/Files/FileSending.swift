@@ -114,7 +114,11 @@ public enum FileSending {
             var sent: UInt64 = 0
             var wire: UInt64 = 0
             var aborted = false
-            while let chunk = try await readFull(reader, upTo: request.chunkSize) {
+            var atEnd = false
+            while !atEnd {
+                let (bytes, end) = try await reader.readFull(upTo: request.chunkSize)
+                atEnd = end
+                guard let chunk = bytes else { break }
                 guard tracker.wanted(transferID) else {
                     aborted = true
                     break
@@ -161,14 +165,5 @@ public enum FileSending {
             if tracker.nobodyLeft { break }
         }
         try await sender.drain()
-    }
-
-    /// Reads until `maximum` bytes or the end of input, so chunks are full-sized even from a pipe.
-    private static func readFull(_ reader: InputReader, upTo maximum: Int) async throws -> ByteBuffer? {
-        guard var buffer = try await reader.read(upTo: maximum) else { return nil }
-        while buffer.readableBytes < maximum, let more = try await reader.read(upTo: maximum - buffer.readableBytes) {
-            buffer.writeImmutableBuffer(more)
-        }
-        return buffer
     }
 }

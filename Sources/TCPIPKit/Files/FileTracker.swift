@@ -38,9 +38,18 @@ public final class FileTracker: ReceiptTracking {
         var order: [UInt32] = []
         var results: [UInt32: [UInt32: FileResult]] = [:]
         var recipientOrder: [UInt32]
+        /// FileEnd times of files some recipient has not answered yet.
         var endSentAt: [UInt32: WireTime] = [:]
+        /// (file, recipient) pairs still pending: kept as a count so each receipt costs O(1), not a scan.
+        var pending = 0
         var producerDone = false
         var failure: TCPIPError?
+
+        /// One pending result of file `id` was settled.
+        mutating func settled(_ id: UInt32) {
+            pending -= 1
+            if results[id]?.values.contains(where: { $0.status == .pending }) != true { endSentAt[id] = nil }
+        }
     }
 
     private let state: NIOLockedValueBox<State>
@@ -57,13 +66,16 @@ public final class FileTracker: ReceiptTracking {
                 results[peer.id] = FileResult(name: name, path: path, recipient: peer, startedAt: now)
             }
             state.results[id] = results
+            state.pending += results.count
         }
     }
 
     /// FileEnd went out: receipts are due from now on.
     public func ended(_ id: UInt32, bytes: UInt64, wireBytes: UInt64, sha256: String, now: WireTime) {
         state.withLockedValue { state in
-            state.endSentAt[id] = now
+            if state.results[id]?.values.contains(where: { $0.status == .pending }) == true {
+                state.endSentAt[id] = now
+            }
             for peer in state.results[id]?.keys.map({ $0 }) ?? [] {
                 state.results[id]?[peer]?.bytes = bytes
                 state.results[id]?[peer]?.wireBytes = wireBytes
@@ -90,6 +102,7 @@ public final class FileTracker: ReceiptTracking {
             result.reason = receipt.reason
             result.finishedAt = now
             state.results[receipt.transferID]?[peer] = result
+            state.settled(receipt.transferID)
         }
     }
 
@@ -100,6 +113,7 @@ public final class FileTracker: ReceiptTracking {
                 state.results[id]?[peer]?.status = .left
                 state.results[id]?[peer]?.reason = "the receiver left before confirming the file"
                 state.results[id]?[peer]?.finishedAt = now
+                state.settled(id)
             }
             state.recipientOrder.removeAll { $0 == peer }
         }
@@ -115,6 +129,7 @@ public final class FileTracker: ReceiptTracking {
                     state.results[id]?[peer]?.status = .timeout
                     state.results[id]?[peer]?.reason = "no confirmation within the timeout"
                     state.results[id]?[peer]?.finishedAt = now
+                    state.settled(id)
                     changed = true
                 }
             }
@@ -134,8 +149,7 @@ public final class FileTracker: ReceiptTracking {
     public var isComplete: Bool {
         state.withLockedValue { state in
             if state.failure != nil || state.recipientOrder.isEmpty { return true }
-            guard state.producerDone else { return false }
-            return !state.results.values.contains { $0.values.contains { $0.status == .pending } }
+            return state.producerDone && state.pending == 0
         }
     }
 

@@ -1,3 +1,4 @@
+import CTCPIPSystem
 import TCPIPWire
 
 #if canImport(Glibc)
@@ -67,21 +68,97 @@ public struct Spool: Sendable {
         throw SpoolError.cannotCreate(temporaryDirectory + "/" + tag, EEXIST)
     }
 
-    /// Publishes a complete temporary file under `name`, or `name.1`, `name.2`, … if taken, never replacing anything
-    /// (link then unlink: link fails when the name exists). Syncs the directory. Returns the name used.
+    /// Publishes a complete temporary file under `name`, or `name.1`, `name.2`, … if taken, never replacing anything.
+    /// Syncs the directory. Returns the name used.
     public func publish(temporary path: String, as name: String) throws -> String {
+        let stored = try link(temporary: path, as: name)
+        try Self.sync([root])
+        return stored
+    }
+
+    /// Links a temporary file in under `name` or the first free `name.N` (link fails when the name exists, so nothing
+    /// is ever replaced), then removes the temporary name. Does not sync.
+    func link(temporary path: String, as name: String) throws -> String {
         var candidate = name
         var attempt = 0
         while true {
-            if link(path, root + "/" + candidate) == 0 { break }
+            if Glibc.link(path, root + "/" + candidate) == 0 { break }
             guard errno == EEXIST else { throw SpoolError.cannotPublish(candidate, errno) }
             attempt += 1
             guard attempt < 10_000 else { throw SpoolError.cannotPublish(name, EEXIST) }
             candidate = "\(name).\(attempt)"
         }
         unlink(path)
-        syncDirectory(root)
         return candidate
+    }
+
+    /// A verified file in the temporary directory, waiting to be made durable and published.
+    public struct Finished: Sendable {
+        /// The open temporary file; ``commit(_:)`` closes it.
+        public var descriptor: Int32
+        public var temporary: String
+        /// The name asked for.
+        public var name: String
+        /// Renders the metadata record for the name the file got.
+        public var record: @Sendable (_ storedAs: String) -> String
+
+        public init(descriptor: Int32, temporary: String, name: String, record: @escaping @Sendable (String) -> String)
+        {
+            self.descriptor = descriptor
+            self.temporary = temporary
+            self.name = name
+            self.record = record
+        }
+    }
+
+    /// What ``commit(_:)`` did with one file: the name it is published under, or why it is not; and whether its
+    /// metadata record could not be written (the file is published all the same).
+    public struct Committed: Sendable {
+        public var stored: Result<String, SpoolError>
+        public var recordError: SpoolError?
+    }
+
+    /// Makes a batch of finished files durable and publishes them, in two syncs whatever the batch's size (group
+    /// commit): the files' data; then, after linking each in and writing its metadata record, the directories and
+    /// records. A file is only reported stored once both syncs are done. Closes every descriptor.
+    public func commit(_ files: [Finished]) -> [Committed] {
+        do {
+            try Self.sync(files.map(\.descriptor))
+        } catch {
+            for file in files {
+                close(file.descriptor)
+                unlink(file.temporary)
+            }
+            return files.map { _ in Committed(stored: .failure(Self.spoolError(error)), recordError: nil) }
+        }
+        var committed: [Committed] = []
+        var records: [Int32] = []
+        for file in files {
+            close(file.descriptor)
+            do {
+                let stored = try link(temporary: file.temporary, as: file.name)
+                var entry = Committed(stored: .success(stored), recordError: nil)
+                do {
+                    records.append(try writeRecord(file.record(stored), for: stored))
+                } catch {
+                    entry.recordError = Self.spoolError(error)
+                }
+                committed.append(entry)
+            } catch {
+                unlink(file.temporary)
+                committed.append(Committed(stored: .failure(Self.spoolError(error)), recordError: nil))
+            }
+        }
+        defer { for fd in records { close(fd) } }
+        do {
+            try Self.sync([root, metadataDirectory], records)
+        } catch {
+            // Published, but not known to be on disk: the sender must not be told it is stored.
+            for index in committed.indices where (try? committed[index].stored.get()) != nil {
+                committed[index].stored = .failure(Self.spoolError(error))
+            }
+        }
+        return committed
     }
 
     /// Writes a small file atomically under a final name (temporary file, fsync, publish without replacing).
@@ -89,7 +166,7 @@ public struct Spool: Sendable {
         let (fd, path) = try createTemporary(tag: tag)
         do {
             try Self.writeAll(fd, bytes)
-            guard fsync(fd) == 0 else { throw SpoolError.writeFailed(errno) }
+            try Self.sync([fd])
             close(fd)
             return try publish(temporary: path, as: name)
         } catch {
@@ -99,27 +176,46 @@ public struct Spool: Sendable {
         }
     }
 
-    /// Writes the metadata record of a published file (the record is replaced if a previous one had that name).
-    public func writeMetadata(_ json: String, for storedName: String) throws {
+    /// Writes the metadata record of a published file (replacing a previous record of that name). Does not sync;
+    /// returns the record's open descriptor for the caller's sync.
+    func writeRecord(_ json: String, for storedName: String) throws -> Int32 {
         let (fd, path) = try createTemporary(tag: "meta")
-        defer { close(fd) }
         do {
-            try Self.writeAll(fd, Array(json.utf8))
-            _ = fsync(fd)
+            try Self.writeAll(fd, Array((json + "\n").utf8))
             guard rename(path, metadataDirectory + "/" + storedName + ".json") == 0 else {
                 throw SpoolError.writeFailed(errno)
             }
+            return fd
         } catch {
+            close(fd)
             unlink(path)
             throw error
         }
     }
 
-    func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
+    /// Waits until what was written through `descriptors` and into the `directories` is on disk: an fsync each when
+    /// they are few, else one syncfs for the whole file system, which costs about as much as a few fsyncs (measured
+    /// here on ext4: 1,000 files of 4 KiB, 4,400/s with an fsync of file and directory each, 36,000/s with one syncfs).
+    static func sync(_ directories: [String] = [], _ descriptors: [Int32] = []) throws {
+        var opened: [Int32] = []
+        defer { for fd in opened { close(fd) } }
+        for directory in directories {
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { throw SpoolError.syncFailed(errno) }
+            opened.append(fd)
+        }
+        let all = opened + descriptors
+        if all.count <= 3 {
+            for fd in all where fsync(fd) != 0 { throw SpoolError.syncFailed(errno) }
+        } else if tcpip_syncfs(all[0]) != 0 {
+            throw SpoolError.syncFailed(errno)
+        }
+    }
+
+    static func sync(_ descriptors: [Int32]) throws { try sync([], descriptors) }
+
+    private static func spoolError(_ error: any Error) -> SpoolError {
+        error as? SpoolError ?? .writeFailed(EIO)
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
@@ -144,18 +240,22 @@ public enum SpoolError: Error, CustomStringConvertible {
     case cannotCreate(String, Int32)
     case cannotPublish(String, Int32)
     case writeFailed(Int32)
+    case syncFailed(Int32)
 
     public var description: String {
         switch self {
         case .cannotCreate(let path, let code): "cannot create \(path): \(String(cString: strerror(code)))"
         case .cannotPublish(let name, let code): "cannot publish \(name): \(String(cString: strerror(code)))"
         case .writeFailed(let code): "write failed: \(String(cString: strerror(code)))"
+        case .syncFailed(let code): "sync to disk failed: \(String(cString: strerror(code)))"
         }
     }
 
     /// True when the disk is full.
     public var isNoSpace: Bool {
-        if case .writeFailed(let code) = self { return code == ENOSPC || code == EDQUOT }
-        return false
+        switch self {
+        case .writeFailed(let code), .syncFailed(let code): return code == ENOSPC || code == EDQUOT
+        default: return false
+        }
     }
 }

@@ -40,6 +40,33 @@ public struct InputReader: Sendable {
         }
     }
 
+    /// Reads until `maximum` bytes or the end of input, in one trip to the thread pool, so chunks are full-sized even
+    /// from a pipe. Returns the bytes (nil if there were none) and whether the end of input was seen.
+    public func readFull(upTo maximum: Int) async throws -> (bytes: ByteBuffer?, atEnd: Bool) {
+        let descriptor = self.descriptor
+        let headroom = self.headroom
+        return try await NIOThreadPool.singleton.runIfActive {
+            var buffer = ByteBufferAllocator().buffer(capacity: headroom + maximum)
+            buffer.moveWriterIndex(forwardBy: headroom)
+            buffer.moveReaderIndex(forwardBy: headroom)
+            var atEnd = false
+            while buffer.readableBytes < maximum {
+                let wanted = maximum - buffer.readableBytes
+                let count = buffer.withUnsafeMutableWritableBytes { Glibc.read(descriptor, $0.baseAddress, wanted) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw TCPIPError(.noInput, "cannot read input: \(String(cString: strerror(errno)))")
+                }
+                if count == 0 {
+                    atEnd = true
+                    break
+                }
+                buffer.moveWriterIndex(forwardBy: count)
+            }
+            return (buffer.readableBytes == 0 ? nil : buffer, atEnd)
+        }
+    }
+
     /// Whether the descriptor is a terminal (a usage error for commands that read stdin, unless told what to send).
     public var isTerminal: Bool { isatty(descriptor) == 1 }
 }

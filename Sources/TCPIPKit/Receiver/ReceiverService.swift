@@ -72,9 +72,11 @@ public struct ReceiverService: Service {
     private func session(_ control: Control) async throws {
         try await ClientSession.run(client, logger: logger) { session in
             session.acceptsMessages = true
-            let files = try FileReceiver(configuration: receiver, logger: logger)
-            if let hook { files.onPublished = { hook.launch($0) } }
-            control.wake.withLockedValue { $0 = session.sender }
+            var onPublished: (@Sendable (FileReceiver.Published) -> Void)?
+            if let hook { onPublished = { hook.launch($0) } }
+            let files = try FileReceiver(configuration: receiver, logger: logger, onPublished: onPublished)
+            let sender = session.sender
+            control.wake.withLockedValue { $0 = sender }
             defer {
                 control.wake.withLockedValue { $0 = nil }
                 files.abandonAll(reason: "the connection ended")
@@ -85,16 +87,26 @@ public struct ReceiverService: Service {
                     "name": "\(escapedForLog(session.me.name))", "id": "\(session.me.id)",
                     "spool": "\(receiver.spool.root)",
                 ])
-            var drainUntil: ContinuousClock.Instant?
-            while true {
-                if control.stopping.withLockedValue({ $0 }) {
-                    files.refusingNew = true
-                    let end = drainUntil ?? .now + grace
-                    drainUntil = end
-                    if files.inProgress == 0 || ContinuousClock.now >= end { return }
+            let committer = files.committer
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // While stopping, a finished batch may be the last thing the drain waits for: wake the loop.
+                    await committer.run(sender: sender) {
+                        if control.stopping.withLockedValue({ $0 }) { await sender.wake() }
+                    }
                 }
-                let packet = try await session.next()
-                try await files.handle(packet, session: session)
+                defer { committer.finish() }
+                var drainUntil: ContinuousClock.Instant?
+                while true {
+                    if control.stopping.withLockedValue({ $0 }) {
+                        files.refusingNew = true
+                        let end = drainUntil ?? .now + grace
+                        drainUntil = end
+                        if files.inProgress == 0 || ContinuousClock.now >= end { return }
+                    }
+                    let packet = try await session.next()
+                    try await files.handle(packet, session: session)
+                }
             }
         }
     }

@@ -1,0 +1,115 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import TCPIPWire
+
+extension FileReceiver {
+    /// Makes verified files durable in batches (group commit) while the receiver goes on taking packets: whatever
+    /// finished while one batch was syncing forms the next batch, so a burst of small files costs two syncs per batch
+    /// instead of several per file. Each file's receipt is sent only after its batch is on disk.
+    public final class Committer: Sendable {
+        struct Job: Sendable {
+            var file: Spool.Finished
+            var transferID: UInt32
+            /// Filled in with the stored name once published.
+            var published: Published
+        }
+
+        private struct State {
+            var pending: [Job] = []
+            /// Files handed in and not yet answered.
+            var outstanding = 0
+        }
+
+        private let state = NIOLockedValueBox(State())
+        private let signals: AsyncStream<Void>
+        private let signal: AsyncStream<Void>.Continuation
+        private let spool: Spool
+        private let logger: Logger
+        private let onPublished: (@Sendable (Published) -> Void)?
+
+        init(spool: Spool, logger: Logger, onPublished: (@Sendable (Published) -> Void)?) {
+            (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+            self.spool = spool
+            self.logger = logger
+            self.onPublished = onPublished
+        }
+
+        /// Files handed in and not yet answered.
+        public var outstanding: Int { state.withLockedValue { $0.outstanding } }
+
+        func enqueue(_ job: Job) {
+            state.withLockedValue {
+                $0.pending.append(job)
+                $0.outstanding += 1
+            }
+            signal.yield()
+        }
+
+        /// Commits batches until ``finish()`` and everything handed in before it is answered. Receipts go out through
+        /// `sender`; if the connection is gone the files are published all the same. `onBatch` runs after each batch.
+        public func run(sender: PacketSender, onBatch: @Sendable () async -> Void = {}) async {
+            for await _ in signals {
+                while true {
+                    let batch = state.withLockedValue { state in
+                        defer { state.pending.removeAll() }
+                        return state.pending
+                    }
+                    if batch.isEmpty { break }
+                    await commit(batch, sender: sender)
+                    state.withLockedValue { $0.outstanding -= batch.count }
+                    await onBatch()
+                }
+            }
+        }
+
+        /// No more files will be handed in: ``run(sender:onBatch:)`` returns once the last batch is answered.
+        public func finish() { signal.finish() }
+
+        private func commit(_ batch: [Job], sender: PacketSender) async {
+            let spool = self.spool
+            let files = batch.map(\.file)
+            let results: [Spool.Committed]
+            do {
+                results = try await NIOThreadPool.singleton.runIfActive { spool.commit(files) }
+            } catch {
+                // The thread pool is shutting down (the process is ending): nothing was published.
+                results = files.map { _ in Spool.Committed(stored: .failure(.writeFailed(ECANCELED)), recordError: nil)
+                }
+            }
+            var receipts: [Packet] = []
+            for (job, result) in zip(batch, results) {
+                let to = job.published.fromID
+                let receipt: FileReceipt
+                switch result.stored {
+                case .success(let storedAs):
+                    if let problem = result.recordError {
+                        logger.warning(
+                            "could not write the metadata record",
+                            metadata: ["file": "\(escapedForLog(storedAs))", "error": "\(problem)"])
+                    }
+                    logger.info(
+                        "stored file",
+                        metadata: [
+                            "file": "\(escapedForLog(storedAs))", "bytes": "\(job.published.size)",
+                            "from": "\(escapedForLog(job.published.from?.name ?? "peer \(to)"))",
+                        ])
+                    var published = job.published
+                    published.storedAs = storedAs
+                    published.path = spool.root + "/" + storedAs
+                    onPublished?(published)
+                    receipt = FileReceipt(
+                        transferID: job.transferID, status: .stored, storedAs: storedAs, size: job.published.size)
+                case .failure(let error):
+                    logger.warning(
+                        "file failed", metadata: ["file": "\(escapedForLog(job.file.name))", "reason": "\(error)"])
+                    receipt = FileReceipt(
+                        transferID: job.transferID, status: .storageFailed,
+                        reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
+                }
+                receipts.append(receipt.packet(PacketHeader(type: .doneReceivingFile, maskTo: .client, idTo: to)))
+            }
+            try? await sender.send(contentsOf: receipts)
+        }
+    }
+}
