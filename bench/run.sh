@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side with reference tools in the same run, on loopback. Writes bench/RESULTS.md.
+# Workloads: 1 GiB files (socat relays, rsync and scp over ssh, iperf3), 10,000 small files (rsync -r), a 100 Mbit/s
+# tbf-shaped link in a network namespace (--compress, rsync -z), 100,000 lines (mosquitto QoS 1), one-shot sends
+# (mosquitto_pub), peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients).
 #   bench/run.sh            full run (1 GiB files, 100,000 messages, 3 rounds)
 #   bench/run.sh --smoke    a quick run that only checks the harness works (small sizes, 1 round)
 # Not part of swift test. Installs its reference tools from Debian packages when missing. Every server it starts, it
 # stops by PID.
 set -euo pipefail
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # 10,000 idle connections need the descriptors
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-SIZE_MB=1024; LINES=100000; ROUNDS=3; SMALL=10000; ONESHOT=20
-if [ "${1:-}" = "--smoke" ]; then SIZE_MB=32; LINES=2000; ROUNDS=1; SMALL=200; ONESHOT=3; fi
+SIZE_MB=1024; LINES=100000; ROUNDS=3; SMALL=10000; ONESHOT=20; SHAPED_MB=128; IDLE=10000
+if [ "${1:-}" = "--smoke" ]; then SIZE_MB=32; LINES=2000; ROUNDS=1; SMALL=200; ONESHOT=3; SHAPED_MB=4; IDLE=200; fi
 
 need=()
 for tool in iperf3:iperf3 socat:socat mosquitto:mosquitto mosquitto_pub:mosquitto-clients rsync:rsync sshd:openssh-server \
-            ssh:openssh-client /usr/bin/time:time; do
+            ssh:openssh-client /usr/bin/time:time tc:iproute2 ip:iproute2; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "${tool%%:*}" ] || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -30,6 +34,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    [ -z "${ns:-}" ] || ip netns delete "$ns" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,6 +59,7 @@ with open(path, "w") as f:
         f.write(line); written += len(line); i += 1
 PY
 truncate -s $((SIZE_MB << 20)) "$work/data.csv"
+sync
 
 # --- our suite ---------------------------------------------------------------------------------------------------
 "$bin/tcpipd" --listen 127.0.0.1:0 --log-level error > "$work/hub.out" 2>/dev/null &
@@ -150,8 +156,13 @@ record "iperf3 loopback" "$(printf %.3f "$iperf")" "GB/s" "3 s, one stream"
 mkdir -p "$work/small"
 for i in $(seq "$SMALL"); do head -c 4096 /dev/urandom > "$work/small/f$i"; done
 rm -rf "$work/spool"/f*
+(cd "$work/small" && ls) > "$work/small.list"
+sync   # what earlier workloads left unwritten is not this one's to flush
+t0=$(now); (cd "$work/small" && "$bin/tcpipctl" send-file --to bench --progress never --files-from ../small.list >/dev/null); t=$(echo "$(now) - $t0" | bc -l)
+record "small files (ours, --files-from)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s"
+rm -rf "$work/spool"/f* "$work/spool/.tcpip/meta"/f*
 t0=$(now); (cd "$work/small" && "$bin/tcpipctl" send-file --to bench --progress never -- f* >/dev/null); t=$(echo "$(now) - $t0" | bc -l)
-record "small files (ours)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s"
+record "small files (ours, names as arguments)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s (argument parsing included)"
 t0=$(now); rsync -r "$work/small/" "$work/rsync-small/"; t=$(echo "$(now) - $t0" | bc -l)
 record "small files (rsync -r, local)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s"
 
@@ -191,6 +202,78 @@ stalled=$!
 sleep 5
 record "memory: hub peak RSS, receiver stopped (SIGSTOP)" "$(( $(awk '/VmHWM/{print $2}' /proc/$hub/status) / 1024 ))" "MiB" "VmHWM after 5 s of pushing"
 kill "$stalled" 2>/dev/null || true; kill -CONT "$recv"
+
+# Compression where it matters: a link shaped to 100 Mbit/s (tbf on the loopback of a network namespace made for the
+# run), the first $SHAPED_MB MiB of the CSV with and without --compress, against rsync -z over ssh on the same link.
+ns=tcpipbench$$
+ip netns add "$ns"
+inns() { ip netns exec "$ns" "$@"; }
+inns ip link set lo up
+inns ip link set lo mtu 1500
+inns tc qdisc add dev lo root tbf rate 100mbit burst 64kb latency 50ms
+head -c $((SHAPED_MB << 20)) "$work/data.csv" > "$work/shaped.csv"
+inns "$bin/tcpipd" --listen 127.0.0.1:7001 --log-level error >/dev/null 2>&1 & pids+=($!)
+sleep 0.3
+TCPIP_SERVER=127.0.0.1:7001 inns "$bin/tcpiprecvd" --spool "$work/shaped-spool" --name shaped -q 2>/dev/null & pids+=($!)
+TCPIP_SERVER=127.0.0.1:7001 inns "$bin/tcpipctl" ping --to shaped --timeout 10 >/dev/null 2>&1 || sleep 1
+sed -e "s/^Port .*/Port 7022/" -e "s|^PidFile .*|PidFile $work/sshd-ns.pid|" "$work/sshd_config" > "$work/sshd_ns_config"
+inns /usr/sbin/sshd -D -f "$work/sshd_ns_config" & pids+=($!)
+sleep 0.5
+shaped_bytes=$(stat -c %s "$work/shaped.csv")
+plain=(); packed=(); rz=()
+for _ in $(seq "$ROUNDS"); do
+    for variant in plain packed; do
+        rm -f "$work/shaped-spool"/shaped.csv*
+        extra=(); [ $variant = packed ] && extra=(--compress)
+        t0=$(now)
+        TCPIP_SERVER=127.0.0.1:7001 inns "$bin/tcpipctl" send-file --to shaped --progress never --timeout 300 "${extra[@]}" "$work/shaped.csv" >/dev/null
+        declare -n series=$variant; series+=("$(echo "$(now) - $t0" | bc -l)")
+    done
+    rm -f "$work/ssh-dst/shaped.csv"
+    t0=$(now); inns rsync -z -e "${sshcmd/-p $sp/-p 7022}" "$work/shaped.csv" "127.0.0.1:$work/ssh-dst/shaped.csv"; rz+=("$(echo "$(now) - $t0" | bc -l)")
+done
+for name in plain packed rz; do
+    declare -n series=$name
+    m=$(printf '%s\n' "${series[@]}" | median)
+    label=$(case $name in plain) echo "ours";; packed) echo "ours --compress";; rz) echo "rsync -z over ssh";; esac)
+    record "shaped 100 Mbit/s, $SHAPED_MB MiB CSV ($label)" "$(printf %.2f "$m")" "s" "median of ${#series[@]}, range $(printf '%s\n' "${series[@]}" | minmax) s; $(printf %.1f "$(echo "$shaped_bytes / $m / 1000000" | bc -l)") MB/s of file"
+done
+
+# Idle connections and a join storm: $IDLE registered peers that did not ask for the roster, one `peers --watch`
+# watcher; the hub's RSS growth per connection, the announcements the idle peers got (must be 0), and the same number
+# of MQTT clients on mosquitto.
+idle_run() {  # kind port pid -> "bytes-per-connection roster-packets bytes-to-idle-peers seconds"
+    local before after t0 t1
+    before=$(awk '/VmRSS/{print $2}' "/proc/$3/status")
+    rm -f "$work/idle.fifo"; mkfifo "$work/idle.fifo"
+    python3 "$repo/bench/idle.py" "$1" 127.0.0.1 "$2" "$IDLE" < "$work/idle.fifo" > "$work/idle.out" 2>&1 &
+    local idle=$!
+    exec 7>"$work/idle.fifo"
+    t0=$(now)
+    for _ in $(seq 1200); do grep -q '^ready' "$work/idle.out" && break; kill -0 $idle 2>/dev/null || break; sleep 0.05; done
+    t1=$(now)
+    grep -q '^ready' "$work/idle.out" || { cat "$work/idle.out" >&2; exit 1; }
+    after=$(awk '/VmRSS/{print $2}' "/proc/$3/status")
+    exec 7>&-
+    wait $idle
+    echo "$(( (after - before) * 1024 / IDLE )) $(awk '/^roster/{print $2, $4}' "$work/idle.out") $(echo "$t1 - $t0" | bc -l)"
+}
+"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error > "$work/hub2.out" 2>/dev/null &
+hub2=$!; pids+=($hub2)
+for _ in $(seq 100); do grep -q '^listening' "$work/hub2.out" 2>/dev/null && break; sleep 0.05; done
+hub2_addr=$(sed -n 's/^listening on //p' "$work/hub2.out")
+TCPIP_SERVER=$hub2_addr "$bin/tcpipctl" peers --watch > "$work/watch.out" 2>/dev/null & pids+=($!)
+sleep 0.3
+read -r per roster late secs <<<"$(idle_run ours "${hub2_addr##*:}" $hub2)"
+joins=$(grep -c '"event":"joined"' "$work/watch.out" || true)
+record "idle connections (ours, hub RSS per connection)" "$per" "bytes" "$IDLE registered peers"
+record "join storm (ours)" "$(printf %.2f "$secs")" "s" "$IDLE peers registered; the watcher got $joins joined lines; the idle peers got $roster roster packets (and $late heartbeat pings)"
+mq2=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\n' "$mq2" > "$work/mq-idle.conf"
+mosquitto -c "$work/mq-idle.conf" >/dev/null 2>&1 & mqpid=$!; pids+=($mqpid)
+sleep 0.3
+read -r per _ _ secs <<<"$(idle_run mqtt "$mq2" $mqpid)"
+record "idle connections (mosquitto, RSS per connection)" "$per" "bytes" "$IDLE MQTT clients, connected in $(printf %.2f "$secs") s"
 
 # --- report ------------------------------------------------------------------------------------------------------
 {
