@@ -1,7 +1,11 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
 import TCPIPKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Options every client command shares: where the hub is, who we are, the token, how long to wait, how much to say.
 public struct ConnectionOptions: ParsableArguments {

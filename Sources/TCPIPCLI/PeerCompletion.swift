@@ -1,7 +1,11 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
 import TCPIPKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Shell completion of peer names from the live hub (`--to <TAB>`), using TCPIP_SERVER and the token variables.
 /// Gives nothing when the hub cannot be reached within a second.

@@ -5,6 +5,7 @@ import TCPIPWire
 
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "listen",
         abstract: "Print incoming messages to stdout, acknowledging each once it is written.",
         discussion: """
             Registers with role "listener" and prints each message as one NDJSON line: \

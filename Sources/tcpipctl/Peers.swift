@@ -5,6 +5,7 @@ import TCPIPWire
 
 struct Peers: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "peers",
         abstract: "Print the peers connected to the hub as JSON.",
         discussion: """
             Prints a JSON array of the other connected peers (pretty when stdout is a terminal, one line otherwise): \

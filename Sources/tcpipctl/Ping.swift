@@ -5,6 +5,7 @@ import TCPIPWire
 
 struct Ping: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "ping",
         abstract: "Measure the round trip and clock offset to the hub or to a peer.",
         discussion: """
             Prints one JSON line per reply: {"seq":N,"to":"hub" or {"id":…,"name":…},"rttMs":…,"offsetMs":…,\

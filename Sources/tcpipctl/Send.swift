@@ -5,6 +5,7 @@ import TCPIPWire
 
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "send",
         abstract: "Send stdin (or --message) as a message to peers, and wait for their receipts.",
         discussion: """
             Reads stdin to its end and sends it as one message, streamed as it is read (never loaded whole). Each \

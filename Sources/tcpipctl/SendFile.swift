@@ -1,9 +1,13 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import NIOConcurrencyHelpers
 import TCPIPCLI
 import TCPIPKit
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct SendFile: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -209,7 +213,7 @@ final class ProgressPrinter: Sendable {
         line += "  \(Self.size(rate))/s"
         if let total, rate > 0, !done { line += "  ETA \(Int((Double(total) - Double(bytes)) / rate))s" }
         if done { line += "\n" }
-        FileHandle.standardError.write(Data(line.utf8))
+        StandardOutput.error(line, newline: false)
     }
 
     static func size(_ bytes: Double) -> String {
@@ -220,6 +224,6 @@ final class ProgressPrinter: Sendable {
             value /= 1024
             unit += 1
         }
-        return unit == 0 ? "\(Int(value)) B" : String(format: "%.1f ", value) + units[unit]
+        return unit == 0 ? "\(Int(value)) B" : "\(Int(value)).\(Int(value * 10) % 10) " + units[unit]
     }
 }

@@ -1,10 +1,14 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 import TCPIPCLI
 import TCPIPKit
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @main
 struct Tcpipd: AsyncParsableCommand {

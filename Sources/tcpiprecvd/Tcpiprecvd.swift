@@ -1,9 +1,13 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 import TCPIPCLI
 import TCPIPKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @main
 struct Tcpiprecvd: AsyncParsableCommand {

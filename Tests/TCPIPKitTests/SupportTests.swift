@@ -42,3 +42,17 @@ import Testing
         #expect(!token.matches(nil))
     }
 }
+
+@Suite struct HookSpawnTests {
+    @Test func exitStatusesSignalsAndMissingProgramsAreReported() {
+        #expect(HookRunner.spawnAndWait(["sh", "-c", "exit 0"], environment: [:]) == 0)
+        #expect(HookRunner.spawnAndWait(["sh", "-c", "exit 3"], environment: [:]) == 3)
+        #expect(HookRunner.spawnAndWait(["sh", "-c", "kill -9 $$"], environment: [:]) == 128 + 9)
+        #expect(HookRunner.spawnAndWait(["/nonexistent/hook"], environment: [:]) == -1)
+        // The environment is exactly what was given, and stdin is /dev/null.
+        #expect(
+            HookRunner.spawnAndWait(
+                ["sh", "-c", #"[ "$ONLY" = "yes" ] && [ -z "$HOME" ] && [ -z "$(cat)" ]"#],
+                environment: ["ONLY": "yes", "PATH": "/usr/bin:/bin"]) == 0)
+    }
+}

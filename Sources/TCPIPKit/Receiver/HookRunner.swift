@@ -1,5 +1,10 @@
-import Foundation
+import FoundationEssentials
 import Logging
+import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Runs the `--exec` command after each published file: argv as given (no shell), the file's path and metadata in
 /// the environment, at most `maxJobs` at once. A failing hook is logged; the file stays where it is.
@@ -38,19 +43,13 @@ public actor HookRunner {
         environment["TCPIP_FROM_ID"] = String(file.fromID)
         environment["TCPIP_SHA256"] = file.sha256
         environment["TCPIP_SIZE"] = String(file.size)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: argv[0].contains("/") ? argv[0] : "/usr/bin/env")
-        process.arguments = argv[0].contains("/") ? Array(argv.dropFirst()) : argv
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = await withCheckedContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(returning: -1)
-            }
+        let (argv, variables) = (self.argv, environment)
+        let status: Int32
+        do {
+            // Spawning and waiting block: on the thread pool, never on an event loop or the cooperative pool.
+            status = try await NIOThreadPool.singleton.runIfActive { Self.spawnAndWait(argv, environment: variables) }
+        } catch {
+            status = -1
         }
         if status != 0 {
             logger.warning(
@@ -59,6 +58,27 @@ public actor HookRunner {
         } else {
             logger.debug("--exec hook done", metadata: ["file": "\(escapedForLog(file.storedAs))"])
         }
+    }
+
+    /// Runs `argv` (through PATH when argv[0] has no slash) with stdin from /dev/null; returns its exit status, 128 +
+    /// the signal if it was killed, or -1 if it could not start.
+    public static func spawnAndWait(_ argv: [String], environment: [String: String]) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let arguments = argv.map { strdup($0) } + [nil]
+        let variables = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in arguments + variables { free(pointer) } }
+        var pid = pid_t()
+        let started = posix_spawnp(&pid, argv[0], &actions, nil, arguments, variables)
+        guard started == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { return -1 }
+        }
+        // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import.
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     /// Splits a command line into argv: whitespace separates words; single and double quotes group; no expansion.

@@ -34,8 +34,8 @@ public enum StandardOutput {
     }
 
     /// Writes one line to stderr (for the one-line error report).
-    public static func error(_ line: String) {
-        var text = line + "\n"
+    public static func error(_ line: String, newline: Bool = true) {
+        var text = newline ? line + "\n" : line
         text.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {
