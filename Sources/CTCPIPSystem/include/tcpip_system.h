@@ -5,4 +5,8 @@
 /// syncfs(2): commits everything written to the file system holding `fd`, in one call. Returns 0 or -1 (errno set).
 int tcpip_syncfs(int fd);
 
+/// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: starts writing a range of `fd` to disk without waiting for it, so a
+/// later fsync has less left to do. Returns 0 or -1 (errno set); a no-op returning 0 where it does not exist.
+int tcpip_start_writeback(int fd, long long offset, long long length);
+
 #endif

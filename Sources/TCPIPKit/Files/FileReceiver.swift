@@ -231,6 +231,7 @@ public final class FileReceiver {
         let decompressor = self.decompressor
         let descriptor = transfer.descriptor
         let hasher = transfer.hasher
+        let offset = Int64(transfer.received)
         let outcome: Result<SHA256, any Error> = await Result.capturing {
             try await NIOThreadPool.singleton.runIfActive {
                 var hasher = hasher
@@ -240,6 +241,7 @@ public final class FileReceiver {
                     hasher.update(bufferPointer: pointer)
                     try Spool.writeAll(descriptor, pointer)
                 }
+                Spool.startWriteback(descriptor, wrote: Int64(bytes.readableBytes), at: offset)
                 return hasher
             }
         }

@@ -118,7 +118,9 @@ public enum FileSending {
             while !atEnd {
                 let (bytes, end) = try await reader.readFull(upTo: request.chunkSize)
                 atEnd = end
-                guard let chunk = bytes else { break }
+                // `consume`: the chunk's buffer must have one owner when its header is written into the headroom,
+                // or the write copies all 256 KiB (9 % of the sender's CPU before this).
+                guard let chunk = consume bytes else { break }
                 guard tracker.wanted(transferID) else {
                     aborted = true
                     break
@@ -133,8 +135,9 @@ public enum FileSending {
                         .packet(group)
                 } else {
                     wire += UInt64(chunk.readableBytes)
-                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: false, data: chunk)
-                        .packet(group)
+                    packet = FileChunk(
+                        transferID: transferID, rawLength: rawLength, compressed: false, data: consume chunk
+                    ).packet(group)
                 }
                 try await sender.send(packet)
                 request.progress?(source.name, sent, size, false)

@@ -218,6 +218,18 @@ public struct Spool: Sendable {
         error as? SpoolError ?? .writeFailed(EIO)
     }
 
+    /// Bytes written before the kernel is asked to start writing them to disk.
+    static let writebackWindow: Int64 = 8 << 20
+
+    /// Starts writing each completed ``writebackWindow`` of a file being received to disk while the rest arrives, so
+    /// the fsync at the end does not have the whole file left to write. Only a hint: errors show up at the fsync.
+    static func startWriteback(_ fd: Int32, wrote count: Int64, at offset: Int64) {
+        let first = offset / writebackWindow
+        let last = (offset + count) / writebackWindow
+        guard last > first else { return }
+        _ = tcpip_start_writeback(fd, first * writebackWindow, (last - first) * writebackWindow)
+    }
+
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try writeAll(fd, $0) }
     }
