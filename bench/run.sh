@@ -205,12 +205,19 @@ kill "$stalled" 2>/dev/null || true; kill -CONT "$recv"
 
 # Compression where it matters: a link shaped to 100 Mbit/s (tbf on the loopback of a network namespace made for the
 # run), the first $SHAPED_MB MiB of the CSV with and without --compress, against rsync -z over ssh on the same link.
+# Only what goes to the hub's port (7001) or sshd's (7022) is shaped: the slow link is the one from the sender to the
+# far site. The hub and the receiver are both at the far site, so hub → receiver is not a second trip over it (one
+# shaped loopback for everything made our relay cross it twice, and halved our figure).
 ns=tcpipbench$$
 ip netns add "$ns"
 inns() { ip netns exec "$ns" "$@"; }
 inns ip link set lo up
 inns ip link set lo mtu 1500
-inns tc qdisc add dev lo root tbf rate 100mbit burst 64kb latency 50ms
+# htb only sorts (two classes far faster than the link; prio is not in every kernel); the tbf does the shaping.
+inns tc qdisc add dev lo root handle 1: htb default 20
+for class in 10 20; do inns tc class add dev lo parent 1: classid 1:$class htb rate 40gbit quantum 200000; done
+inns tc qdisc add dev lo parent 1:10 handle 10: tbf rate 100mbit burst 64kb latency 50ms
+for port in 7001 7022; do inns tc filter add dev lo parent 1: protocol ip u32 match ip dport $port 0xffff flowid 1:10; done
 head -c $((SHAPED_MB << 20)) "$work/data.csv" > "$work/shaped.csv"
 inns "$bin/tcpipd" --listen 127.0.0.1:7001 --log-level error >/dev/null 2>&1 & pids+=($!)
 sleep 0.3
