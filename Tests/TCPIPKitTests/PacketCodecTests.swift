@@ -20,6 +20,28 @@ import Testing
         try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { PacketDecoder() }
     }
 
+    @Test func batcherHandsOnEachReadsPacketsTogetherAndThemBeforeAnError() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            ByteToMessageHandler(PacketDecoder(maxFrameSize: 1024)), PacketBatcher(),
+        ])
+        // All three packets and half of a fourth in one read: one array of three.
+        var bytes = ByteBuffer()
+        for packet in Self.packets.prefix(1) + Self.packets.suffix(2) where packet.payload.readableBytes < 1000 {
+            bytes.writeImmutableBuffer(packet.encoded())
+        }
+        let fourth = Self.packets[0].encoded()
+        bytes.writeImmutableBuffer(fourth.getSlice(at: 0, length: 10)!)
+        try channel.writeInbound(bytes)
+        #expect(try channel.readInbound(as: [Packet].self)?.map(\.header.type) == [.ping, .close])
+        // The rest of the fourth, then a frame too large: the fourth arrives, then the error.
+        var rest = fourth.getSlice(at: 10, length: fourth.readableBytes - 10)!
+        rest.writeBytes([0, 0, 0x10, 0])
+        #expect(throws: WireError.self) { try channel.writeInbound(rest) }
+        #expect(try channel.readInbound(as: [Packet].self)?.map(\.header.type) == [.ping])
+        _ = try? channel.finish()
+    }
+
     @Test func decoderRefusesAnOversizedFrameFromItsPrefix() throws {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(PacketDecoder(maxFrameSize: 1024)))
         #expect(throws: WireError.self) { try channel.writeInbound(ByteBuffer(bytes: [0, 0, 0x10, 0])) }

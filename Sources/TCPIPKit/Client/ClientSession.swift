@@ -23,7 +23,9 @@ public final class ClientSession {
     private let channel: any Channel
     /// Sends packets with a bounded number of bytes in flight.
     public let sender: PacketSender
-    private var inbound: NIOAsyncChannelInboundStream<Packet>.AsyncIterator
+    private var inbound: NIOAsyncChannelInboundStream<[Packet]>.AsyncIterator
+    /// Packets of the last batch from the connection not handed out yet.
+    private var received = CircularBuffer<Packet>()
     private let logger: Logger
     private let expired = NIOLockedValueBox<String?>(nil)
     private var deadlineTask: Scheduled<Void>?
@@ -40,7 +42,7 @@ public final class ClientSession {
     public var me: PeerRecord { registered.peer }
 
     private init(
-        channel: any Channel, inbound: NIOAsyncChannelInboundStream<Packet>,
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<[Packet]>,
         configuration: ClientConfiguration, logger: Logger
     ) async throws {
         self.channel = channel
@@ -84,7 +86,7 @@ public final class ClientSession {
         let server = configuration.server
         let maxFrameSize = configuration.maxFrameSize
         let timeout = TimeAmount(configuration.timeout)
-        let connection: NIOAsyncChannel<Packet, Packet>
+        let connection: NIOAsyncChannel<[Packet], Packet>
         do {
             connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(min(timeout, .seconds(10)))
@@ -92,9 +94,10 @@ public final class ClientSession {
                 .connect(host: server.host, port: server.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)), PacketEncoder(),
+                            ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)), PacketBatcher(),
+                            PacketEncoder(),
                         ])
-                        return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
+                        return try NIOAsyncChannel<[Packet], Packet>(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {
@@ -120,6 +123,10 @@ public final class ClientSession {
     public func send(_ packet: Packet) async throws {
         try await sender.send(packet)
     }
+
+    /// Whether ``next()`` has packets at hand, so it would return without waiting for the connection. A reader that
+    /// answers packets can hold its answers while this is true and send them together.
+    public var hasBufferedPackets: Bool { !pending.isEmpty || !received.isEmpty }
 
     /// The next packet that is not a ping. Pings are answered here; HostExiting ends the session with exit 75.
     public func next() async throws -> Packet {
@@ -166,17 +173,20 @@ public final class ClientSession {
     }
 
     private func nextPacket() async throws -> Packet {
-        let packet: Packet?
-        do {
-            packet = try await inbound.next()
-        } catch {
-            if let wireError = error as? WireError {
-                throw TCPIPError(.dataError, "the hub sent a bad frame: \(wireError)")
+        while true {
+            if let packet = received.popFirst() { return packet }
+            let batch: [Packet]?
+            do {
+                batch = try await inbound.next()
+            } catch {
+                if let wireError = error as? WireError {
+                    throw TCPIPError(.dataError, "the hub sent a bad frame: \(wireError)")
+                }
+                throw lostConnection(error)
             }
-            throw lostConnection(error)
+            guard let batch else { throw lostConnection(nil) }
+            received.append(contentsOf: batch)
         }
-        guard let packet else { throw lostConnection(nil) }
-        return packet
     }
 
     private func lostConnection(_ error: (any Error)?) -> TCPIPError {

@@ -50,3 +50,44 @@ public final class PacketEncoder: ChannelOutboundHandler, Sendable {
         }
     }
 }
+
+/// Hands on the packets decoded from one read as one array.
+///
+/// A client's inbound stream holds a bounded number of elements before the channel stops reading. Counted per packet,
+/// ten small messages filled it and every few messages cost a round trip between the reading task and the event loop;
+/// counted per read, the bound is still a few reads' worth of bytes.
+public final class PacketBatcher: ChannelInboundHandler {
+    public typealias InboundIn = Packet
+    public typealias InboundOut = [Packet]
+
+    private var batch: [Packet] = []
+
+    public init() {}
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        batch.append(unwrapInboundIn(data))
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        forward(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        forward(context: context)
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // What arrived before the error is delivered before it.
+        forward(context: context)
+        context.fireErrorCaught(error)
+    }
+
+    private func forward(context: ChannelHandlerContext) {
+        guard !batch.isEmpty else { return }
+        let packets = batch
+        batch.removeAll(keepingCapacity: true)
+        context.fireChannelRead(wrapInboundOut(packets))
+    }
+}

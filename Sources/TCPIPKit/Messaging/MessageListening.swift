@@ -62,11 +62,28 @@ public enum MessageListening {
         var delivered = 0
         let sender = session.sender
 
-        func answer(_ receipt: MessageReceipt, to peer: UInt32) async throws {
-            try await sender.send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
+        // Receipts wait while more packets are at hand and go out together: one send per burst, not per message.
+        var receipts: [Packet] = []
+        func answer(_ receipt: MessageReceipt, to peer: UInt32) {
+            receipts.append(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
+        }
+
+        // A message that cannot be written is not acknowledged, but the ones written before it are.
+        func deliverOrFlush(_ message: ReceivedMessage) async throws {
+            do {
+                try deliver(message)
+            } catch {
+                try? await sender.send(contentsOf: receipts)
+                try? await sender.drain()
+                throw error
+            }
         }
 
         while request.count.map({ delivered < $0 }) ?? true {
+            if !receipts.isEmpty && !session.hasBufferedPackets {
+                try await sender.send(contentsOf: receipts)
+                receipts.removeAll(keepingCapacity: true)
+            }
             let packet = try await session.next()
             let from = packet.header.idFrom
             if let type = request.applicationType {
@@ -76,7 +93,7 @@ public enum MessageListening {
                     receivedAt: WireClock.now(), bytes: packet.payload, applicationType: type,
                     dataType: packet.header.dataType
                 )
-                try deliver(message)
+                try await deliverOrFlush(message)
                 delivered += 1
                 continue
             }
@@ -85,7 +102,7 @@ public enum MessageListening {
                 let part = try MessagePart(packet)
                 if let only = request.from, only != from {
                     if part.flags.contains(.start) && !part.flags.contains(.noReceipt) {
-                        try await answer(
+                        answer(
                             MessageReceipt(
                                 messageID: part.messageID, bytes: 0, status: .refused,
                                 reason: "\(session.me.name) takes messages only from peer \(only)"),
@@ -99,7 +116,7 @@ public enum MessageListening {
                     continue
                 case .refused(let sender, let id, let reason, let wantsReceipt):
                     if wantsReceipt {
-                        try await answer(
+                        answer(
                             MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender)
                     }
                 case .complete(let assembled):
@@ -108,10 +125,10 @@ public enum MessageListening {
                         broadcast: assembled.flags.contains(.broadcast),
                         receivedAt: WireClock.now(), bytes: assembled.bytes
                     )
-                    try deliver(message)
+                    try await deliverOrFlush(message)
                     delivered += 1
                     if !assembled.flags.contains(.noReceipt) {
-                        try await answer(
+                        answer(
                             MessageReceipt(
                                 messageID: assembled.messageID, bytes: UInt64(assembled.bytes.readableBytes)), to: from)
                     }
@@ -122,6 +139,7 @@ public enum MessageListening {
                 continue
             }
         }
+        try await sender.send(contentsOf: receipts)
         try await sender.drain()
     }
 }
