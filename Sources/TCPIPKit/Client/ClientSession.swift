@@ -88,18 +88,26 @@ public final class ClientSession {
         let timeout = TimeAmount(configuration.timeout)
         let connection: NIOAsyncChannel<[Packet], Packet>
         do {
-            connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(min(timeout, .seconds(10)))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connect(host: server.host, port: server.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)), PacketBatcher(),
-                            PacketEncoder(),
-                        ])
-                        return try NIOAsyncChannel<[Packet], Packet>(wrappingChannelSynchronously: channel)
-                    }
+            let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<[Packet], Packet>> = {
+                channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)), PacketBatcher(),
+                        PacketEncoder(),
+                    ])
+                    return try NIOAsyncChannel<[Packet], Packet>(wrappingChannelSynchronously: channel)
                 }
+            }
+            if let address = try? SocketAddress(ipAddress: server.host, port: server.port) {
+                // An address needs no resolver thread and no Happy Eyeballs race: a one-shot send starts sooner.
+                connection = try await bootstrap.connect(to: address, channelInitializer: initializer)
+            } else {
+                connection = try await bootstrap.connect(
+                    host: server.host, port: server.port, channelInitializer: initializer)
+            }
         } catch {
             throw TCPIPError.unavailable("cannot reach the hub at \(server): \(Self.describe(error))")
         }
