@@ -199,6 +199,11 @@ import Testing
                 ($0["rttMs"] as? Double ?? -1) >= 0 && $0["offsetMs"] is Double && $0["to"] as? String == "hub"
             })
 
+        // A host name goes through the resolver; an address (above) connects directly.
+        let byName = try await RunningProgram.run(
+            "tcpipctl", ["ping", "--server", "localhost:\(hub.port)"], environment: hub.environment)
+        #expect(byName.status == 0, "\(byName.stderr)")
+
         let peer = try RunningProgram(
             "tcpipctl", ["peers", "--watch", "--name", "echoer"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(300))
