@@ -59,7 +59,7 @@ struct SendFile: AsyncParsableCommand {
     var compressLevel: Int32 = 1
 
     @Option(help: ArgumentHelp("Bytes per chunk.", valueName: "bytes"))
-    var chunkSize = 256 << 10
+    var chunkSize = 512 << 10
 
     @Option(help: ArgumentHelp("Wait up to this long for the recipients to join.", valueName: "seconds"))
     var waitForPeer: Double?
