@@ -67,6 +67,8 @@ public final class RunningProgram: @unchecked Sendable {
     /// Starts `program` (a built program's name, or an absolute path) with `arguments`. The environment is the test's,
     /// without any TCPIP_ variables, plus `environment`.
     public init(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        // Writing to a program that already exited must fail that test, not kill the whole test run with SIGPIPE.
+        _ = Glibc.signal(SIGPIPE, SIG_IGN)
         name = program
         process.executableURL = URL(fileURLWithPath: program.hasPrefix("/") ? program : BuiltPrograms.path(program))
         process.arguments = arguments
@@ -92,8 +94,8 @@ public final class RunningProgram: @unchecked Sendable {
     public var stderr: String { stderrCollector.text }
     public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 
-    /// Writes to the program's stdin.
-    public func write(_ bytes: [UInt8]) { stdinPipe.fileHandleForWriting.write(Data(bytes)) }
+    /// Writes to the program's stdin; a program that has exited makes this a no-op (its test fails on its own).
+    public func write(_ bytes: [UInt8]) { try? stdinPipe.fileHandleForWriting.write(contentsOf: Data(bytes)) }
     public func write(_ text: String) { write(Array(text.utf8)) }
     public func closeStdin() { try? stdinPipe.fileHandleForWriting.close() }
 

@@ -95,6 +95,7 @@ public enum FileSending {
     ) async throws {
         let compressor = try request.compressionLevel.map { try ChunkCompressor(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
+        var outbox = Outbox(sender: sender, limit: request.chunkSize)
         for (index, source) in request.sources.enumerated() {
             let transferID = UInt32(index + 1)
             let descriptor = descriptors[index]
@@ -108,7 +109,7 @@ public enum FileSending {
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
                 compression: compressor == nil ? 0 : 1
             )
-            try await sender.send(start.packet(group))
+            try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
             var hasher = SHA256()
             var sent: UInt64 = 0
@@ -116,6 +117,8 @@ public enum FileSending {
             var aborted = false
             var atEnd = false
             while !atEnd {
+                // A pipe may make the read wait: what is queued goes first, so the receiver hears of the transfer.
+                if size == nil { try await outbox.flush() }
                 let (bytes, end) = try await reader.readFull(upTo: request.chunkSize)
                 atEnd = end
                 // `consume`: the chunk's buffer must have one owner when its header is written into the headroom,
@@ -139,23 +142,24 @@ public enum FileSending {
                         transferID: transferID, rawLength: rawLength, compressed: false, data: consume chunk
                     ).packet(group)
                 }
-                try await sender.send(packet)
+                try await outbox.add(packet)
                 request.progress?(source.name, sent, size, false)
                 if let size, sent > size {
                     // The file grew while being sent: what the receiver checks would not match what was announced.
                     let end = FileEnd(
                         transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
-                    try await sender.send(
+                    try await outbox.add(
                         Packet(
                             header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
                             payload: end.encoded()))
+                    try await outbox.flush()
                     throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
                 }
             }
             let digest = Array(hasher.finalize())
             let end = FileEnd(
                 transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)
-            try await sender.send(
+            try await outbox.add(
                 Packet(
                     header: PacketHeader(
                         type: .fileEnd, dataType: aborted ? FileEnd.abort : FileEnd.complete, maskTo: .group),
@@ -167,6 +171,35 @@ public enum FileSending {
                 now: WireClock.now())
             if tracker.nobodyLeft { break }
         }
+        try await outbox.flush()
         try await sender.drain()
+    }
+}
+
+/// Packets on their way out, sent together once they add up to `limit` bytes: a small file's FileStart, chunk and
+/// FileEnd leave with the next files' in one send (one trip to the event loop), not three sends per file, while a
+/// full chunk still leaves at once.
+private struct Outbox {
+    let sender: PacketSender
+    let limit: Int
+    private var packets: [Packet] = []
+    private var bytes = 0
+
+    init(sender: PacketSender, limit: Int) {
+        self.sender = sender
+        self.limit = limit
+    }
+
+    mutating func add(_ packet: Packet) async throws {
+        packets.append(packet)
+        bytes += packet.wireSize
+        if bytes >= limit { try await flush() }
+    }
+
+    mutating func flush() async throws {
+        guard !packets.isEmpty else { return }
+        try await sender.send(contentsOf: packets)
+        packets.removeAll(keepingCapacity: true)
+        bytes = 0
     }
 }

@@ -61,6 +61,15 @@ public indirect enum JSON: Sendable, Equatable {
     /// Writes a JSON string literal, escaping quotes, backslashes and every control character.
     public static func writeString(_ value: String, to out: inout String) {
         out += "\""
+        // Most strings (names, hashes, times) need no escaping: copy them whole instead of scalar by scalar, which
+        // was a tenth of the receiver's CPU for a burst of small files.
+        if value.utf8.allSatisfy({
+            $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 < 0xE2
+        }) {
+            out += value
+            out += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
