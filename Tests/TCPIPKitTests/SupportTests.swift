@@ -20,6 +20,15 @@ import Testing
     }
 
     @Test(arguments: [
+        ("plain name.txt", #""plain name.txt""#), ("ünïcødé", #""ünïcødé""#), ("文件 🚀", #""文件 🚀""#),
+        ("a\u{2028}b\u{2029}", #""a\u2028b\u2029""#), ("back\\slash", #""back\\slash""#),
+        ("del\u{7F}", #""del\u007f""#),
+    ])
+    func jsonStringsNeedingNoEscapeAreCopiedAndTheRestEscaped(raw: String, rendered: String) {
+        #expect(JSON.string(raw).rendered() == rendered)
+    }
+
+    @Test(arguments: [
         ("127.0.0.1:9999", "127.0.0.1", 9999), ("[::1]:0", "::1", 0), ("localhost", "localhost", 9999),
     ])
     func addressesParse(text: String, host: String, port: Int) throws {
