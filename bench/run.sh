@@ -219,12 +219,15 @@ for class in 10 20; do inns tc class add dev lo parent 1: classid 1:$class htb r
 inns tc qdisc add dev lo parent 1:10 handle 10: tbf rate 100mbit burst 64kb latency 50ms
 for port in 7001 7022; do inns tc filter add dev lo parent 1: protocol ip u32 match ip dport $port 0xffff flowid 1:10; done
 head -c $((SHAPED_MB << 20)) "$work/data.csv" > "$work/shaped.csv"
-inns "$bin/tcpipd" --listen 127.0.0.1:7001 --log-level error >/dev/null 2>&1 & pids+=($!)
+# Servers are started with `ip netns exec` itself, not the inns function: a function in the background is a subshell,
+# and killing its PID would leave the server running.
+ip netns exec "$ns" "$bin/tcpipd" --listen 127.0.0.1:7001 --log-level error >/dev/null 2>&1 & pids+=($!)
 sleep 0.3
-TCPIP_SERVER=127.0.0.1:7001 inns "$bin/tcpiprecvd" --spool "$work/shaped-spool" --name shaped -q 2>/dev/null & pids+=($!)
+TCPIP_SERVER=127.0.0.1:7001 ip netns exec "$ns" "$bin/tcpiprecvd" --spool "$work/shaped-spool" --name shaped -q 2>/dev/null &
+pids+=($!)
 TCPIP_SERVER=127.0.0.1:7001 inns "$bin/tcpipctl" ping --to shaped --timeout 10 >/dev/null 2>&1 || sleep 1
 sed -e "s/^Port .*/Port 7022/" -e "s|^PidFile .*|PidFile $work/sshd-ns.pid|" "$work/sshd_config" > "$work/sshd_ns_config"
-inns /usr/sbin/sshd -D -f "$work/sshd_ns_config" & pids+=($!)
+ip netns exec "$ns" /usr/sbin/sshd -D -f "$work/sshd_ns_config" & pids+=($!)
 sleep 0.5
 shaped_bytes=$(stat -c %s "$work/shaped.csv")
 plain=(); packed=(); rz=()

@@ -1,5 +1,6 @@
 import Crypto
 import NIOCore
+import NIOPosix
 import TCPIPWire
 
 #if canImport(Glibc)
@@ -93,7 +94,7 @@ public enum FileSending {
         _ request: FileSendRequest, descriptors: [Int32], recipients: [PeerRecord], sender: PacketSender,
         tracker: FileTracker
     ) async throws {
-        let compressor = try request.compressionLevel.map { try ChunkCompressor(level: $0) }
+        var compression = try request.compressionLevel.map { try CompressionPipeline(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
         var outbox = Outbox(sender: sender, limit: request.chunkSize)
         for (index, source) in request.sources.enumerated() {
@@ -107,7 +108,7 @@ public enum FileSending {
                 transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
             let start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
-                compression: compressor == nil ? 0 : 1
+                compression: compression == nil ? 0 : 1
             )
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
@@ -131,21 +132,23 @@ public enum FileSending {
                 chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
                 let rawLength = UInt32(chunk.readableBytes)
                 sent += UInt64(chunk.readableBytes)
-                let packet: Packet
-                if let compressed = compressor?.compress(chunk) {
-                    wire += UInt64(compressed.readableBytes)
-                    packet = FileChunk(transferID: transferID, rawLength: rawLength, compressed: true, data: compressed)
-                        .packet(group)
+                if compression != nil {
+                    for ready in try await compression!.submit(chunk) {
+                        wire += UInt64(ready.data.readableBytes)
+                        try await outbox.add(ready.packet(transferID, group))
+                    }
                 } else {
                     wire += UInt64(chunk.readableBytes)
-                    packet = FileChunk(
-                        transferID: transferID, rawLength: rawLength, compressed: false, data: consume chunk
-                    ).packet(group)
+                    try await outbox.add(
+                        FileChunk(transferID: transferID, rawLength: rawLength, compressed: false, data: consume chunk)
+                            .packet(group))
                 }
-                try await outbox.add(packet)
                 request.progress?(source.name, sent, size, false)
                 if let size, sent > size {
                     // The file grew while being sent: what the receiver checks would not match what was announced.
+                    for ready in try await compression?.drain() ?? [] {
+                        try await outbox.add(ready.packet(transferID, group))
+                    }
                     let end = FileEnd(
                         transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
                     try await outbox.add(
@@ -155,6 +158,10 @@ public enum FileSending {
                     try await outbox.flush()
                     throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
                 }
+            }
+            for ready in try await compression?.drain() ?? [] {
+                wire += UInt64(ready.data.readableBytes)
+                try await outbox.add(ready.packet(transferID, group))
             }
             let digest = Array(hasher.finalize())
             let end = FileEnd(
@@ -173,6 +180,53 @@ public enum FileSending {
         }
         try await outbox.flush()
         try await sender.drain()
+    }
+}
+
+/// Compresses chunks on NIO's thread pool, several at once (one compressor each), and hands them back in order: the
+/// sender hashes and reads while zlib runs on the other cores.
+private struct CompressionPipeline {
+    struct Ready {
+        var data: ByteBuffer
+        var compressed: Bool
+        var rawLength: UInt32
+
+        func packet(_ transferID: UInt32, _ header: PacketHeader) -> Packet {
+            FileChunk(transferID: transferID, rawLength: rawLength, compressed: compressed, data: data).packet(header)
+        }
+    }
+
+    private let compressors: [ChunkCompressor]
+    private var pending: [Task<Ready, any Error>] = []
+    private var submitted = 0
+
+    init(level: Int32) throws {
+        compressors = try (0..<max(2, min(4, System.coreCount))).map { _ in try ChunkCompressor(level: level) }
+    }
+
+    /// Starts compressing `chunk`; returns the chunks that are done, oldest first, waiting for the oldest only when
+    /// every compressor is busy.
+    mutating func submit(_ chunk: ByteBuffer) async throws -> [Ready] {
+        var ready: [Ready] = []
+        if pending.count == compressors.count { ready.append(try await pending.removeFirst().value) }
+        // The compressor this chunk gets was last used by the chunk just awaited (or none).
+        let compressor = compressors[submitted % compressors.count]
+        submitted += 1
+        pending.append(
+            Task {
+                let rawLength = UInt32(chunk.readableBytes)
+                let packed = try await NIOThreadPool.singleton.runIfActive { compressor.compress(chunk) }
+                return packed.map { Ready(data: $0, compressed: true, rawLength: rawLength) }
+                    ?? Ready(data: chunk, compressed: false, rawLength: rawLength)
+            })
+        return ready
+    }
+
+    /// Waits for every chunk still being compressed; returns them in order.
+    mutating func drain() async throws -> [Ready] {
+        var ready: [Ready] = []
+        while !pending.isEmpty { ready.append(try await pending.removeFirst().value) }
+        return ready
     }
 }
 
