@@ -230,11 +230,12 @@ sed -e "s/^Port .*/Port 7022/" -e "s|^PidFile .*|PidFile $work/sshd-ns.pid|" "$w
 ip netns exec "$ns" /usr/sbin/sshd -D -f "$work/sshd_ns_config" & pids+=($!)
 sleep 0.5
 shaped_bytes=$(stat -c %s "$work/shaped.csv")
-plain=(); packed=(); rz=()
+plain=(); packed=(); packed6=(); rz=()
 for _ in $(seq "$ROUNDS"); do
-    for variant in plain packed; do
+    for variant in plain packed packed6; do
         rm -f "$work/shaped-spool"/shaped.csv*
         extra=(); [ $variant = packed ] && extra=(--compress)
+        [ $variant = packed6 ] && extra=(--compress --compress-level 6)
         t0=$(now)
         TCPIP_SERVER=127.0.0.1:7001 inns "$bin/tcpipctl" send-file --to shaped --progress never --timeout 300 "${extra[@]}" "$work/shaped.csv" >/dev/null
         declare -n series=$variant; series+=("$(echo "$(now) - $t0" | bc -l)")
@@ -242,10 +243,10 @@ for _ in $(seq "$ROUNDS"); do
     rm -f "$work/ssh-dst/shaped.csv"
     t0=$(now); inns rsync -z -e "${sshcmd/-p $sp/-p 7022}" "$work/shaped.csv" "127.0.0.1:$work/ssh-dst/shaped.csv"; rz+=("$(echo "$(now) - $t0" | bc -l)")
 done
-for name in plain packed rz; do
+for name in plain packed packed6 rz; do
     declare -n series=$name
     m=$(printf '%s\n' "${series[@]}" | median)
-    label=$(case $name in plain) echo "ours";; packed) echo "ours --compress";; rz) echo "rsync -z over ssh";; esac)
+    label=$(case $name in plain) echo "ours";; packed) echo "ours --compress";; packed6) echo "ours --compress --compress-level 6";; rz) echo "rsync -z over ssh";; esac)
     record "shaped 100 Mbit/s, $SHAPED_MB MiB CSV ($label)" "$(printf %.2f "$m")" "s" "median of ${#series[@]}, range $(printf '%s\n' "${series[@]}" | minmax) s; $(printf %.1f "$(echo "$shaped_bytes / $m / 1000000" | bc -l)") MB/s of file"
 done
 
