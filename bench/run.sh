@@ -73,6 +73,7 @@ recv=$!; pids+=($recv)
 ours_file() {  # file [extra args]
     local file=$1; shift
     rm -f "$work/spool/$(basename "$file")"*
+    sync   # each round starts with nothing dirty: unsynced output of an earlier round is not this one's to write
     local t0; t0=$(now)
     "$bin/tcpipctl" send-file --to bench --progress never "$@" "$file" >/dev/null
     echo "$(now) - $t0" | bc -l
@@ -85,6 +86,7 @@ socat_relay() {  # file [buffer args]
     socat "$@" TCP-LISTEN:$p1,reuseaddr,bind=127.0.0.1 TCP:127.0.0.1:$p2 &
     local relay=$!
     sleep 0.3
+    sync
     local t0; t0=$(now)
     socat "$@" -u OPEN:"$file" TCP:127.0.0.1:$p1
     wait $r; local t1; t1=$(now)
@@ -133,9 +135,9 @@ for input in random.bin data.csv; do
     bytes=$(stat -c %s "$work/$input")
     rs=(); sc=()
     for _ in $(seq "$ROUNDS"); do
-        rm -f "$work/ssh-dst/$input"
+        rm -f "$work/ssh-dst/$input"; sync
         t0=$(now); rsync -e "$sshcmd" "$work/$input" "127.0.0.1:$work/ssh-dst/$input"; rs+=("$(echo "$(now) - $t0" | bc -l)")
-        rm -f "$work/ssh-dst/$input"
+        rm -f "$work/ssh-dst/$input"; sync
         t0=$(now); scp -q -P "$sp" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
             -c aes128-gcm@openssh.com "$work/$input" "127.0.0.1:$work/ssh-dst/$input"; sc+=("$(echo "$(now) - $t0" | bc -l)")
     done
