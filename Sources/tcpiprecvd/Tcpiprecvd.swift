@@ -69,6 +69,9 @@ struct Tcpiprecvd: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpiprecvd") {
             StandardOutput.ignoreSIGPIPE()
+            // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which becomes a storage-failed
+            // receipt for that file, instead of SIGXFSZ killing the daemon and every transfer with it.
+            _ = signal(SIGXFSZ, SIG_IGN)
             StderrLogHandler.bootstrap(
                 level: connection.verbose ? .debug : (connection.quiet ? .error : .info), format: logFormat)
             let logger = Logger(label: "tcpiprecvd")

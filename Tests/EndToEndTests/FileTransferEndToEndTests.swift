@@ -145,6 +145,29 @@ import Testing
         try await fixture.stop()
     }
 
+    @Test func aReceiverThatCannotWriteAnswersStorageFailedAndKeepsNothing() async throws {
+        let fixture = try await Fixture()
+        // A file-size limit of 1 MiB makes the receiver's writes fail part-way (EFBIG), as a full disk would (ENOSPC):
+        // both are a write error in the middle of a transfer.
+        fixture.receiver = try RunningProgram(
+            "/bin/sh",
+            [
+                "-c", #"ulimit -f 2048 && exec "$0" --spool "$1" --name archive"#, BuiltPrograms.path("tcpiprecvd"),
+                fixture.spool,
+            ],
+            environment: fixture.hub.environment)
+        try await fixture.hub.waitForPeers(["archive"])
+        let big = try fixture.file("too-big.bin", Self.random(3 << 20, seed: 21))
+        let small = try fixture.file("fits.txt", Array("still fine\n".utf8))
+        let result = try await fixture.sendFile(["--to", "archive", "--json", big, small])
+        #expect(result.status == 73, "\(result.stderr)")
+        #expect(result.stderr.contains("too-big.bin") && result.stderr.contains("storage-failed"))
+        // The daemon survived, stored the file that fits, and left no part of the other anywhere.
+        #expect(fixture.visible == ["fits.txt"])
+        #expect(fixture.temporary.isEmpty)
+        try await fixture.stop()
+    }
+
     @Test func stdinStreamsUnderTheGivenName() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
