@@ -105,7 +105,13 @@ struct SendFile: AsyncParsableCommand {
         try await reportingErrors("tcpipctl send-file") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
             let configuration = try connection.configuration(role: "client")
-            let paths = try files + (filesFrom.map { try Self.readList($0, separator: null ? 0 : 10) } ?? [])
+            let paths =
+                try files
+                + (filesFrom.map {
+                    // One name per line (or per NUL); empty entries are skipped.
+                    try readContents(of: $0, label: "", stdinDash: true).split(separator: null ? 0 : 10)
+                        .map { String(decoding: $0, as: UTF8.self) }
+                } ?? [])
             // An empty list is nothing to do, not an error: `find … -newer STAMP | send-file --files-from -` in cron.
             if paths.isEmpty { return }
             let sources = paths.map { path in
@@ -150,27 +156,6 @@ struct SendFile: AsyncParsableCommand {
             let status = combinedExitStatus(results.map(\.exitStatus))
             if status != 0 { throw ExitCode(status) }
         }
-    }
-
-    /// The names in a --files-from list: one per line (or per NUL); empty entries are skipped.
-    static func readList(_ path: String, separator: UInt8) throws -> [String] {
-        let descriptor = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { if descriptor > 0 { close(descriptor) } }
-        var bytes: [UInt8] = []
-        var block = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = block.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else {
-                throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { break }
-            bytes += block[..<count]
-        }
-        return bytes.split(separator: separator).map { String(decoding: $0, as: UTF8.self) }
     }
 
     static func summary(_ result: FileResult) -> JSON {

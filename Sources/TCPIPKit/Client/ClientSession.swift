@@ -154,9 +154,7 @@ public final class ClientSession {
                         messageID: part.messageID, bytes: 0, status: .refused,
                         reason: "\(me.name) does not take messages (it is a \(me.role))"
                     )
-                    try await send(
-                        receipt.packet(
-                            PacketHeader(type: .messageReceived, maskTo: .client, idTo: packet.header.idFrom)))
+                    try await send(receipt.packet(to: packet.header.idFrom))
                 }
             case .ping:
                 let ping = try PingPayload(tlv: packet.payload)

@@ -107,7 +107,7 @@ extension FileReceiver {
                         transferID: job.transferID, status: .storageFailed,
                         reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
                 }
-                receipts.append(receipt.packet(PacketHeader(type: .doneReceivingFile, maskTo: .client, idTo: to)))
+                receipts.append(receipt.packet(to: to))
             }
             try? await sender.send(contentsOf: receipts)
         }

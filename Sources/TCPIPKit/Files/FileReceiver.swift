@@ -107,7 +107,7 @@ public final class FileReceiver {
         case .fileStart:
             let start = try FileStart(tlv: packet.payload)
             if let receipt = try await begin(start, from: from, session: session) {
-                try await reply(receipt, to: from, session: session)
+                try await session.send(receipt.packet(to: from))
             }
         case .fileChunk:
             let chunk = try FileChunk(packet)
@@ -115,7 +115,7 @@ public final class FileReceiver {
             guard let transfer = transfers[key] else { return }
             if let receipt = await write(chunk, to: transfer) {
                 abandon(key)
-                try await reply(receipt, to: from, session: session)
+                try await session.send(receipt.packet(to: from))
             }
         case .fileEnd:
             let end = try FileEnd(tlv: packet.payload)
@@ -132,7 +132,7 @@ public final class FileReceiver {
                 return
             }
             if let receipt = finish(transfer, end: end, fromPeer: try await session.peer(id: from)) {
-                try await reply(receipt, to: from, session: session)
+                try await session.send(receipt.packet(to: from))
             }
         case .message:
             try await handleMessage(packet, session: session)
@@ -307,9 +307,8 @@ public final class FileReceiver {
             return
         case .refused(let sender, let id, let reason, let wantsReceipt):
             if wantsReceipt {
-                try await replyMessage(
-                    MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender,
-                    session: session)
+                try await session.send(
+                    MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason).packet(to: sender))
             }
         case .complete(let message):
             let sender = try await session.peer(id: from)
@@ -317,9 +316,9 @@ public final class FileReceiver {
                 && !configuration.allowFrom.contains(where: { $0 == String(from) || $0 == sender?.name })
             {
                 if !message.flags.contains(.noReceipt) {
-                    try await replyMessage(
-                        MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "not allowed"),
-                        to: from, session: session)
+                    try await session.send(
+                        MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "not allowed")
+                            .packet(to: from))
                 }
                 return
             }
@@ -334,15 +333,14 @@ public final class FileReceiver {
             guard !message.flags.contains(.noReceipt) else { return }
             switch result {
             case .success:
-                try await replyMessage(
-                    MessageReceipt(messageID: message.messageID, bytes: UInt64(bytes.count)), to: from, session: session
-                )
+                try await session.send(
+                    MessageReceipt(messageID: message.messageID, bytes: UInt64(bytes.count)).packet(to: from))
             case .failure(let error):
                 logger.warning("could not store a message", metadata: ["error": "\(error)"])
-                try await replyMessage(
+                try await session.send(
                     MessageReceipt(
-                        messageID: message.messageID, bytes: 0, status: .refused, reason: "cannot store: \(error)"),
-                    to: from, session: session)
+                        messageID: message.messageID, bytes: 0, status: .refused, reason: "cannot store: \(error)"
+                    ).packet(to: from))
             }
         }
     }
@@ -361,14 +359,6 @@ public final class FileReceiver {
             transfer.descriptor = -1
         }
         unlink(transfer.path)
-    }
-
-    private func reply(_ receipt: FileReceipt, to peer: UInt32, session: ClientSession) async throws {
-        try await session.send(receipt.packet(PacketHeader(type: .doneReceivingFile, maskTo: .client, idTo: peer)))
-    }
-
-    private func replyMessage(_ receipt: MessageReceipt, to peer: UInt32, session: ClientSession) async throws {
-        try await session.send(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
     }
 }
 

@@ -146,9 +146,7 @@ public enum FileSending {
                 request.progress?(source.name, sent, size, false)
                 if let size, sent > size {
                     // The file grew while being sent: what the receiver checks would not match what was announced.
-                    for ready in try await compression?.drain() ?? [] {
-                        try await outbox.add(ready.packet(transferID, group))
-                    }
+                    // (Chunks still being compressed need not go: the receiver drops the transfer at the abort.)
                     let end = FileEnd(
                         transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
                     try await outbox.add(

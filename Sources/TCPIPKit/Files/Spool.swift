@@ -72,7 +72,7 @@ public struct Spool: Sendable {
     /// Syncs the directory. Returns the name used.
     public func publish(temporary path: String, as name: String) throws -> String {
         let stored = try link(temporary: path, as: name)
-        try Self.sync([root])
+        try Self.sync(directories: [root])
         return stored
     }
 
@@ -151,7 +151,7 @@ public struct Spool: Sendable {
         }
         defer { for fd in records { close(fd) } }
         do {
-            try Self.sync([root, metadataDirectory], records)
+            try Self.sync(records, directories: [root, metadataDirectory])
         } catch {
             // Published, but not known to be on disk: the sender must not be told it is stored.
             for index in committed.indices where (try? committed[index].stored.get()) != nil {
@@ -196,7 +196,7 @@ public struct Spool: Sendable {
     /// Waits until what was written through `descriptors` and into the `directories` is on disk: an fsync each when
     /// they are few, else one syncfs for the whole file system, which costs about as much as a few fsyncs (measured
     /// here on ext4: 1,000 files of 4 KiB, 4,400/s with an fsync of file and directory each, 36,000/s with one syncfs).
-    static func sync(_ directories: [String] = [], _ descriptors: [Int32] = []) throws {
+    static func sync(_ descriptors: [Int32] = [], directories: [String] = []) throws {
         var opened: [Int32] = []
         defer { for fd in opened { close(fd) } }
         for directory in directories {
@@ -211,8 +211,6 @@ public struct Spool: Sendable {
             throw SpoolError.syncFailed(errno)
         }
     }
-
-    static func sync(_ descriptors: [Int32]) throws { try sync([], descriptors) }
 
     private static func spoolError(_ error: any Error) -> SpoolError {
         error as? SpoolError ?? .writeFailed(EIO)

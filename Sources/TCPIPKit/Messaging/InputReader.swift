@@ -21,35 +21,22 @@ public struct InputReader: Sendable {
     /// Reads up to `maximum` bytes; returns nil at end of input. Returns as soon as some bytes are there (a pipe's
     /// reader gets each line as soon as it is written).
     public func read(upTo maximum: Int) async throws -> ByteBuffer? {
-        let descriptor = self.descriptor
-        let headroom = self.headroom
-        return try await NIOThreadPool.singleton.runIfActive {
-            var buffer = ByteBufferAllocator().buffer(capacity: headroom + maximum)
-            buffer.moveWriterIndex(forwardBy: headroom)
-            buffer.moveReaderIndex(forwardBy: headroom)
-            while true {
-                let count = buffer.withUnsafeMutableWritableBytes { Glibc.read(descriptor, $0.baseAddress, maximum) }
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw TCPIPError(.noInput, "cannot read input: \(String(cString: strerror(errno)))")
-                }
-                if count == 0 { return nil }
-                buffer.moveWriterIndex(forwardBy: count)
-                return buffer
-            }
-        }
+        try await read(upTo: maximum, untilFull: false).bytes
     }
 
     /// Reads until `maximum` bytes or the end of input, in one trip to the thread pool, so chunks are full-sized even
     /// from a pipe. Returns the bytes (nil if there were none) and whether the end of input was seen.
     public func readFull(upTo maximum: Int) async throws -> (bytes: ByteBuffer?, atEnd: Bool) {
+        try await read(upTo: maximum, untilFull: true)
+    }
+
+    private func read(upTo maximum: Int, untilFull: Bool) async throws -> (bytes: ByteBuffer?, atEnd: Bool) {
         let descriptor = self.descriptor
         let headroom = self.headroom
         return try await NIOThreadPool.singleton.runIfActive {
             var buffer = ByteBufferAllocator().buffer(capacity: headroom + maximum)
             buffer.moveWriterIndex(forwardBy: headroom)
             buffer.moveReaderIndex(forwardBy: headroom)
-            var atEnd = false
             while buffer.readableBytes < maximum {
                 let wanted = maximum - buffer.readableBytes
                 let count = buffer.withUnsafeMutableWritableBytes { Glibc.read(descriptor, $0.baseAddress, wanted) }
@@ -57,13 +44,11 @@ public struct InputReader: Sendable {
                     if errno == EINTR { continue }
                     throw TCPIPError(.noInput, "cannot read input: \(String(cString: strerror(errno)))")
                 }
-                if count == 0 {
-                    atEnd = true
-                    break
-                }
+                if count == 0 { return (buffer.readableBytes == 0 ? nil : buffer, true) }
                 buffer.moveWriterIndex(forwardBy: count)
+                if !untilFull { break }
             }
-            return (buffer.readableBytes == 0 ? nil : buffer, atEnd)
+            return (buffer, false)
         }
     }
 

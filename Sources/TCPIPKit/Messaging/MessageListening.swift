@@ -65,7 +65,7 @@ public enum MessageListening {
         // Receipts wait while more packets are at hand and go out together: one send per burst, not per message.
         var receipts: [Packet] = []
         func answer(_ receipt: MessageReceipt, to peer: UInt32) {
-            receipts.append(receipt.packet(PacketHeader(type: .messageReceived, maskTo: .client, idTo: peer)))
+            receipts.append(receipt.packet(to: peer))
         }
 
         // A message that cannot be written is not acknowledged, but the ones written before it are.

@@ -38,20 +38,7 @@ public struct Token: Sendable {
     }
 
     static func load(path: String) throws -> Token {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            throw TCPIPError(.noInput, "cannot read token file \(path): \(reason)")
-        }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while data.count < 65536 {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            data += chunk[0..<count]
-        }
+        var data = try readContents(of: path, label: "token file ", limit: 65536)
         while let last = data.last, last == 0x0A || last == 0x0D { data.removeLast() }
         guard !data.isEmpty else { throw TCPIPError.usage("token file \(path) is empty") }
         return Token(String(decoding: data, as: UTF8.self))
