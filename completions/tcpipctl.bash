@@ -327,7 +327,7 @@ _tcpipctl_listen() {
 
 _tcpipctl_send-file() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet -0 --null --compress --json --remove-source-files --version -h --help)
+    non_repeating_flags=(-v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
     repeating_options=(--to)
     non_repeating_options=(--server --name --token-file --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --progress)
     __tcpipctl_offer_flags_options -1

@@ -31,7 +31,7 @@ function __tcpipctl_parse_tokens -S
         case 'listen'
             __tcpipctl_parse_subcommand 0 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'raw' 'separator=' 'from=' 'count=' 'type=' 'max-message-size=' 'version' 'h/help'
         case 'send-file'
-            __tcpipctl_parse_subcommand -r 1 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'to=+' 'files-from=' '0/null' 'as=' 'compress' 'compress-level=' 'chunk-size=' 'wait-for-peer=' 'json' 'progress=' 'remove-source-files' 'version' 'h/help'
+            __tcpipctl_parse_subcommand -r 1 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'to=+' 'r/recursive' 'follow-symlinks' 'files-from=' '0/null' 'as=' 'compress' 'compress-level=' 'chunk-size=' 'wait-for-peer=' 'json' 'progress=' 'remove-source-files' 'all-or-nothing' 'dry-run' 'version' 'h/help'
         case 'help'
             __tcpipctl_parse_subcommand -r 1 'version'
         end
@@ -155,6 +155,8 @@ complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_opti
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" v verbose' -s 'v' -l 'verbose' -d 'Log what happens to stderr.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" q quiet' -s 'q' -l 'quiet' -d 'Log nothing but the final error line.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file"' -l 'to' -d 'A recipient: a peer name or id. Repeat for several.' -rfka '(__tcpipctl_custom_completion ---completion send-file -- --to (count (__tcpipctl_tokens -pc)) (__tcpipctl_tokens -tC))'
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" r recursive' -s 'r' -l 'recursive' -d 'Send directories as trees: each file under its path relative to the directory\'s parent (to the directory itself when it ends with /). The receiver recreates the tree inside its spool.'
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" follow-symlinks' -l 'follow-symlinks' -d 'With -r: follow symbolic links inside directories (by default they are skipped).'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" files-from' -l 'files-from' -d 'Also send the files named in this list, one per line (- reads the list from stdin). For long lists: thousands of names on the command line parse slowly.' -rF
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" 0 null' -s '0' -l 'null' -d 'Names in --files-from end with NUL (find -print0).'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" as' -l 'as' -d 'The name to store a single file (or stdin) under.' -rfka ''
@@ -165,6 +167,8 @@ complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_opti
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" json' -l 'json' -d 'Print one JSON line per file and recipient to stdout.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" progress' -l 'progress' -d 'Progress on stderr: auto (when stderr is a terminal), always, never.' -rfka 'auto always never'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" remove-source-files' -l 'remove-source-files' -d 'Delete each local file once every recipient has confirmed it.'
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" all-or-nothing' -l 'all-or-nothing' -d 'Send nothing if any input cannot be read (66). Without it, what can be read is sent and each input that cannot is reported; the exit status is then the most severe.'
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" dry-run' -l 'dry-run' -d 'Send nothing: check that every recipient is connected and takes files, and print one JSON line per file and recipient with status would-send (or unreadable).'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" version' -l 'version' -d 'Show the version.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send-file" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl help" version' -l 'version' -d 'Show the version.'

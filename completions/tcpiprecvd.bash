@@ -163,9 +163,9 @@ _tcpiprecvd() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-v --verbose -q --quiet --version -h --help)
+    local -a non_repeating_flags=(-v --verbose -q --quiet --always-store --version -h --help)
     local -a repeating_options=(--allow-from)
-    local -a non_repeating_options=(--server --name --token-file --timeout --spool --exec --exec-jobs --max-file-size --min-free-space --grace --log-format)
+    local -a non_repeating_options=(--server --name --token-file --timeout --spool --exec --exec-jobs --max-file-size --min-free-space --grace --name-wait --log-format)
     __tcpiprecvd_offer_flags_options 0
 
     # Offer option value completions
@@ -201,6 +201,9 @@ _tcpiprecvd() {
         return
         ;;
     '--grace')
+        return
+        ;;
+    '--name-wait')
         return
         ;;
     '--log-format')

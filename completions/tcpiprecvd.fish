@@ -20,7 +20,7 @@ function __tcpiprecvd_parse_tokens -S
     set -l unparsed_tokens (__tcpiprecvd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpiprecvd'
-        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'grace=' 'log-format=' 'version' 'h/help'
+        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'grace=' 'name-wait=' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __tcpiprecvd_parse_subcommand -r 1 'version'
@@ -84,12 +84,14 @@ complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" v verbose' -s 'v' -l 'verbose' -d 'Log what happens to stderr.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" q quiet' -s 'q' -l 'quiet' -d 'Log nothing but the final error line.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" spool' -l 'spool' -d 'The spool directory (created if missing).' -rfka ''
-complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec' -l 'exec' -d 'After each file is stored, run this command (split on spaces, no shell); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec' -l 'exec' -d 'After each file is stored, run this command (split on spaces, no shell; checked at start-up); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec-jobs' -l 'exec-jobs' -d 'Hooks running at once.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd"' -l 'allow-from' -d 'Take files and messages only from this peer (name or id); repeatable.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" max-file-size' -l 'max-file-size' -d 'Refuse files larger than this many bytes.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" min-free-space' -l 'min-free-space' -d 'Refuse a file when fewer than this many bytes would stay free.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" always-store' -l 'always-store' -d 'Store every file, even one already in the spool under the name it was sent as with the same SHA-256 (by default that is acknowledged as already-stored and not stored twice).'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" grace' -l 'grace' -d 'Seconds running transfers may take to finish on SIGTERM.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" name-wait' -l 'name-wait' -d 'While the name is taken by another peer, retry for this long, then exit 75.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" version' -l 'version' -d 'Show the version.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" h help' -s 'h' -l 'help' -d 'Show help information.'

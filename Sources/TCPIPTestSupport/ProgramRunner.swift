@@ -22,6 +22,44 @@ public enum BuiltPrograms {
     public static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 }
 
+/// The unprivileged user the built programs run as when the tests run as root (CI does): the units deploy them as a
+/// service user, and root hides permission bugs (SO_DEBUG needing CAP_NET_ADMIN was one). `TCPIP_TEST_AS_ROOT=1` turns
+/// it off for debugging.
+public enum Unprivileged {
+    public static let uid: uid_t = 65534
+    public static let gid: gid_t = 65534
+
+    /// Whether built programs are started as `nobody`.
+    public static let active: Bool =
+        geteuid() == 0 && ProcessInfo.processInfo.environment["TCPIP_TEST_AS_ROOT"] == nil
+
+    /// What to put before a command to run it as the unprivileged user (nothing when not ``active``), e.g. inside a
+    /// shell pipeline.
+    public static var prefix: [String] { active ? setpriv : [] }
+
+    /// `setpriv` execs in place: the PID a test holds is the program's own.
+    static let setpriv = [
+        "/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--inh-caps=-all", "--",
+    ]
+
+    /// A new empty directory under the system's temporary directory that the programs can write to: owned by the
+    /// unprivileged user when ``active``.
+    public static func makeDirectory(_ prefix: String) throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try handOver(directory.path)
+        return directory
+    }
+
+    /// Gives a path the test made to the unprivileged user (when ``active``), so a program can write or remove it.
+    public static func handOver(_ path: String) throws {
+        guard active else { return }
+        guard chown(path, uid, gid) == 0 else {
+            throw TestFailure("chown \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
 /// Collects everything a file descriptor yields on a thread of its own.
 final class PipeCollector: @unchecked Sendable {
     private let lock = NIOLock()
@@ -66,12 +104,21 @@ public final class RunningProgram: @unchecked Sendable {
 
     /// Starts `program` (a built program's name, or an absolute path) with `arguments`. The environment is the test's,
     /// without any TCPIP_ variables, plus `environment`.
-    public init(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    ///
+    /// A built program (named without a path) runs as the unprivileged user when the tests run as root (see
+    /// ``Unprivileged``), as its units deploy it. `fileSizeLimit` sets RLIMIT_FSIZE (`ulimit -f`, in bytes) for it.
+    public init(
+        _ program: String, _ arguments: [String], environment: [String: String] = [:], fileSizeLimit: Int? = nil
+    ) throws {
         // Writing to a program that already exited must fail that test, not kill the whole test run with SIGPIPE.
         _ = Glibc.signal(SIGPIPE, SIG_IGN)
         name = program
-        process.executableURL = URL(fileURLWithPath: program.hasPrefix("/") ? program : BuiltPrograms.path(program))
-        process.arguments = arguments
+        let path = program.hasPrefix("/") ? program : BuiltPrograms.path(program)
+        var command = [path] + arguments
+        if let fileSizeLimit { command = ["/usr/bin/prlimit", "--fsize=\(fileSizeLimit)", "--"] + command }
+        if !program.hasPrefix("/") && Unprivileged.active { command = Unprivileged.setpriv + command }
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TCPIP_") }
         env.merge(environment) { $1 }
         process.environment = env
@@ -138,9 +185,9 @@ public final class RunningProgram: @unchecked Sendable {
     /// Runs a program to completion with optional stdin; returns status, stdout and stderr.
     public static func run(
         _ program: String, _ arguments: [String], environment: [String: String] = [:], stdin: [UInt8]? = nil,
-        timeout: Double = 30
+        timeout: Double = 30, fileSizeLimit: Int? = nil
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let running = try RunningProgram(program, arguments, environment: environment)
+        let running = try RunningProgram(program, arguments, environment: environment, fileSizeLimit: fileSizeLimit)
         if let stdin { running.write(stdin) }
         running.closeStdin()
         let status = try await running.waitForExit(timeout: timeout)

@@ -1,7 +1,12 @@
 import ArgumentParser
+import NIOConcurrencyHelpers
 import TCPIPCLI
 import TCPIPKit
 import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,7 +17,10 @@ struct Listen: AsyncParsableCommand {
             {"from":{"id":…,"name":…},"to":"me"|"all","receivedAt":RFC3339,"bytes":N,"text":…} — "text" when the \
             message is valid UTF-8, "base64" otherwise. --raw writes only the message bytes, each followed by \
             --separator. A message is acknowledged only after it was written; when stdout is closed (| head -1) \
-            listen exits 0 without acknowledging what it could not write.
+            listen exits 0 without acknowledging what it could not write, and it exits as soon as the reader of \
+            stdout goes away, even while no message arrives.
+
+            \(ExitStatuses.client)
             """
     )
 
@@ -52,13 +60,26 @@ struct Listen: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpipctl listen") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
+            // When the reader of stdout goes away, what was written is acknowledged and listen ends (exit 0); before
+            // registering there is nothing to acknowledge.
+            let session = NIOLockedValueBox<PacketSender?>(nil)
+            let readerGone = NIOLockedValueBox(false)
+            StandardOutput.watchReader {
+                readerGone.withLockedValue { $0 = true }
+                guard let sender = session.withLockedValue({ $0 }) else { Glibc.exit(0) }
+                Task { await sender.wake() }
+            }
             let configuration = try connection.configuration(role: "listener")
             let separatorBytes = Array(Self.unescape(separator).utf8)
             var request = ListenRequest()
             request.count = count
             request.applicationType = type.map { PacketType($0) }
             request.maxMessageSize = maxMessageSize
-            try await ClientSession.run(configuration, logger: logger) { session in
+            request.stopRequested = { readerGone.withLockedValue { $0 } }
+            try await ClientSession.run(configuration, logger: logger) { client in
+                session.withLockedValue { $0 = client.sender }
+                if readerGone.withLockedValue({ $0 }) { return }
+                let session = client
                 if let from { request.from = try await session.resolve(from).id }
                 try await MessageListening.run(request, session: session) { message in
                     if raw {

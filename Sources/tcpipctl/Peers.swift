@@ -3,6 +3,10 @@ import TCPIPCLI
 import TCPIPKit
 import TCPIPWire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 struct Peers: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peers",
@@ -14,6 +18,8 @@ struct Peers: AsyncParsableCommand {
             With --watch, prints NDJSON instead: one {"event":"present","peer":{…}} line per connected peer, then one \
             line per change ("joined", "left" with a "reason", "updated"), until interrupted, until --count changes, \
             or until the hub goes away (exit 75).
+
+            \(ExitStatuses.client)
             """
     )
 
@@ -38,6 +44,8 @@ struct Peers: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpipctl peers") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
+            // Nothing to acknowledge: end as soon as the reader of stdout goes away.
+            if watch { StandardOutput.watchReader { Glibc.exit(0) } }
             var configuration = try connection.configuration(role: "client")
             configuration.flags = watch ? [.wantsRoster, .wantsUpdates] : [.wantsRoster]
             try await ClientSession.run(configuration, logger: logger) { session in

@@ -12,6 +12,8 @@ struct Ping: AsyncParsableCommand {
             "time":RFC3339}. offsetMs is how far the responder's clock is ahead of this machine's. With --to, the \
             ping goes through the hub to that peer, whose client answers. A reply that does not come within \
             --timeout exits 75.
+
+            \(ExitStatuses.client)
             """
     )
 

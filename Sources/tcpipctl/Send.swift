@@ -15,10 +15,9 @@ struct Send: AsyncParsableCommand {
             --lines sends each line of stdin as its own message as soon as the line arrives (for tail -F pipelines), \
             in order, with receipts pipelined. --all sends to every connected listener and receiver.
 
-            Exit statuses: 0 every recipient acknowledged; 64 bad usage; 65 the message is larger than \
-            --max-message-size (use send-file) or a recipient refused its size; 66 stdin cannot be read; 68 a \
-            recipient is not connected (nothing was sent); 75 a recipient left, or a receipt did not come within \
-            --timeout, or the hub went away: retry; 77 a recipient refused the message.
+            0 means every recipient acknowledged. A message larger than --max-message-size is 65 (use send-file).
+
+            \(ExitStatuses.client)
             """
     )
 

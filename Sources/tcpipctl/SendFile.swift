@@ -19,10 +19,17 @@ struct SendFile: AsyncParsableCommand {
             confirms. send-file exits 0 only when every file was confirmed by every recipient. "-" reads stdin (name \
             it with --as).
 
-            Exit statuses: 0 all stored; 64 bad usage; 65 a receiver refused a file (name, size, sender not \
-            allowed) or it arrived damaged; 66 an input file cannot be read (nothing is sent); 68 unknown recipient \
-            (nothing is sent); 73 a receiver could not store it (disk full); 75 a receiver or the hub went away, or \
-            no confirmation came within --timeout: retry.
+            Cron jobs that retry: a regular file is hashed before it is sent, and a receiver that already stored it \
+            (same name sent, same SHA-256, still in its spool) answers already-stored at once, so a job that failed \
+            half-way can simply run again (stdin cannot be hashed first and is always stored). An input that cannot \
+            be read does not stop the others: each is reported (status unreadable, 66) and the rest are sent; \
+            --all-or-nothing sends nothing unless every input can be read.
+
+            0 means every file was stored by every recipient (or was already stored); otherwise the exit status is \
+            the most severe of the files' (a failure to fix outranks one a retry may cure, 75). A recipient that is \
+            not a receiver (a listener, a plain client) is refused at once with 77, before anything is sent.
+
+            \(ExitStatuses.client)
             """
     )
 
@@ -33,8 +40,18 @@ struct SendFile: AsyncParsableCommand {
         completion: PeerCompletion.kind)
     var to: [String] = []
 
-    @Argument(help: ArgumentHelp("Files to send; - for stdin.", valueName: "file"))
+    @Argument(help: ArgumentHelp("Files to send (directories with -r); - for stdin.", valueName: "file"))
     var files: [String] = []
+
+    @Flag(
+        name: [.customShort("r"), .long],
+        help: ArgumentHelp(
+            "Send directories as trees: each file under its path relative to the directory's parent (to the "
+                + "directory itself when it ends with /). The receiver recreates the tree inside its spool."))
+    var recursive = false
+
+    @Flag(help: "With -r: follow symbolic links inside directories (by default they are skipped).")
+    var followSymlinks = false
 
     @Option(
         help: ArgumentHelp(
@@ -74,6 +91,18 @@ struct SendFile: AsyncParsableCommand {
     @Flag(help: "Delete each local file once every recipient has confirmed it.")
     var removeSourceFiles = false
 
+    @Flag(
+        help: ArgumentHelp(
+            "Send nothing if any input cannot be read (66). Without it, what can be read is sent and each input that "
+                + "cannot is reported; the exit status is then the most severe."))
+    var allOrNothing = false
+
+    @Flag(
+        help: ArgumentHelp(
+            "Send nothing: check that every recipient is connected and takes files, and print one JSON line per file "
+                + "and recipient with status would-send (or unreadable)."))
+    var dryRun = false
+
     enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
         case auto, always, never
     }
@@ -89,7 +118,10 @@ struct SendFile: AsyncParsableCommand {
         }
         if null && filesFrom == nil { throw ValidationError("--null describes --files-from: give both") }
         if files.contains("-") && storeAs == nil { throw ValidationError("name stdin with --as NAME") }
-        if storeAs != nil && (files.count > 1 || filesFrom != nil) { throw ValidationError("--as names a single file") }
+        if storeAs != nil && (files.count > 1 || filesFrom != nil || recursive) {
+            throw ValidationError("--as names a single file")
+        }
+        if followSymlinks && !recursive { throw ValidationError("--follow-symlinks describes -r: give both") }
         if let storeAs, let problem = SpoolName.problem(with: storeAs) { throw ValidationError("--as: \(problem)") }
         guard (1...9).contains(compressLevel) else { throw ValidationError("--compress-level must be 1 to 9") }
         let maxChunk = FrameParser.defaultMaxPayloadSize - FileChunk.headerSize
@@ -105,19 +137,30 @@ struct SendFile: AsyncParsableCommand {
         try await reportingErrors("tcpipctl send-file") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
             let configuration = try connection.configuration(role: "client")
-            let paths =
-                try files
-                + (filesFrom.map {
+            let listed =
+                try filesFrom.map {
                     // One name per line (or per NUL); empty entries are skipped.
                     try readContents(of: $0, label: "", stdinDash: true).split(separator: null ? 0 : 10)
                         .map { String(decoding: $0, as: UTF8.self) }
-                } ?? [])
+                } ?? []
             // An empty list is nothing to do, not an error: `find … -newer STAMP | send-file --files-from -` in cron.
-            if paths.isEmpty { return }
-            let sources = paths.map { path in
-                FileSendRequest.Source(
-                    path: path == "-" ? nil : path, name: storeAs ?? URL(fileURLWithPath: path).lastPathComponent)
+            if files.isEmpty && listed.isEmpty { return }
+            let warn: (String) -> Void = { if !connection.quiet { StandardOutput.error("tcpipctl send-file: \($0)") } }
+            var sources: [FileSendRequest.Source] = []
+            for path in files {
+                if path == "-" {
+                    sources.append(FileSendRequest.Source(path: nil, name: storeAs ?? "stdin"))
+                } else {
+                    sources += FileSendRequest.Source.expand(
+                        [path], recursive: recursive, followingSymlinks: followSymlinks, keepingRelativePaths: false,
+                        warn: warn)
+                }
             }
+            // The list keeps the relative paths it names: `find outbox -type f | send-file --files-from -` sends
+            // outbox/… as a tree.
+            sources += FileSendRequest.Source.expand(
+                listed, recursive: recursive, followingSymlinks: followSymlinks, keepingRelativePaths: true, warn: warn)
+            if let storeAs, sources.count == 1 { sources[0].name = storeAs }
             var request = FileSendRequest(sources: sources, recipients: to)
             request.compressionLevel = compress ? compressLevel : nil
             request.chunkSize = chunkSize
@@ -126,7 +169,26 @@ struct SendFile: AsyncParsableCommand {
             if progress == .always || (progress == .auto && isatty(2) == 1) {
                 request.progress = ProgressPrinter().update
             }
-            let descriptors = try request.openInputs()
+            let descriptors = try request.openInputs(allOrNothing: allOrNothing)
+            if dryRun {
+                defer { for case .success(let fd) in descriptors where fd > 0 { close(fd) } }
+                let recipients = try await ClientSession.run(configuration, logger: logger) { session in
+                    try await FileSending.resolveReceivers(request, session: session)
+                }
+                var statuses: [Int32] = []
+                for (source, input) in zip(sources, descriptors) {
+                    for peer in recipients {
+                        try StandardOutput.write(Self.dryRunLine(source, input, peer).rendered() + "\n")
+                    }
+                    if case .failure(let error) = input {
+                        StandardOutput.error("tcpipctl send-file: \(escapedForLog(error.message))")
+                        statuses.append(error.exitStatus)
+                    }
+                }
+                let status = combinedExitStatus(statuses)
+                if status != 0 { throw ExitCode(status) }
+                return
+            }
             let results = try await ClientSession.run(configuration, logger: logger) { session in
                 try await FileSending.run(request, descriptors: descriptors, session: session)
             }
@@ -143,7 +205,8 @@ struct SendFile: AsyncParsableCommand {
                 var stored: [String: Bool] = [:]
                 for result in results {
                     if let path = result.path {
-                        stored[path, default: true] = stored[path, default: true] && result.status == .stored
+                        let kept = result.status == .stored || result.status == .alreadyStored
+                        stored[path, default: true] = stored[path, default: true] && kept
                     }
                 }
                 for (path, everywhere) in stored where everywhere {
@@ -156,6 +219,23 @@ struct SendFile: AsyncParsableCommand {
             let status = combinedExitStatus(results.map(\.exitStatus))
             if status != 0 { throw ExitCode(status) }
         }
+    }
+
+    static func dryRunLine(_ source: FileSendRequest.Source, _ input: Result<Int32, TCPIPError>, _ peer: PeerRecord)
+        -> JSON
+    {
+        var size: JSON = .null
+        var info = stat()
+        if case .success(let fd) = input, fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+            size = .int(Int64(info.st_size))
+        }
+        var error: JSON = .null
+        if case .failure(let failure) = input { error = .string(failure.message) }
+        return .object([
+            ("name", .string(source.name)), ("path", source.path.map { .string($0) } ?? .null),
+            ("to", .object([("id", .int(Int64(peer.id))), ("name", .string(peer.name))])),
+            ("status", .string(error == .null ? "would-send" : "unreadable")), ("bytes", size), ("error", error),
+        ])
     }
 
     static func summary(_ result: FileResult) -> JSON {

@@ -23,6 +23,8 @@ struct Tcpipd: AsyncParsableCommand {
 
             The hub listens on loopback by default. On any other address it requires a token (TCPIP_TOKEN or \
             --token-file) unless --insecure-no-token is given.
+
+            \(ExitStatuses.hub)
             """,
         version: tcpipVersion
     )

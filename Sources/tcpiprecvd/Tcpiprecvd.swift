@@ -22,8 +22,16 @@ struct Tcpiprecvd: AsyncParsableCommand {
             SPOOL/.tcpip/meta/NAME.json. Messages land as SPOOL/message-TIME-FROMID-MSGID-FROM.txt. Entries whose names \
             start with a dot are the daemon's own: consumers ignore them.
 
-            SIGTERM or SIGINT: new transfers are refused, running ones may finish for --grace seconds, what is left \
-            is removed, and the daemon exits 0.
+            One daemon per spool: it holds SPOOL/.tcpip/lock while it runs, and a second one on the same spool exits \
+            73 at once, naming the holder's PID, without touching anything. Published files get mode 0640 (less the \
+            umask): readable by the daemon's group. While its name is taken by another peer (a restart race: the hub \
+            drops a vanished predecessor within three heartbeats), it retries for --name-wait seconds, then exits 75.
+
+            SIGTERM or SIGINT: new transfers are refused (the sender hears 75, retry), running ones may finish for \
+            --grace seconds, what is left is removed, and the daemon exits 0. In every other state (connecting, \
+            waiting to reconnect, idle) it exits at once.
+
+            \(ExitStatuses.receiver)
             """,
         version: tcpipVersion
     )
@@ -35,8 +43,8 @@ struct Tcpiprecvd: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "After each file is stored, run this command (split on spaces, no shell); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, "
-                + "TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.", valueName: "command"))
+            "After each file is stored, run this command (split on spaces, no shell; checked at start-up); TCPIP_FILE, "
+                + "TCPIP_NAME, TCPIP_FROM, TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.", valueName: "command"))
     var exec: String?
 
     @Option(help: ArgumentHelp("Hooks running at once.", valueName: "n"))
@@ -54,8 +62,19 @@ struct Tcpiprecvd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Refuse a file when fewer than this many bytes would stay free.", valueName: "bytes"))
     var minFreeSpace: UInt64 = 0
 
+    @Flag(
+        help: ArgumentHelp(
+            "Store every file, even one already in the spool under the name it was sent as with the same SHA-256 "
+                + "(by default that is acknowledged as already-stored and not stored twice)."))
+    var alwaysStore = false
+
     @Option(help: ArgumentHelp("Seconds running transfers may take to finish on SIGTERM.", valueName: "seconds"))
     var grace: Double = 10
+
+    @Option(
+        help: ArgumentHelp(
+            "While the name is taken by another peer, retry for this long, then exit 75.", valueName: "seconds"))
+    var nameWait: Double = 60
 
     @Option(help: ArgumentHelp("text or json.", valueName: "format"))
     var logFormat: LogFormat = .text
@@ -63,6 +82,7 @@ struct Tcpiprecvd: AsyncParsableCommand {
     func validate() throws {
         guard execJobs > 0 else { throw ValidationError("--exec-jobs must be at least 1") }
         guard grace >= 0, grace.isFinite else { throw ValidationError("--grace must be 0 or more seconds") }
+        guard nameWait >= 0, nameWait.isFinite else { throw ValidationError("--name-wait must be 0 or more seconds") }
         if let exec, HookRunner.split(exec).isEmpty { throw ValidationError("--exec is empty") }
     }
 
@@ -80,16 +100,29 @@ struct Tcpiprecvd: AsyncParsableCommand {
             receiver.allowFrom = allowFrom
             receiver.maxFileSize = maxFileSize
             receiver.minFreeSpace = minFreeSpace
+            receiver.alwaysStore = alwaysStore
             var service = ReceiverService(client: client, receiver: receiver, logger: logger)
             service.grace = .milliseconds(Int64(grace * 1000))
-            if let exec { service.hook = HookRunner(argv: HookRunner.split(exec), maxJobs: execJobs, logger: logger) }
+            service.nameWait = .milliseconds(Int64(nameWait * 1000))
+            if let exec {
+                let argv = HookRunner.split(exec)
+                // A hook that cannot run would fail for every file, long after start-up: refuse it now.
+                if let problem = HookRunner.problem(with: argv) { throw TCPIPError(.noInput, "--exec: \(problem)") }
+                service.hook = HookRunner(argv: argv, maxJobs: execJobs, logger: logger)
+            }
+            // One daemon per spool: the lock comes before anything in the spool is touched.
+            let lock: SpoolLock
             do {
+                lock = try receiver.spool.lock()
                 try receiver.spool.prepare()
-            } catch {
+            } catch let error as SpoolError {
+                if case .locked = error { throw TCPIPError(.cannotCreate, "\(error)") }
                 throw TCPIPError(.cannotCreate, "cannot use the spool \(spool): \(error)")
             }
             let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
+            withExtendedLifetime(lock) {}
+            logger.info("stopped")
         }
     }
 }

@@ -12,8 +12,7 @@ import Testing
 
         init() async throws {
             hub = try await TestHub()
-            directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            directory = try Unprivileged.makeDirectory("e2e")
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
@@ -128,7 +127,9 @@ import Testing
         let fromStdin = try await fixture.sendFile(
             ["--to", "archive", "--files-from", "-"], stdin: Array("\(a)\n".utf8))
         #expect(fromStdin.status == 0, "\(fromStdin.stderr)")
-        #expect(fixture.visible == ["listed b.txt", "listed-a.txt", "listed-a.txt.1"])
+        #expect(fromStdin.stderr.isEmpty)
+        // Sent again with the same content: already stored, not stored twice.
+        #expect(fixture.visible == ["listed b.txt", "listed-a.txt"])
         let empty = try await fixture.sendFile(["--to", "archive", "--files-from", "-"], stdin: [])
         #expect(empty.status == 0, "\(empty.stderr)")
         let missingList = try await fixture.sendFile([
@@ -138,10 +139,11 @@ import Testing
         #expect(missingList.stderr.contains("nope"))
         let missingEntry = try fixture.file("bad-list.txt", Array("\(a)\n\(fixture.directory.path)/gone.txt\n".utf8))
         let partial = try await fixture.sendFile(["--to", "archive", "--files-from", missingEntry])
-        #expect(partial.status == 66, "a missing file in the list sends nothing")
+        #expect(partial.status == 66, "a missing file in the list is reported")
+        #expect(partial.stderr.contains("gone.txt"))
         let both = try await fixture.sendFile(["--to", "archive", "--files-from", "-", "-", "--as", "x"], stdin: [])
         #expect(both.status == 64)
-        #expect(fixture.visible == ["listed b.txt", "listed-a.txt", "listed-a.txt.1"])
+        #expect(fixture.visible == ["listed b.txt", "listed-a.txt"])
         try await fixture.stop()
     }
 
@@ -230,7 +232,7 @@ import Testing
         // New transfers are refused while it drains…
         let late = try fixture.file("late.txt", Array("late".utf8))
         let refused = try await fixture.sendFile(["--to", "archive", late])
-        #expect(refused.status == 65)
+        #expect(refused.status == 75, "shutting down is 'retry later'")
         #expect(refused.stderr.contains("shutting down"))
         // …and the running one completes.
         let rest = Self.random(200_000, seed: 12)
@@ -277,10 +279,14 @@ import Testing
         let small = try fixture.file("small.txt", Array("ok".utf8))
         let big = try fixture.file("big.bin", Self.random(5000))
         let stranger = try await fixture.sendFile(["--to", "archive", "--name", "stranger", small])
-        #expect(stranger.status == 65)
+        #expect(stranger.status == 77)
         #expect(stranger.stderr.contains("refused"))
+        let strangerMessage = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "archive", "--name", "stranger", "-m", "hi"],
+            environment: fixture.hub.environment)
+        #expect(strangerMessage.status == 77, "\(strangerMessage.stderr)")
         let tooBig = try await fixture.sendFile(["--to", "archive", "--name", "trusted", big])
-        #expect(tooBig.status == 65)
+        #expect(tooBig.status == 77)
         #expect(fixture.temporary.isEmpty)
         let fine = try await fixture.sendFile(["--to", "archive", "--name", "trusted", small])
         #expect(fine.status == 0, "\(fine.stderr)")
@@ -288,16 +294,25 @@ import Testing
         try await fixture.stop()
     }
 
-    @Test func missingInputFileExits66AndSendsNothing() async throws {
+    @Test func oneUnreadableFileFailsAloneUnlessAllOrNothing() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
         let present = try fixture.file("present.txt", Array("x".utf8))
-        let result = try await fixture.sendFile([
-            "--to", "archive", present, fixture.directory.appendingPathComponent("missing.txt").path,
-        ])
-        #expect(result.status == 66)
-        #expect(result.stderr.contains("missing.txt"))
+        let missing = fixture.directory.appendingPathComponent("missing.txt").path
+        let strict = try await fixture.sendFile(["--to", "archive", "--all-or-nothing", present, missing])
+        #expect(strict.status == 66)
+        #expect(strict.stderr.contains("missing.txt"))
         #expect(fixture.visible.isEmpty)
+        // A nightly batch with one bad file still delivers the rest, reports the bad one, and exits with its status.
+        let result = try await fixture.sendFile(["--to", "archive", "--json", missing, present])
+        #expect(result.status == 66, "\(result.stderr)")
+        #expect(result.stderr.contains("missing.txt"))
+        #expect(fixture.visible == ["present.txt"])
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2)
+        #expect(lines.first?.contains("\"status\":\"unreadable\"") == true)
+        #expect(lines.first?.contains("No such file") == true)
+        #expect(lines.last?.contains("\"status\":\"stored\"") == true)
         let unknown = try await fixture.sendFile(["--to", "nobody", present])
         #expect(unknown.status == 68)
         try await fixture.stop()
@@ -323,6 +338,125 @@ import Testing
         let messages = fixture.visible.filter { $0.hasPrefix("message-") }
         #expect(messages.count == 1)
         #expect(fixture.spooled(try #require(messages.first)) == Array("a note".utf8))
+        try await fixture.stop()
+    }
+
+    @Test func aFileSentAgainIsAcknowledgedNotStoredTwice() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let one = try fixture.file("data1.bin", Self.random(700_000, seed: 21))
+        let two = try fixture.file("data2.bin", Self.random(1000, seed: 22))
+        let first = try await fixture.sendFile(["--to", "archive", "--json", one, two])
+        #expect(first.status == 0, "\(first.stderr)")
+        // The job runs again (it failed half-way last night): nothing is stored twice, and it exits 0.
+        let again = try await fixture.sendFile(["--to", "archive", "--json", one, two])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.components(separatedBy: "\"status\":\"already-stored\"").count == 3, "\(again.stdout)")
+        #expect(again.stdout.contains("\"storedAs\":\"data1.bin\""))
+        #expect(fixture.visible == ["data1.bin", "data2.bin"])
+        // The index survives a restart: it is rebuilt from the metadata records.
+        fixture.receiver?.signal(SIGTERM)
+        #expect(try await fixture.receiver?.waitForExit() == 0)
+        try await fixture.startReceiver()
+        let afterRestart = try await fixture.sendFile(["--to", "archive", "--json", one])
+        #expect(afterRestart.status == 0, "\(afterRestart.stderr)")
+        #expect(afterRestart.stdout.contains("already-stored"))
+        // Other content under the same name is a new file; a file a consumer took away is stored again.
+        let changed = try fixture.file("data2.bin", Self.random(1000, seed: 23))
+        #expect(try await fixture.sendFile(["--to", "archive", changed]).status == 0)
+        try FileManager.default.removeItem(atPath: fixture.spool + "/data1.bin")
+        #expect(try await fixture.sendFile(["--to", "archive", one]).status == 0)
+        #expect(fixture.visible == ["data1.bin", "data2.bin", "data2.bin.1"])
+        #expect(fixture.spooled("data1.bin") == Self.random(700_000, seed: 21))
+        // stdin cannot be hashed up front: it is always stored.
+        let piped = try await fixture.sendFile(
+            ["--to", "archive", "-", "--as", "data2.bin"], stdin: Self.random(1000, seed: 22))
+        #expect(piped.status == 0)
+        #expect(fixture.visible.contains("data2.bin.2"))
+        try await fixture.stop()
+    }
+
+    @Test func alwaysStoreKeepsEveryCopy() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver(["--always-store"])
+        let one = try fixture.file("data1.bin", Self.random(1000, seed: 24))
+        #expect(try await fixture.sendFile(["--to", "archive", one]).status == 0)
+        #expect(try await fixture.sendFile(["--to", "archive", one]).status == 0)
+        #expect(fixture.visible == ["data1.bin", "data1.bin.1"])
+        try await fixture.stop()
+    }
+
+    @Test func dryRunChecksTheRecipientAndSendsNothing() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let one = try fixture.file("data1.bin", Self.random(1000, seed: 25))
+        let missing = fixture.directory.appendingPathComponent("missing.bin").path
+        let dry = try await fixture.sendFile(["--to", "archive", "--dry-run", one])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("\"status\":\"would-send\""))
+        #expect(dry.stdout.contains("\"bytes\":1000"))
+        let withMissing = try await fixture.sendFile(["--to", "archive", "--dry-run", one, missing])
+        #expect(withMissing.status == 66)
+        #expect(withMissing.stdout.contains("\"status\":\"unreadable\""))
+        #expect(try await fixture.sendFile(["--to", "nobody-here", "--dry-run", one]).status == 68)
+        #expect(fixture.visible.isEmpty)
+        #expect(fixture.temporary.isEmpty)
+        try await fixture.stop()
+    }
+
+    @Test func aTreeLandsUnderTheSpoolAndNeverOutsideIt() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let fm = FileManager.default
+        let tree = fixture.directory.appendingPathComponent("logs")
+        try fm.createDirectory(at: tree.appendingPathComponent("sub/deeper"), withIntermediateDirectories: true)
+        _ = try fixture.file("logs/a.txt", Array("a".utf8))
+        _ = try fixture.file("logs/sub/b.txt", Array("b".utf8))
+        _ = try fixture.file("logs/sub/deeper/c.txt", Array("c".utf8))
+        try fm.createSymbolicLink(atPath: tree.path + "/link", withDestinationPath: "/etc/passwd")
+        let notRecursive = try await fixture.sendFile(["--to", "archive", tree.path])
+        #expect(notRecursive.status == 66)
+        #expect(notRecursive.stderr.contains("use -r"))
+        let sent = try await fixture.sendFile(["--to", "archive", "-r", "--json", tree.path])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stderr.contains("skipping the symbolic link"))
+        #expect(fixture.spooled("logs/a.txt") == Array("a".utf8))
+        #expect(fixture.spooled("logs/sub/b.txt") == Array("b".utf8))
+        #expect(fixture.spooled("logs/sub/deeper/c.txt") == Array("c".utf8))
+        #expect(!fm.fileExists(atPath: fixture.spool + "/logs/link"))
+        #expect(fm.fileExists(atPath: fixture.spool + "/.tcpip/meta/logs/sub/deeper/c.txt.json"))
+        // The tree sent again: every file is already stored.
+        let again = try await fixture.sendFile(["--to", "archive", "-r", "--json", tree.path])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.components(separatedBy: "already-stored").count == 4, "\(again.stdout)")
+        // A trailing slash sends the directory's contents.
+        let contents = try await fixture.sendFile(["--to", "archive", "-r", tree.path + "/"])
+        #expect(contents.status == 0, "\(contents.stderr)")
+        #expect(fixture.spooled("sub/deeper/c.txt") == Array("c".utf8))
+        // A symbolic link a consumer left in the spool is never followed out of it.
+        let outside = try Unprivileged.makeDirectory("outside")
+        defer { try? fm.removeItem(at: outside) }
+        try fm.createSymbolicLink(atPath: fixture.spool + "/evil", withDestinationPath: outside.path)
+        try fm.createDirectory(at: fixture.directory.appendingPathComponent("evil"), withIntermediateDirectories: true)
+        _ = try fixture.file("evil/x.txt", Array("x".utf8))
+        let refused = try await fixture.sendFile(["--to", "archive", "-r", fixture.directory.path + "/evil"])
+        #expect(refused.status == 73, "\(refused.stderr)")
+        #expect(try fm.contentsOfDirectory(atPath: outside.path).isEmpty)
+        #expect(fixture.temporary.isEmpty)
+        try await fixture.stop()
+    }
+
+    @Test func theLongestNameStillGetsItsClashNameAndRecord() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let name = String(repeating: "n", count: 245)
+        let first = try fixture.file(name, Array("one".utf8))
+        #expect(try await fixture.sendFile(["--to", "archive", first]).status == 0)
+        let second = try fixture.file(name, Array("two".utf8))
+        let result = try await fixture.sendFile(["--to", "archive", "--json", second])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(fixture.spooled(name + ".1") == Array("two".utf8))
+        #expect(FileManager.default.fileExists(atPath: fixture.spool + "/.tcpip/meta/\(name).1.json"))
         try await fixture.stop()
     }
 }

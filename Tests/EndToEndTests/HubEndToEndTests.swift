@@ -133,9 +133,7 @@ import Testing
         #expect(wrong.stderr.contains("token"))
         #expect(!wrong.stderr.contains("battery"))
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "tcpip-token-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try Unprivileged.makeDirectory("tcpip-token")
         defer { try? FileManager.default.removeItem(at: directory) }
         let tokenFile = directory.appendingPathComponent("token")
         try "correct horse\n".write(to: tokenFile, atomically: true, encoding: .utf8)

@@ -18,7 +18,7 @@ import Testing
 
     @Test(arguments: [
         "report.txt", "archive.tar.gz", "ünïcødé 文件.txt", "emoji 🚀.bin", "a", "name with spaces", "x..y", "CONFIG.txt",
-        String(repeating: "a", count: 255),
+        String(repeating: "a", count: SpoolName.maxLength),
     ])
     func safeNamesAreAccepted(name: String) {
         #expect(SpoolName.problem(with: name) == nil, "\(name) should be accepted")

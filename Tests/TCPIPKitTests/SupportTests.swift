@@ -64,4 +64,24 @@ import Testing
                 ["sh", "-c", #"[ "$ONLY" = "yes" ] && [ -z "$HOME" ] && [ -z "$(cat)" ]"#],
                 environment: ["ONLY": "yes", "PATH": "/usr/bin:/bin"]) == 0)
     }
+
+    @Test func fileListsKeepTheirRelativePathsAndNothingClimbsOut() {
+        func names(_ paths: [String]) -> [String] {
+            FileSendRequest.Source.expand(
+                paths, recursive: false, followingSymlinks: false, keepingRelativePaths: true, warn: { _ in }
+            ).map(\.name)
+        }
+        #expect(names(["outbox/a.txt", "./outbox/./b.txt", "c.txt"]) == ["outbox/a.txt", "outbox/b.txt", "c.txt"])
+        #expect(names(["/var/log/app.log", "../up/x.txt", "outbox/../y.txt"]) == ["app.log", "x.txt", "y.txt"])
+        let flat = FileSendRequest.Source.expand(
+            ["outbox/a.txt"], recursive: false, followingSymlinks: false, keepingRelativePaths: false, warn: { _ in })
+        #expect(flat.map(\.name) == ["a.txt"])
+    }
+
+    @Test func spoolPathsAreRelativeAndSafe() {
+        #expect(SpoolName.problem(withPath: "logs/sub/b.txt") == nil)
+        for bad in ["../x", "a/../b", "/abs", "a//b", "a/", ".tcpip/x", "a/.hidden", ""] {
+            #expect(SpoolName.problem(withPath: bad) != nil, "\(bad)")
+        }
+    }
 }

@@ -69,6 +69,11 @@ enum GoldenVectors {
         entry(
             "fileStart", header(.fileStart, mask: .group, from: 7),
             FileStart(transferID: 1, name: "a.txt", size: 3, chunkSize: 262_144, compression: 1)),
+        entry(
+            "fileStartWithSHA256", header(.fileStart, mask: .group, from: 7),
+            FileStart(
+                transferID: 1, name: "a.txt", size: 3, chunkSize: 262_144, compression: 1,
+                sha256: Hex.bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))),
         (
             "fileChunk",
             FileChunk(transferID: 1, rawLength: 3, compressed: false, data: ByteBuffer(string: "abc")).packet(

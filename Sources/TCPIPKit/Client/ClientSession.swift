@@ -37,6 +37,10 @@ public final class ClientSession {
     /// Whether this client takes messages. When false, ``next()`` refuses each incoming message with a receipt, so
     /// its sender learns at once instead of waiting for a timeout.
     public var acceptsMessages = false
+    /// Whether this client takes files. When false, ``next()`` refuses each FileStart with a receipt.
+    public var acceptsFiles = false
+    /// The role of a peer that takes files.
+    public static let receiverRole = "receiver"
 
     /// This client as the hub knows it.
     public var me: PeerRecord { registered.peer }
@@ -90,7 +94,6 @@ public final class ClientSession {
         do {
             let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(min(timeout, .seconds(10)))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
             let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<[Packet], Packet>> = {
                 channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -156,6 +159,13 @@ public final class ClientSession {
                     )
                     try await send(receipt.packet(to: packet.header.idFrom))
                 }
+            case .fileStart where !acceptsFiles:
+                // A malformed announcement costs its sender nothing more than silence, never this session.
+                guard let start = try? FileStart(tlv: packet.payload) else { continue }
+                let receipt = FileReceipt(
+                    transferID: start.transferID, status: .refused,
+                    reason: "\(me.name) does not take files (it is a \(me.role))")
+                try await send(receipt.packet(to: packet.header.idFrom))
             case .ping:
                 let ping = try PingPayload(tlv: packet.payload)
                 let from = packet.header.idFrom
@@ -278,15 +288,16 @@ public final class ClientSession {
     /// The user-facing error for an Error packet from the hub.
     public static func error(from payload: ErrorPayload) -> TCPIPError {
         let text = "the hub refused: \(escapedForLog(payload.message)) (\(payload.code))"
+        let kind: TCPIPError.Kind
         switch payload.code {
-        case .authenticationFailed: return TCPIPError(.permissionDenied, text)
-        case .unknownPeer: return TCPIPError(.unknownPeer, text)
-        case .invalidCredentials: return TCPIPError(.usage, text)
-        case .frameTooLarge: return TCPIPError(.dataError, text)
-        case .nameInUse, .shuttingDown, .registrationTimeout, .heartbeatTimeout, .peerStalled:
-            return TCPIPError(.temporary, text)
-        default: return TCPIPError(.internalError, text)
+        case .authenticationFailed: kind = .permissionDenied
+        case .unknownPeer: kind = .unknownPeer
+        case .invalidCredentials: kind = .usage
+        case .frameTooLarge: kind = .dataError
+        case .nameInUse, .shuttingDown, .registrationTimeout, .heartbeatTimeout, .peerStalled: kind = .temporary
+        default: kind = .internalError
         }
+        return TCPIPError(kind, text, hubCode: payload.code)
     }
 
     static func describe(_ error: any Error) -> String {

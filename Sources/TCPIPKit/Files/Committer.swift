@@ -27,11 +27,13 @@ extension FileReceiver {
         private let spool: Spool
         private let logger: Logger
         private let onPublished: (@Sendable (Published) -> Void)?
+        private let index: SpoolIndex?
 
-        init(spool: Spool, logger: Logger, onPublished: (@Sendable (Published) -> Void)?) {
+        init(spool: Spool, logger: Logger, index: SpoolIndex?, onPublished: (@Sendable (Published) -> Void)?) {
             (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             self.spool = spool
             self.logger = logger
+            self.index = index
             self.onPublished = onPublished
         }
 
@@ -95,6 +97,8 @@ extension FileReceiver {
                             "from": "\(escapedForLog(job.published.from?.name ?? "peer \(to)"))",
                         ])
                     var published = job.published
+                    index?.add(
+                        sentAs: published.sentAs, sha256: published.sha256, storedAs: storedAs, size: published.size)
                     published.storedAs = storedAs
                     published.path = spool.root + "/" + storedAs
                     onPublished?(published)

@@ -22,8 +22,18 @@ public struct ReceiverConfiguration: Sendable {
     public var maxChunkSize = 4 << 20
     /// Largest message stored.
     public var maxMessageSize = 64 << 20
+    /// Store every file, even one already stored under the same sent name with the same SHA-256.
+    public var alwaysStore = false
 
     public init(spool: Spool) { self.spool = spool }
+
+    /// Why `bytes` more would not fit within `minFreeSpace`, or nil when they would (or the space is unknown).
+    func spaceProblem(for bytes: UInt64) -> String? {
+        guard let free = spool.freeBytes() else { return nil }
+        let (needed, overflow) = bytes.addingReportingOverflow(minFreeSpace)
+        guard overflow || free < needed else { return nil }
+        return "not enough free space on the receiver: \(free) bytes free, \(overflow ? UInt64.max : needed) needed"
+    }
 }
 
 /// Lands incoming files and messages in the spool: writes each transfer to a temporary file while hashing it, checks
@@ -37,6 +47,8 @@ public final class FileReceiver {
         let announcedSize: UInt64?
         let chunkSize: Int
         let compression: UInt8
+        /// The SHA-256 the sender announced up front, which the whole file must match too.
+        let announcedSHA256: [UInt8]?
         let startedAt = WireClock.now()
         var descriptor: Int32
         var path: String
@@ -54,6 +66,7 @@ public final class FileReceiver {
             announcedSize = start.size
             chunkSize = Int(start.chunkSize)
             compression = start.compression
+            announcedSHA256 = start.sha256
             self.descriptor = descriptor
             self.path = path
         }
@@ -68,6 +81,8 @@ public final class FileReceiver {
     public struct Published: Sendable {
         public var path: String
         public var storedAs: String
+        /// The name the sender asked for.
+        public var sentAs: String
         public var from: PeerRecord?
         public var fromID: UInt32
         public var size: UInt64
@@ -86,15 +101,20 @@ public final class FileReceiver {
     /// ``handle(_:session:)``.
     public let committer: Committer
 
+    /// What was stored, for files sent again; nil stores every file.
+    private let index: SpoolIndex?
+
     /// `onPublished` is called after each file is published (the `--exec` hook).
     public init(
-        configuration: ReceiverConfiguration, logger: Logger, onPublished: (@Sendable (Published) -> Void)? = nil
+        configuration: ReceiverConfiguration, logger: Logger, index: SpoolIndex? = nil,
+        onPublished: (@Sendable (Published) -> Void)? = nil
     ) throws {
         self.configuration = configuration
         self.logger = logger
+        self.index = configuration.alwaysStore ? nil : index
         assembler = MessageAssembler(maxMessageSize: configuration.maxMessageSize)
         decompressor = try ChunkDecompressor()
-        committer = Committer(spool: configuration.spool, logger: logger, onPublished: onPublished)
+        committer = Committer(spool: configuration.spool, logger: logger, index: self.index, onPublished: onPublished)
     }
 
     /// Transfers in progress, counting verified files not yet answered.
@@ -160,17 +180,17 @@ public final class FileReceiver {
 
     private func begin(_ start: FileStart, from: UInt32, session: ClientSession) async throws -> FileReceipt? {
         let key = Key(from: from, id: start.transferID)
-        func refuse(_ reason: String) -> FileReceipt {
-            logger.notice(
+        func refuse(_ reason: String, _ status: FileReceipt.Status = .refused) -> FileReceipt {
+            logger.warning(
                 "refused file",
                 metadata: [
                     "file": "\(escapedForLog(start.name))", "from": "\(from)", "reason": "\(escapedForLog(reason))",
                 ])
             dead.insert(key)
-            return FileReceipt(transferID: start.transferID, status: .refused, reason: reason)
+            return FileReceipt(transferID: start.transferID, status: status, reason: reason)
         }
         if let old = transfers.removeValue(forKey: key) { discard(old) }
-        if refusingNew { return refuse("the receiver is shutting down") }
+        if refusingNew { return refuse("the receiver is shutting down", .unavailable) }
         let sender = try await session.peer(id: from)
         if !configuration.allowFrom.isEmpty {
             let allowed = configuration.allowFrom.contains { $0 == String(from) || $0 == sender?.name }
@@ -178,20 +198,31 @@ public final class FileReceiver {
                 return refuse("\(session.me.name) does not take files from \(sender?.name ?? "peer \(from)")")
             }
         }
-        if let problem = SpoolName.problem(with: start.name) {
-            return refuse("unsafe file name '\(escapedForLog(start.name))': \(problem)")
+        if let problem = SpoolName.problem(withPath: start.name) {
+            return refuse("unsafe file name '\(escapedForLog(start.name))': \(problem)", .invalid)
         }
         if let size = start.size, let limit = configuration.maxFileSize, size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
         }
         guard start.chunkSize > 0, Int(start.chunkSize) <= configuration.maxChunkSize else {
-            return refuse("chunk size \(start.chunkSize) is outside 1…\(configuration.maxChunkSize)")
+            return refuse("chunk size \(start.chunkSize) is outside 1…\(configuration.maxChunkSize)", .invalid)
         }
-        guard start.compression <= 1 else { return refuse("unknown compression \(start.compression)") }
-        if let free = configuration.spool.freeBytes() {
-            let needed = (start.size ?? 0) + configuration.minFreeSpace
-            if free < needed { return refuse("not enough free space: \(free) bytes free, \(needed) needed") }
+        guard start.compression <= 1 else { return refuse("unknown compression \(start.compression)", .invalid) }
+        if let digest = start.sha256, let index,
+            let storedAs = index.stored(sentAs: start.name, sha256: digest.map { String(format2: $0) }.joined())
+        {
+            // Sent again (a retried cron job): acknowledged, not stored twice. Its chunks are ignored.
+            logger.info(
+                "already stored",
+                metadata: [
+                    "file": "\(escapedForLog(storedAs))",
+                    "from": "\(escapedForLog(sender?.name ?? "peer \(from)"))",
+                ])
+            dead.insert(key)
+            return FileReceipt(
+                transferID: start.transferID, status: .alreadyStored, storedAs: storedAs, size: start.size ?? 0)
         }
+        if let problem = configuration.spaceProblem(for: start.size ?? 0) { return refuse(problem, .storageFailed) }
         do {
             let (fd, path) = try configuration.spool.createTemporary(tag: "\(from)-\(start.transferID)")
             transfers[key] = Transfer(
@@ -200,8 +231,7 @@ public final class FileReceiver {
             logger.debug("receiving file", metadata: ["file": "\(escapedForLog(start.name))", "from": "\(from)"])
             return nil
         } catch {
-            dead.insert(key)
-            return FileReceipt(transferID: start.transferID, status: .storageFailed, reason: "\(error)")
+            return refuse("\(error)", .storageFailed)
         }
     }
 
@@ -274,7 +304,9 @@ public final class FileReceiver {
         if end.size != transfer.received || (transfer.announcedSize.map { $0 != transfer.received } ?? false) {
             return fail(.corrupt, "size mismatch: received \(transfer.received) bytes, the sender says \(end.size)")
         }
-        guard end.sha256 == digest else { return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way") }
+        guard end.sha256 == digest, transfer.announcedSHA256.map({ $0 == digest }) ?? true else {
+            return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way")
+        }
         let hex = digest.map { String(format2: $0) }.joined()
         let fromName = fromPeer?.name ?? transfer.fromName
         let (sentAs, from, size, wireBytes) = (transfer.name, transfer.from, transfer.received, transfer.wireBytes)
@@ -295,7 +327,7 @@ public final class FileReceiver {
             Committer.Job(
                 file: file, transferID: transfer.id,
                 published: Published(
-                    path: "", storedAs: "", from: fromPeer, fromID: from, size: size, sha256: hex)))
+                    path: "", storedAs: "", sentAs: sentAs, from: fromPeer, fromID: from, size: size, sha256: hex)))
         return nil
     }
 
@@ -323,12 +355,31 @@ public final class FileReceiver {
                 return
             }
             let stamp = WireClock.rfc3339(WireClock.now()).replacingColons
-            let senderName = (sender?.name).flatMap { SpoolName.problem(with: $0) == nil ? $0 : nil } ?? "peer\(from)"
+            // The sender's name goes in the file name only when it is safe and short: the whole name must stay a valid
+            // file name.
+            let senderName =
+                (sender?.name).flatMap { SpoolName.problem(with: $0) == nil && $0.utf8.count <= 64 ? $0 : nil }
+                ?? "peer\(from)"
             let name = "message-\(stamp)-\(from)-\(message.messageID)-\(senderName).txt"
             let bytes = Array(message.bytes.readableBytesView)
             let spool = configuration.spool
-            let result: Result<String, any Error> = await Result.capturing {
-                try await NIOThreadPool.singleton.runIfActive { try spool.store(bytes, as: name, tag: "message") }
+            let result: Result<String, any Error>
+            if let problem = configuration.spaceProblem(for: UInt64(bytes.count)) {
+                result = .failure(SpoolError.noSpace(problem))
+            } else {
+                result = await Result.capturing {
+                    try await NIOThreadPool.singleton.runIfActive { try spool.store(bytes, as: name, tag: "message") }
+                }
+            }
+            let fromName = escapedForLog(sender?.name ?? "peer \(from)")
+            switch result {
+            case .success(let stored):
+                logger.info(
+                    "stored message",
+                    metadata: ["file": "\(escapedForLog(stored))", "from": "\(fromName)", "bytes": "\(bytes.count)"])
+            case .failure(let error):
+                logger.warning(
+                    "could not store a message", metadata: ["from": "\(fromName)", "reason": "\(error)"])
             }
             guard !message.flags.contains(.noReceipt) else { return }
             switch result {
@@ -336,10 +387,10 @@ public final class FileReceiver {
                 try await session.send(
                     MessageReceipt(messageID: message.messageID, bytes: UInt64(bytes.count)).packet(to: from))
             case .failure(let error):
-                logger.warning("could not store a message", metadata: ["error": "\(error)"])
                 try await session.send(
                     MessageReceipt(
-                        messageID: message.messageID, bytes: 0, status: .refused, reason: "cannot store: \(error)"
+                        messageID: message.messageID, bytes: 0, status: .storageFailed,
+                        reason: "the receiver cannot store it: \(error)"
                     ).packet(to: from))
             }
         }

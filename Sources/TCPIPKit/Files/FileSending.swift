@@ -12,8 +12,10 @@ public struct FileSendRequest: Sendable {
     public struct Source: Sendable {
         /// A path, or nil for stdin.
         public var path: String?
-        /// The name the receiver is asked to store it under.
+        /// The name the receiver is asked to store it under: a file name, or a relative path for a file in a tree.
         public var name: String
+        /// Why this source cannot be sent (found before opening it, e.g. an unreadable directory).
+        public var problem: String?
 
         public init(path: String?, name: String) {
             self.path = path
@@ -37,41 +39,47 @@ public struct FileSendRequest: Sendable {
         self.recipients = recipients
     }
 
-    /// Opens every input up front, so a missing file fails (66) before anything is sent.
-    public func openInputs() throws -> [Int32] {
-        var opened: [Int32] = []
+    /// Opens every input up front. An input that cannot be read is `.failure` (it gets a 66 result of its own and the
+    /// others are sent), unless `allOrNothing`: then the first one fails the whole request (66) before anything is
+    /// sent.
+    public func openInputs(allOrNothing: Bool = false) throws -> [Result<Int32, TCPIPError>] {
+        var opened: [Result<Int32, TCPIPError>] = []
         for source in sources {
             guard let path = source.path else {
-                opened.append(0)
+                opened.append(.success(0))
                 continue
             }
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                let reason = String(cString: strerror(errno))
-                for descriptor in opened where descriptor > 0 { close(descriptor) }
-                throw TCPIPError(.noInput, "cannot read \(path): \(reason)")
+            let input = source.problem.map { .failure(TCPIPError(.noInput, $0)) } ?? Self.open(path)
+            if allOrNothing, case .failure(let error) = input {
+                for case .success(let descriptor) in opened where descriptor > 0 { close(descriptor) }
+                throw error
             }
-            var info = stat()
-            if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-                close(fd)
-                for descriptor in opened where descriptor > 0 { close(descriptor) }
-                throw TCPIPError(.noInput, "\(path) is a directory")
-            }
-            opened.append(fd)
+            opened.append(input)
         }
         return opened
+    }
+
+    private static func open(_ path: String) -> Result<Int32, TCPIPError> {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            return .failure(TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))"))
+        }
+        var info = stat()
+        if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            close(fd)
+            return .failure(TCPIPError(.noInput, "\(path) is a directory"))
+        }
+        return .success(fd)
     }
 }
 
 /// Streams files to receivers chunk by chunk (read, hash, compress, send, with a bounded amount in flight) and
 /// collects DoneReceivingFile from each.
 public enum FileSending {
-    public static func run(_ request: FileSendRequest, descriptors: [Int32], session: ClientSession) async throws
-        -> [FileResult]
-    {
-        let recipients = try await MessageSending.resolveRecipients(
-            request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
-        )
+    public static func run(
+        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>], session: ClientSession
+    ) async throws -> [FileResult] {
+        let recipients = try await resolveReceivers(request, session: session)
         let sender = session.sender
         try await sender.send(
             Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
@@ -90,25 +98,71 @@ public enum FileSending {
         return tracker.results()
     }
 
+    /// The recipients, each a connected receiver. A peer that is not a receiver (a listener, a plain client) would
+    /// refuse every file: say so at once (77), with nothing sent, as `send` does for a peer that takes no messages.
+    public static func resolveReceivers(_ request: FileSendRequest, session: ClientSession) async throws -> [PeerRecord]
+    {
+        let recipients = try await MessageSending.resolveRecipients(
+            request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
+        )
+        for peer in recipients where peer.role != ClientSession.receiverRole {
+            throw TCPIPError(
+                .permissionDenied,
+                "\(escapedForLog(peer.name)) does not take files: it is a \(escapedForLog(peer.role)), not a receiver")
+        }
+        return recipients
+    }
+
+    /// The SHA-256 of a whole regular file, read with pread on the thread pool (the descriptor's offset stays at 0).
+    static func digest(of descriptor: Int32, path: String) async throws -> [UInt8] {
+        try await NIOThreadPool.singleton.runIfActive {
+            var hasher = SHA256()
+            var block = [UInt8](repeating: 0, count: 1 << 20)
+            var offset: off_t = 0
+            while true {
+                let count = block.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, offset) }
+                if count < 0 && errno == EINTR { continue }
+                guard count >= 0 else {
+                    throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                if count == 0 { break }
+                block.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+                offset += off_t(count)
+            }
+            return Array(hasher.finalize())
+        }
+    }
+
     private static func sendAll(
-        _ request: FileSendRequest, descriptors: [Int32], recipients: [PeerRecord], sender: PacketSender,
-        tracker: FileTracker
+        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>], recipients: [PeerRecord],
+        sender: PacketSender, tracker: FileTracker
     ) async throws {
         var compression = try request.compressionLevel.map { try CompressionPipeline(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
         var outbox = Outbox(sender: sender, limit: request.chunkSize)
         for (index, source) in request.sources.enumerated() {
             let transferID = UInt32(index + 1)
-            let descriptor = descriptors[index]
+            let descriptor: Int32
+            switch descriptors[index] {
+            case .success(let opened): descriptor = opened
+            case .failure(let error):
+                tracker.unreadable(
+                    transferID, name: source.name, path: source.path, recipients: recipients, reason: error.message,
+                    now: WireClock.now())
+                continue
+            }
             defer { if descriptor > 0 { close(descriptor) } }
             var info = stat()
             let size: UInt64? =
                 fstat(descriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_size) : nil
             tracker.begin(
                 transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
+            // A regular file is hashed first, so the receiver can tell at FileStart that it already has it (a retried
+            // job re-sends everything). stdin cannot be read twice: it is never deduplicated.
+            let announced = size == nil ? nil : try await digest(of: descriptor, path: source.path ?? source.name)
             let start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
-                compression: compression == nil ? 0 : 1
+                compression: compression == nil ? 0 : 1, sha256: announced
             )
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
@@ -162,6 +216,17 @@ public enum FileSending {
                 try await outbox.add(ready.packet(transferID, group))
             }
             let digest = Array(hasher.finalize())
+            if let announced, announced != digest, !aborted {
+                // Changed between hashing and sending: what was announced would not match what was sent.
+                let end = FileEnd(
+                    transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
+                try await outbox.add(
+                    Packet(
+                        header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
+                        payload: end.encoded()))
+                try await outbox.flush()
+                throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
+            }
             let end = FileEnd(
                 transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)
             try await outbox.add(

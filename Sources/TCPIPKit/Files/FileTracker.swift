@@ -4,9 +4,21 @@ import TCPIPWire
 /// The outcome of one file for one recipient.
 public struct FileResult: Sendable {
     public enum Status: String, Sendable {
-        case pending, stored, refused, corrupt
+        case pending, stored
+        /// The receiver already had this file (same sent name and SHA-256): not stored twice (0).
+        case alreadyStored = "already-stored"
+        /// The receiver's policy said no (allow-from, size cap, not a receiver): 77.
+        case refused
+        /// The bytes did not match (65).
+        case corrupt
+        /// The announcement was bad data, e.g. an unsafe name (65).
+        case invalid
+        /// The receiver could not store it (73).
         case storageFailed = "storage-failed"
-        case left, timeout
+        /// Retry later (75): the receiver left, did not answer, or is shutting down.
+        case left, timeout, unavailable
+        /// The file could not be read here; nothing of it was sent (66).
+        case unreadable
     }
 
     public var name: String
@@ -24,10 +36,12 @@ public struct FileResult: Sendable {
     /// The exit status this result alone calls for.
     public var exitStatus: Int32 {
         switch status {
-        case .pending, .stored: 0
-        case .refused, .corrupt: TCPIPError.Kind.dataError.exitStatus
+        case .pending, .stored, .alreadyStored: 0
+        case .refused: TCPIPError.Kind.permissionDenied.exitStatus
+        case .corrupt, .invalid: TCPIPError.Kind.dataError.exitStatus
         case .storageFailed: TCPIPError.Kind.cannotCreate.exitStatus
-        case .left, .timeout: TCPIPError.Kind.temporary.exitStatus
+        case .left, .timeout, .unavailable: TCPIPError.Kind.temporary.exitStatus
+        case .unreadable: TCPIPError.Kind.noInput.exitStatus
         }
     }
 }
@@ -70,6 +84,24 @@ public final class FileTracker: ReceiptTracking {
         }
     }
 
+    /// The file could not be read: it fails for every recipient with `reason`, and nothing of it is sent.
+    public func unreadable(
+        _ id: UInt32, name: String, path: String?, recipients: [PeerRecord], reason: String, now: WireTime
+    ) {
+        state.withLockedValue { state in
+            state.order.append(id)
+            var results: [UInt32: FileResult] = [:]
+            for peer in recipients {
+                var result = FileResult(name: name, path: path, recipient: peer, startedAt: now)
+                result.status = .unreadable
+                result.reason = reason
+                result.finishedAt = now
+                results[peer.id] = result
+            }
+            state.results[id] = results
+        }
+    }
+
     /// FileEnd went out: receipts are due from now on.
     public func ended(_ id: UInt32, bytes: UInt64, wireBytes: UInt64, sha256: String, now: WireTime) {
         state.withLockedValue { state in
@@ -97,6 +129,9 @@ public final class FileTracker: ReceiptTracking {
             case .refused: result.status = .refused
             case .corrupt: result.status = .corrupt
             case .storageFailed: result.status = .storageFailed
+            case .invalid: result.status = .invalid
+            case .unavailable: result.status = .unavailable
+            case .alreadyStored: result.status = .alreadyStored
             }
             result.storedAs = receipt.storedAs
             result.reason = receipt.reason

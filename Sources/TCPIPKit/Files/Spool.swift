@@ -26,12 +26,41 @@ public struct Spool: Sendable {
         self.root = root
     }
 
+    public var lockPath: String { root + "/.tcpip/lock" }
+
+    /// Takes the spool for this process: one daemon per spool, or the second would remove the first one's transfers
+    /// in progress. Creates `SPOOL/.tcpip` if needed and touches nothing else; the lock (flock(2) on
+    /// `SPOOL/.tcpip/lock`, which holds the holder's PID) lasts while the returned value lives.
+    public func lock() throws -> SpoolLock {
+        for path in [root, root + "/.tcpip"] where mkdir(path, path == root ? 0o755 : 0o750) != 0 && errno != EEXIST {
+            throw SpoolError.cannotCreate(path, errno)
+        }
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw SpoolError.cannotCreate(lockPath, errno) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+            close(fd)
+            guard code == EWOULDBLOCK else { throw SpoolError.cannotCreate(lockPath, code) }
+            let holder = String(decoding: bytes.prefix(max(count, 0)), as: UTF8.self).filter(\.isNumber)
+            throw SpoolError.locked(root, holder: holder.isEmpty ? nil : holder)
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        return SpoolLock(descriptor: fd)
+    }
+
     /// Creates the spool's directories if needed and removes what a crash left in the temporary directory.
-    /// Returns how many leftovers were removed.
+    /// Returns how many leftovers were removed. Call it only while holding ``lock()``.
     @discardableResult
     public func prepare() throws -> Int {
-        for path in [root, root + "/.tcpip", temporaryDirectory, metadataDirectory] {
-            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+        // Transfers in progress are the daemon's alone (0700); published files and records are for the service group.
+        for (path, mode) in [
+            (root, 0o755), (root + "/.tcpip", 0o750), (temporaryDirectory, 0o700), (metadataDirectory, 0o750),
+        ] {
+            if mkdir(path, mode_t(mode)) != 0 && errno != EEXIST {
                 throw SpoolError.cannotCreate(path, errno)
             }
         }
@@ -57,11 +86,12 @@ public struct Spool: Sendable {
         return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
     }
 
-    /// Creates a new temporary file, exclusively, mode 0600. Returns its descriptor and path.
+    /// Creates a new temporary file, exclusively, mode 0640 less the umask (it is published by a hard link, so that
+    /// is the published file's mode: readable by the daemon's group). Returns its descriptor and path.
     public func createTemporary(tag: String) throws -> (descriptor: Int32, path: String) {
         for attempt in 0..<100 {
             let path = "\(temporaryDirectory)/\(tag).\(getpid()).\(attempt).part"
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
             if fd >= 0 { return (fd, path) }
             if errno != EEXIST { throw SpoolError.cannotCreate(path, errno) }
         }
@@ -76,20 +106,65 @@ public struct Spool: Sendable {
         return stored
     }
 
-    /// Links a temporary file in under `name` or the first free `name.N` (link fails when the name exists, so nothing
-    /// is ever replaced), then removes the temporary name. Does not sync.
+    /// Links a temporary file in under `name` (a relative path, checked by ``SpoolName/problem(withPath:)``) or the
+    /// first free `name.N` (link fails when the name exists, so nothing is ever replaced), then removes the temporary
+    /// name. Creates the directories of a path as needed, never following a symbolic link. Does not sync.
     func link(temporary path: String, as name: String) throws -> String {
-        var candidate = name
+        let (directories, leaf) = Self.split(name)
+        let directory = try openDirectories(directories, under: root, creating: true)
+        defer { if directory != AT_FDCWD { close(directory) } }
+        let base = directories.isEmpty ? root + "/" : ""
+        var candidate = leaf
         var attempt = 0
         while true {
-            if Glibc.link(path, root + "/" + candidate) == 0 { break }
-            guard errno == EEXIST else { throw SpoolError.cannotPublish(candidate, errno) }
+            if linkat(AT_FDCWD, path, directory, base + candidate, 0) == 0 { break }
+            guard errno == EEXIST else { throw SpoolError.cannotPublish(name, errno) }
             attempt += 1
             guard attempt < 10_000 else { throw SpoolError.cannotPublish(name, EEXIST) }
-            candidate = "\(name).\(attempt)"
+            candidate = "\(leaf).\(attempt)"
         }
         unlink(path)
-        return candidate
+        return (directories + [candidate]).joined(separator: "/")
+    }
+
+    /// A relative path's directories and its last component.
+    static func split(_ name: String) -> (directories: [String], leaf: String) {
+        let components = name.split(separator: "/").map(String.init)
+        return (Array(components.dropLast()), components.last ?? name)
+    }
+
+    /// The directories from `top` down to `name`'s parent (the ones to sync after linking `name` in).
+    static func ancestors(of name: String, under top: String) -> [String] {
+        var path = top
+        var result = [top]
+        for directory in split(name).directories {
+            path += "/" + directory
+            result.append(path)
+        }
+        return result
+    }
+
+    /// Opens `top/directories…` one component at a time with O_NOFOLLOW (a symbolic link planted in the spool cannot
+    /// lead outside it), creating what is missing when `creating`. Returns AT_FDCWD when `directories` is empty.
+    private func openDirectories(_ directories: [String], under top: String, creating: Bool) throws -> Int32 {
+        guard !directories.isEmpty else { return AT_FDCWD }
+        var current = Glibc.open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard current >= 0 else { throw SpoolError.cannotCreate(top, errno) }
+        var path = top
+        for directory in directories {
+            path += "/" + directory
+            if creating && mkdirat(current, directory, 0o755) != 0 && errno != EEXIST {
+                let code = errno
+                close(current)
+                throw SpoolError.cannotCreate(path, code)
+            }
+            let next = openat(current, directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let code = errno
+            close(current)
+            guard next >= 0 else { throw SpoolError.cannotCreate(path, code) }
+            current = next
+        }
+        return current
     }
 
     /// A verified file in the temporary directory, waiting to be made durable and published.
@@ -133,10 +208,18 @@ public struct Spool: Sendable {
         }
         var committed: [Committed] = []
         var records: [Int32] = []
+        // Every directory a file or record was linked into, and those created on the way (their parents hold them).
+        var directories: [String] = [root, metadataDirectory]
         for file in files {
             close(file.descriptor)
             do {
                 let stored = try link(temporary: file.temporary, as: file.name)
+                for directory in Self.ancestors(of: stored, under: root)
+                    + Self.ancestors(
+                        of: stored, under: metadataDirectory) where !directories.contains(directory)
+                {
+                    directories.append(directory)
+                }
                 var entry = Committed(stored: .success(stored), recordError: nil)
                 do {
                     records.append(try writeRecord(file.record(stored), for: stored))
@@ -151,7 +234,7 @@ public struct Spool: Sendable {
         }
         defer { for fd in records { close(fd) } }
         do {
-            try Self.sync(records, directories: [root, metadataDirectory])
+            try Self.sync(records, directories: directories)
         } catch {
             // Published, but not known to be on disk: the sender must not be told it is stored.
             for index in committed.indices where (try? committed[index].stored.get()) != nil {
@@ -182,9 +265,11 @@ public struct Spool: Sendable {
         let (fd, path) = try createTemporary(tag: "meta")
         do {
             try Self.writeAll(fd, Array((json + "\n").utf8))
-            guard rename(path, metadataDirectory + "/" + storedName + ".json") == 0 else {
-                throw SpoolError.writeFailed(errno)
-            }
+            let (directories, leaf) = Self.split(storedName)
+            let directory = try openDirectories(directories, under: metadataDirectory, creating: true)
+            defer { if directory != AT_FDCWD { close(directory) } }
+            let target = (directories.isEmpty ? metadataDirectory + "/" : "") + leaf + ".json"
+            guard renameat(AT_FDCWD, path, directory, target) == 0 else { throw SpoolError.writeFailed(errno) }
             return fd
         } catch {
             close(fd)
@@ -251,9 +336,16 @@ public enum SpoolError: Error, CustomStringConvertible {
     case cannotPublish(String, Int32)
     case writeFailed(Int32)
     case syncFailed(Int32)
+    /// Storing would leave less free space than the receiver must keep.
+    case noSpace(String)
+    /// Another process holds the spool.
+    case locked(String, holder: String?)
 
     public var description: String {
         switch self {
+        case .noSpace(let text): text
+        case .locked(let root, let holder):
+            "the spool \(root) is in use by another tcpiprecvd" + (holder.map { " (pid \($0))" } ?? "")
         case .cannotCreate(let path, let code): "cannot create \(path): \(String(cString: strerror(code)))"
         case .cannotPublish(let name, let code): "cannot publish \(name): \(String(cString: strerror(code)))"
         case .writeFailed(let code): "write failed: \(String(cString: strerror(code)))"
@@ -265,7 +357,17 @@ public enum SpoolError: Error, CustomStringConvertible {
     public var isNoSpace: Bool {
         switch self {
         case .writeFailed(let code), .syncFailed(let code): return code == ENOSPC || code == EDQUOT
+        case .noSpace: return true
         default: return false
         }
     }
+}
+
+/// The spool's lock, held while this value lives (see ``Spool/lock()``).
+public final class SpoolLock: Sendable {
+    private let descriptor: Int32
+
+    init(descriptor: Int32) { self.descriptor = descriptor }
+
+    deinit { close(descriptor) }
 }

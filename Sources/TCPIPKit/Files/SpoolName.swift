@@ -2,9 +2,16 @@
 ///
 /// A name must be one path component that cannot escape the spool, hide among the daemon's own entries, or confuse
 /// a terminal or another system: no `/` or `\`, not `.`, `..` or empty, no leading dot, no NUL or control characters,
-/// at most 255 bytes, not a device name (`CON`, `NUL`, `COM1`, …).
+/// at most 245 bytes, not a device name (`CON`, `NUL`, `COM1`, …). A tree's files come as a relative path of such
+/// components (``problem(withPath:)``).
 public enum SpoolName {
-    public static let maxLength = 255
+    /// 255 (the file system's limit for one component) less what the spool may add: a clash suffix up to `.9999` and
+    /// the metadata record's `.json`. A longer name would be valid on the wire and then fail to publish.
+    public static let maxLength = 245
+    /// Components in a relative path.
+    public static let maxDepth = 16
+    /// Bytes in a relative path.
+    public static let maxPathLength = 1024
 
     private static let deviceNames: Set<String> = {
         var names: Set<String> = ["CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"]
@@ -30,6 +37,21 @@ public enum SpoolName {
         let stem = name.split(separator: ".", maxSplits: 1).first.map(String.init)?.uppercased() ?? ""
         if deviceNames.contains(stem.trimmingTrailingSpaces) { return "'\(stem)' is a device name" }
         if name.hasSuffix(" ") { return "the name ends with a space" }
+        return nil
+    }
+
+    /// Why the relative path `path` (components separated by `/`, each a safe name as ``problem(with:)`` says) is
+    /// refused, or nil when it is safe: it then names a file inside the spool, never outside it.
+    public static func problem(withPath path: String) -> String? {
+        if path.utf8.count > maxPathLength { return "the path is longer than \(maxPathLength) bytes" }
+        let components = path.split(separator: "/", omittingEmptySubsequences: false)
+        if components.count > maxDepth { return "the path is deeper than \(maxDepth) components" }
+        if path.hasPrefix("/") { return "the path is absolute" }
+        for component in components {
+            if let problem = problem(with: String(component)) {
+                return components.count == 1 ? problem : "'\(component)' in the path: \(problem)"
+            }
+        }
         return nil
     }
 }

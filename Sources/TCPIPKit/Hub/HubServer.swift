@@ -33,7 +33,6 @@ public final class HubServer: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
             .childChannelOption(
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
@@ -51,7 +50,9 @@ public final class HubServer: Sendable {
         do {
             channel = try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
         } catch {
-            throw TCPIPError(.cannotCreate, "cannot listen on \(configuration.listen): \(error)")
+            // "address already in use", not NIO's `bind(descriptor:ptr:bytes:)…`.
+            throw TCPIPError(
+                .cannotCreate, "cannot listen on \(configuration.listen): \(ClientSession.describe(error))")
         }
         serverChannel.withLockedValue { $0 = channel }
         let tickEvery = Self.tickInterval(configuration)

@@ -10,6 +10,8 @@ public struct DeliveryResult: Sendable {
         case refused
         /// The recipient could not take it because of its size.
         case tooLarge = "too-large"
+        /// The recipient could not store it (disk full, read-only, I/O error).
+        case storageFailed = "storage-failed"
         /// The recipient left before acknowledging everything.
         case left
         /// No receipt within the timeout.
@@ -30,6 +32,7 @@ public struct DeliveryResult: Sendable {
         case .pending, .delivered: 0
         case .refused: TCPIPError.Kind.permissionDenied.exitStatus
         case .tooLarge: TCPIPError.Kind.dataError.exitStatus
+        case .storageFailed: TCPIPError.Kind.cannotCreate.exitStatus
         case .left, .timeout: TCPIPError.Kind.temporary.exitStatus
         }
     }
@@ -99,6 +102,8 @@ public final class DeliveryTracker: ReceiptTracking {
             case .refused:
                 let tooLarge = receipt.reason?.contains("larger than") ?? false
                 Self.fail(peer, tooLarge ? .tooLarge : .refused, receipt.reason, in: &state, now: now)
+            case .storageFailed:
+                Self.fail(peer, .storageFailed, receipt.reason, in: &state, now: now)
             }
         }
     }

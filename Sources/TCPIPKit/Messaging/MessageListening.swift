@@ -46,6 +46,8 @@ public struct ListenRequest: Sendable {
     /// Take packets of this application type instead of messages.
     public var applicationType: PacketType?
     public var maxMessageSize = 64 << 20
+    /// Asked before each packet: true ends listening (after the receipts of what was written go out).
+    public var stopRequested: (@Sendable () -> Bool)?
 
     public init() {}
 }
@@ -80,6 +82,7 @@ public enum MessageListening {
         }
 
         while request.count.map({ delivered < $0 }) ?? true {
+            if request.stopRequested?() == true { break }
             if !receipts.isEmpty && !session.hasBufferedPackets {
                 try await sender.send(contentsOf: receipts)
                 receipts.removeAll(keepingCapacity: true)

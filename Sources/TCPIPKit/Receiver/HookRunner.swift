@@ -51,7 +51,11 @@ public actor HookRunner {
         } catch {
             status = -1
         }
-        if status != 0 {
+        if status < 0 {
+            logger.warning(
+                "the --exec hook could not start; the file is kept",
+                metadata: ["file": "\(escapedForLog(file.storedAs))", "command": "\(escapedForLog(argv[0]))"])
+        } else if status != 0 {
             logger.warning(
                 "the --exec hook failed; the file is kept",
                 metadata: ["file": "\(escapedForLog(file.storedAs))", "status": "\(status)"])
@@ -79,6 +83,29 @@ public actor HookRunner {
         }
         // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import.
         return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Why `argv` cannot be run (its program is missing or not executable), or nil when it can. Looks the program up
+    /// in PATH as posix_spawnp does when it has no slash.
+    public static func problem(
+        with argv: [String], path: String? = ProcessInfo.processInfo.environment["PATH"]
+    ) -> String? {
+        guard let program = argv.first, !program.isEmpty else { return "the command is empty" }
+        func executable(_ candidate: String) -> Bool {
+            var info = stat()
+            return stat(candidate, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && access(candidate, X_OK) == 0
+        }
+        if program.contains("/") {
+            if executable(program) { return nil }
+            if access(program, F_OK) != 0 { return "\(program) does not exist" }
+            return "\(program) is not an executable file"
+        }
+        let directories = (path ?? "/usr/local/bin:/usr/bin:/bin").split(
+            separator: ":", omittingEmptySubsequences: false)
+        for directory in directories where executable((directory.isEmpty ? "." : String(directory)) + "/" + program) {
+            return nil
+        }
+        return "\(program) is not an executable in PATH"
     }
 
     /// Splits a command line into argv: whitespace separates words; single and double quotes group; no expansion.

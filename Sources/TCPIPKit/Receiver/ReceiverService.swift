@@ -23,12 +23,70 @@ public struct ReceiverService: Service {
         self.logger = logger
     }
 
+    /// How long a receiver keeps retrying while its name is taken: long enough for the hub to drop a predecessor that
+    /// vanished without a word (three heartbeats of 15 s), so a restart race resolves itself.
+    public var nameWait: Duration = .seconds(60)
+
+    /// Shared between the reconnect loop, the session and the shutdown handler.
     final class Control: Sendable {
-        let stopping = NIOLockedValueBox(false)
-        let wake = NIOLockedValueBox<PacketSender?>(nil)
+        private struct State {
+            var stopping = false
+            /// Set while a session is registered: a stop then drains it (running transfers get their grace).
+            var sender: PacketSender?
+            /// Set while connecting, registering or waiting to reconnect: a stop ends that wait at once.
+            var interrupt: (@Sendable () -> Void)?
+        }
+
+        private let state = NIOLockedValueBox(State())
+
+        var stopping: Bool { state.withLockedValue { $0.stopping } }
+
+        /// The session is registered and serving; a stop from now on drains it through `sender`.
+        func serving(_ sender: PacketSender?) {
+            state.withLockedValue {
+                $0.sender = sender
+                $0.interrupt = nil
+            }
+        }
+
+        /// Asks the daemon to stop: wakes a serving session so it drains, or ends a wait at once.
+        func stop() async {
+            let (sender, interrupt) = state.withLockedValue { state in
+                state.stopping = true
+                defer { state.interrupt = nil }
+                return (state.sender, state.interrupt)
+            }
+            interrupt?()
+            await sender?.wake()
+        }
 
         func poke() async {
-            await wake.withLockedValue({ $0 })?.wake()
+            await state.withLockedValue({ $0.sender })?.wake()
+        }
+
+        /// Runs `body` in a task of its own and returns its outcome, or nil at once when a stop comes before the
+        /// body calls ``serving(_:)`` (a connect or a registration can take seconds; SIGTERM must not wait for them).
+        func interruptibly<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>?
+        {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
+                let once = NIOLockedValueBox<CheckedContinuation<Result<T, any Error>?, Never>?>(continuation)
+                let resume: @Sendable (Result<T, any Error>?) -> Void = { outcome in
+                    once.withLockedValue { pending in
+                        pending?.resume(returning: outcome)
+                        pending = nil
+                    }
+                }
+                let task = Task { resume(await Result.capturing(body)) }
+                let interrupt: @Sendable () -> Void = {
+                    resume(nil)
+                    task.cancel()
+                }
+                let stopped = state.withLockedValue { state in
+                    if !state.stopping { state.interrupt = interrupt }
+                    return state.stopping
+                }
+                if stopped { interrupt() }
+            }
         }
     }
 
@@ -37,48 +95,79 @@ public struct ReceiverService: Service {
         if removed > 0 {
             logger.notice("removed unfinished transfers left by an earlier run", metadata: ["count": "\(removed)"])
         }
+        let index = SpoolIndex(spool: receiver.spool)
+        if !receiver.alwaysStore {
+            let known = index.load()
+            logger.debug("indexed stored files", metadata: ["count": "\(known)"])
+        }
         let control = Control()
         let grace = self.grace
         try await withGracefulShutdownHandler {
             var attempt = 0
-            while !control.stopping.withLockedValue({ $0 }) && !Task.isCancelled {
-                let started = ContinuousClock.now
-                do {
-                    try await session(control)
-                    if control.stopping.withLockedValue({ $0 }) { break }
-                } catch let error as TCPIPError where error.kind == .permissionDenied || error.kind == .usage {
+            var nameTakenSince: ContinuousClock.Instant?
+            while !control.stopping && !Task.isCancelled {
+                let registered = NIOLockedValueBox(false)
+                let outcome = await control.interruptibly {
+                    try await session(control, index: index, registered: registered)
+                }
+                guard let outcome, !control.stopping else { break }
+                if registered.withLockedValue({ $0 }) {
+                    // A session that got as far as registering resets the backoff and the name wait.
+                    attempt = 0
+                    nameTakenSince = nil
+                }
+                switch outcome {
+                case .success:
+                    break
+                case .failure(let error as TCPIPError) where error.kind == .permissionDenied || error.kind == .usage:
                     // A wrong token or name does not fix itself by retrying.
                     throw error
-                } catch {
-                    if control.stopping.withLockedValue({ $0 }) { break }
+                case .failure(let error as TCPIPError) where error.hubCode == .nameInUse:
+                    let since = nameTakenSince ?? .now
+                    nameTakenSince = since
+                    if ContinuousClock.now - since >= nameWait {
+                        throw TCPIPError(
+                            .temporary,
+                            "the name '\(escapedForLog(client.name))' is still taken by another peer after "
+                                + "\(ClientSession.format(nameWait)): is another tcpiprecvd using it?")
+                    }
+                    logger.warning(
+                        "the name is taken by another peer; retrying until it is free",
+                        metadata: [
+                            "name": "\(escapedForLog(client.name))",
+                            "giving up in": "\(ClientSession.format(nameWait - (ContinuousClock.now - since)))",
+                        ])
+                case .failure(let error):
                     logger.warning("lost the hub: \(error)")
                 }
-                if ContinuousClock.now - started > .seconds(30) { attempt = 0 }
                 let delay = Self.backoff(attempt: attempt)
                 attempt += 1
                 logger.notice("reconnecting", metadata: ["in": "\(delay)", "attempt": "\(attempt)"])
-                try? await Task.sleep(for: delay)
+                guard await control.interruptibly({ try await Task.sleep(for: delay) }) != nil else { break }
             }
+            logger.info("stopping")
         } onGracefulShutdown: {
-            control.stopping.withLockedValue { $0 = true }
             Task {
-                await control.poke()
+                await control.stop()
                 try? await Task.sleep(for: grace)
                 await control.poke()
             }
         }
     }
 
-    private func session(_ control: Control) async throws {
+    private func session(_ control: Control, index: SpoolIndex, registered: NIOLockedValueBox<Bool>) async throws {
         try await ClientSession.run(client, logger: logger) { session in
             session.acceptsMessages = true
+            session.acceptsFiles = true
             var onPublished: (@Sendable (FileReceiver.Published) -> Void)?
             if let hook { onPublished = { hook.launch($0) } }
-            let files = try FileReceiver(configuration: receiver, logger: logger, onPublished: onPublished)
+            let files = try FileReceiver(
+                configuration: receiver, logger: logger, index: index, onPublished: onPublished)
             let sender = session.sender
-            control.wake.withLockedValue { $0 = sender }
+            registered.withLockedValue { $0 = true }
+            control.serving(sender)
             defer {
-                control.wake.withLockedValue { $0 = nil }
+                control.serving(nil)
                 files.abandonAll(reason: "the connection ended")
             }
             logger.info(
@@ -92,13 +181,13 @@ public struct ReceiverService: Service {
                 group.addTask {
                     // While stopping, a finished batch may be the last thing the drain waits for: wake the loop.
                     await committer.run(sender: sender) {
-                        if control.stopping.withLockedValue({ $0 }) { await sender.wake() }
+                        if control.stopping { await sender.wake() }
                     }
                 }
                 defer { committer.finish() }
                 var drainUntil: ContinuousClock.Instant?
                 while true {
-                    if control.stopping.withLockedValue({ $0 }) {
+                    if control.stopping {
                         files.refusingNew = true
                         let end = drainUntil ?? .now + grace
                         drainUntil = end

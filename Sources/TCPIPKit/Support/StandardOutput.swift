@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -32,6 +34,34 @@ public enum StandardOutput {
             offset += written
         }
     }
+
+    /// Calls `onGone` (once, on a thread of its own) as soon as the reader of stdout goes away, so a command that
+    /// waits for input to print (`listen`, `peers --watch`) can end then, as `tail -f` does, instead of at its next
+    /// write. The thread waits in poll(2) for POLLERR (a pipe whose reader closed) or POLLHUP; a regular file or
+    /// /dev/null never wakes it.
+    public static func watchReader(onGone: @escaping @Sendable () -> Void) {
+        readerGoneHandler.withLockedValue { $0 = onGone }
+        var thread = pthread_t()
+        let started = pthread_create(
+            &thread, nil,
+            { _ in
+                var descriptor = pollfd(fd: 1, events: 0, revents: 0)
+                while true {
+                    if poll(&descriptor, 1, -1) < 0 {
+                        if errno == EINTR { continue }
+                        return nil
+                    }
+                    if descriptor.revents & Int16(POLLNVAL) != 0 { return nil }
+                    if descriptor.revents & Int16(POLLERR | POLLHUP) != 0 {
+                        StandardOutput.readerGoneHandler.withLockedValue({ $0 })?()
+                        return nil
+                    }
+                }
+            }, nil)
+        if started == 0 { pthread_detach(thread) }
+    }
+
+    private static let readerGoneHandler = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
 
     /// Writes one line to stderr (for the one-line error report).
     public static func error(_ line: String, newline: Bool = true) {

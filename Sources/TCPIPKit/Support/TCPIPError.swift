@@ -1,3 +1,5 @@
+import TCPIPWire
+
 /// An error a program reports to its user, with the exit status (sysexits.h) that tells a script what to do next.
 public struct TCPIPError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure: each maps to one exit status.
@@ -18,20 +20,23 @@ public struct TCPIPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let unavailable = Kind(69)
         /// 70: a bug or an unexpected answer.
         public static let internalError = Kind(70)
-        /// 73: an output cannot be created.
+        /// 73: an output cannot be created (the receiver could not store: no space, read-only, I/O error, quota).
         public static let cannotCreate = Kind(73)
         /// 75: a temporary failure (timeout, hub or peer gone): retry later.
         public static let temporary = Kind(75)
-        /// 77: the hub refused the token.
+        /// 77: refused: the token or identity, or a receiver's policy (allow-from, size cap, not a receiver).
         public static let permissionDenied = Kind(77)
     }
 
     public let kind: Kind
     public let message: String
+    /// The hub's error code, when this error is the hub's refusal.
+    public var hubCode: ErrorCode?
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, hubCode: ErrorCode? = nil) {
         self.kind = kind
         self.message = message
+        self.hubCode = hubCode
     }
 
     public var exitStatus: Int32 { kind.exitStatus }

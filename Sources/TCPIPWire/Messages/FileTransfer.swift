@@ -5,23 +5,33 @@ import NIOCore
 /// | tag | field | encoding |
 /// |---|---|---|
 /// | 1 | transferID | u32, chosen by the sender, unique on its connection |
-/// | 2 | name | UTF-8, one path component; the receiver validates it |
+/// | 2 | name | UTF-8, a file name or a relative path (a tree); the receiver validates it |
 /// | 3 | size | u64, the original size; absent when unknown (a stream from stdin) |
 /// | 4 | chunkSize | u32, the most original bytes one FileChunk carries |
 /// | 5 | compression | u8: 0 none, 1 zlib per chunk (each chunk says whether it is compressed) |
+/// | 6 | sha256 | 32 bytes, the whole file's SHA-256, sent up front when the sender knows it (a regular file): a
+///   receiver that already stored this name with this content answers "already stored" at once |
 public struct FileStart: ControlPayload, Hashable {
+    public static let digestSize = 32
+
     public var transferID: UInt32
     public var name: String
     public var size: UInt64?
     public var chunkSize: UInt32
     public var compression: UInt8
+    /// The SHA-256 of the whole file, when known before sending.
+    public var sha256: [UInt8]?
 
-    public init(transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0) {
+    public init(
+        transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0,
+        sha256: [UInt8]? = nil
+    ) {
         self.transferID = transferID
         self.name = name
         self.size = size
         self.chunkSize = chunkSize
         self.compression = compression
+        self.sha256 = sha256
     }
 
     public init(tlv: ByteBuffer) throws {
@@ -35,6 +45,11 @@ public struct FileStart: ControlPayload, Hashable {
             case 3: size = try field.integer()
             case 4: chunkSize = try field.integer(as: UInt32.self)
             case 5: compression = try field.integer(as: UInt8.self)
+            case 6:
+                guard field.value.readableBytes == Self.digestSize else {
+                    throw WireError.invalidValue("a FileStart sha256 must be \(Self.digestSize) bytes")
+                }
+                sha256 = Array(field.value.readableBytesView)
             default: break
             }
         }
@@ -50,6 +65,7 @@ public struct FileStart: ControlPayload, Hashable {
         writer.write(3, integer: size)
         writer.write(4, integer: chunkSize)
         writer.write(5, integer: compression)
+        if let sha256 { writer.write(6, bytes: ByteBuffer(bytes: sha256)) }
     }
 }
 
@@ -178,12 +194,19 @@ public struct FileReceipt: ControlPayload, Hashable {
     public enum Status: UInt8, Sendable {
         /// Verified (size and SHA-256), synced and published under `storedAs`.
         case stored = 0
-        /// Not accepted: a bad name, a sender not allowed, too large, not enough space, shutting down.
+        /// Not accepted by the receiver's policy: a sender not allowed, too large, not a receiver.
         case refused = 1
         /// The bytes did not match the announced size or SHA-256, or did not inflate.
         case corrupt = 2
-        /// The receiver could not write or publish the file (disk full, I/O error).
+        /// The receiver could not write or publish the file (disk full, read-only, I/O error, quota).
         case storageFailed = 3
+        /// The announcement itself is bad data: an unsafe name, a chunk size or compression out of range.
+        case invalid = 4
+        /// The receiver cannot take it now but may later (it is shutting down): retry.
+        case unavailable = 5
+        /// The receiver already stored this name with this content (FileStart's sha256), under `storedAs`; it is not
+        /// stored twice.
+        case alreadyStored = 6
     }
 
     public var transferID: UInt32

@@ -1,0 +1,97 @@
+import FoundationEssentials
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What the receiver has stored, by the name it was sent under and its SHA-256: a file sent again (a cron job that
+/// failed half-way and re-sends everything) is acknowledged as already stored instead of landing as `NAME.1`.
+///
+/// Rebuilt at start-up from the spool's metadata records, kept up to date as files are published. An entry counts
+/// only while its published file is still in the spool with the same size: a file a consumer took away is stored
+/// again when it comes again.
+public final class SpoolIndex: Sendable {
+    struct Key: Hashable {
+        var sentAs: String
+        var sha256: String
+    }
+
+    struct Entry {
+        var storedAs: String
+        var size: UInt64
+    }
+
+    private let spool: Spool
+    private let entries = NIOLockedValueBox<[Key: [Entry]]>([:])
+
+    public init(spool: Spool) { self.spool = spool }
+
+    /// Reads every metadata record in the spool; returns how many files it knows. A record that cannot be read is
+    /// skipped (its file is then simply not deduplicated).
+    @discardableResult
+    public func load() -> Int {
+        struct Record: Decodable {
+            var name: String
+            var sentAs: String
+            var sha256: String
+            var size: UInt64
+        }
+        var loaded: [Key: [Entry]] = [:]
+        var count = 0
+        let decoder = JSONDecoder()
+        for file in Self.files(under: spool.metadataDirectory) where file.hasSuffix(".json") {
+            guard let bytes = try? readContents(of: file, label: "", limit: 1 << 20),
+                let record = try? decoder.decode(Record.self, from: Data(bytes))
+            else { continue }
+            loaded[Key(sentAs: record.sentAs, sha256: record.sha256), default: []].append(
+                Entry(storedAs: record.name, size: record.size))
+            count += 1
+        }
+        entries.withLockedValue { $0 = loaded }
+        return count
+    }
+
+    /// The name a file sent as `sentAs` with this content was stored under, if it is still in the spool.
+    public func stored(sentAs: String, sha256: String) -> String? {
+        let candidates = entries.withLockedValue { $0[Key(sentAs: sentAs, sha256: sha256)] ?? [] }
+        for entry in candidates {
+            var info = stat()
+            if stat(spool.root + "/" + entry.storedAs, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+                UInt64(info.st_size) == entry.size
+            {
+                return entry.storedAs
+            }
+        }
+        return nil
+    }
+
+    /// A file was published.
+    public func add(sentAs: String, sha256: String, storedAs: String, size: UInt64) {
+        entries.withLockedValue {
+            $0[Key(sentAs: sentAs, sha256: sha256), default: []].append(Entry(storedAs: storedAs, size: size))
+        }
+    }
+
+    /// The paths of the regular files under `directory`, at any depth (a tree's records sit in subdirectories).
+    static func files(under directory: String, depth: Int = 0) -> [String] {
+        guard depth <= SpoolName.maxDepth, let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var paths: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            let path = directory + "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            switch info.st_mode & S_IFMT {
+            case S_IFREG: paths.append(path)
+            case S_IFDIR: paths += files(under: path, depth: depth + 1)
+            default: continue
+            }
+        }
+        return paths
+    }
+}
