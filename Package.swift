@@ -78,6 +78,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The fuzz targets (decoders and the hub core with their invariants), shared by the libFuzzer driver and the
+        // regression replay in the tests.
+        .target(
+            name: "TCPIPFuzz",
+            dependencies: [
+                "TCPIPKit",
+                "TCPIPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // scripts/fuzz builds it with -sanitize=fuzzer,address -DFUZZING; built normally it replays a corpus.
+        .executableTarget(name: "tcpip-fuzz", dependencies: ["TCPIPFuzz"]),
         // Helpers shared by the test targets: spawning the built programs, raw sockets, temporary folders.
         .target(
             name: "TCPIPTestSupport",
@@ -100,6 +113,7 @@ let package = Package(
             name: "TCPIPKitTests",
             dependencies: [
                 "TCPIPKit",
+                "TCPIPFuzz",
                 "TCPIPWire",
                 "TCPIPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),

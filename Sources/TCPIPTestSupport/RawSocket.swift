@@ -41,6 +41,30 @@ public final class RawSocket: @unchecked Sendable {
         }
     }
 
+    /// Reads exactly `count` bytes (blocking, at most 10 s per read); nil when the peer closed or nothing came.
+    public func read(exactly count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let got = out[offset...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { return nil }
+            offset += got
+        }
+        return out
+    }
+
+    /// One frame as the protocol document describes it (length u32, then type u16, dataType u16, maskTo u8, level u8,
+    /// idTo u32, idFrom u32, payload), read byte by byte without the project's decoder; nil when the peer closed.
+    public func readFrame() -> (type: UInt16, dataType: UInt16, idFrom: UInt32, payload: [UInt8])? {
+        guard let prefix = read(exactly: 4) else { return nil }
+        let length = Int(prefix.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard length >= 14, length <= 16 << 20, let rest = read(exactly: length) else { return nil }
+        func u16(_ at: Int) -> UInt16 { UInt16(rest[at]) << 8 | UInt16(rest[at + 1]) }
+        let idFrom = rest[10..<14].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return (u16(0), u16(2), idFrom, Array(rest[14...]))
+    }
+
     /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed. The blocking
     /// reads run on a thread of their own, so waiting never ties up the (small) pool that async tests share.
     public func readToEnd() async -> (bytes: [UInt8], closed: Bool) {

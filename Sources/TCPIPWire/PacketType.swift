@@ -39,7 +39,8 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
     /// Types only the hub may send. A client that sends one gets an error back.
     public var isHubOnly: Bool {
         switch self {
-        case .requestCredentials, .registered, .hostExiting, .clientData, .clientDisconnecting, .peerQueryResult:
+        case .requestCredentials, .registered, .hostExiting, .clientData, .clientDisconnecting, .peerQueryResult,
+            .error:
             return true
         default:
             return false

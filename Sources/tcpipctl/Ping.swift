@@ -66,8 +66,11 @@ struct Ping: AsyncParsableCommand {
             let packet = try await session.next()
             switch packet.header.type {
             case .pingResponse:
-                let reply = try PingPayload(tlv: packet.payload)
-                guard reply.sequence == sequence, reply.sentAt == sentAt else { continue }
+                // Only the one asked answers; a malformed or stray reply from anyone else is ignored.
+                guard packet.header.idFrom == (target?.id ?? PacketHeader.hubID),
+                    let reply = try? PingPayload(tlv: packet.payload), reply.sequence == sequence,
+                    reply.sentAt == sentAt
+                else { continue }
                 let receivedAt = WireClock.now()
                 session.clearDeadline()
                 let answeredAt = reply.answeredAt ?? receivedAt

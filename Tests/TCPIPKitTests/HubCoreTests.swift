@@ -212,8 +212,31 @@ extension HubAction {
         let a = hub.join("a")
         _ = hub.join("b")
         let actions = hub.send(Packet(header: PacketHeader(type: .hostExiting, maskTo: .all)), from: a.connection)
-        #expect(actions.count == 1)
-        #expect(actions[0].error?.code == .unsupported)
+        // Not relayed: the forger is told why and disconnected; b hears nothing (it asked for no updates).
+        #expect(actions.first?.error?.code == .unsupported)
+        #expect(actions.last == .close(a.connection))
+        #expect(actions.count == 2)
+        #expect(hub.core.peerCount == 1)
+    }
+
+    @Test func malformedControlPacketsCloseTheConnection() {
+        var hub = HubHarness()
+        let a = hub.join("a")
+        // A Ping whose only field says 40 bytes and carries 1.
+        let ping = Packet(header: PacketHeader(type: .ping), payload: ByteBuffer(bytes: [1, 0, 40, 1]))
+        let actions = hub.send(ping, from: a.connection)
+        #expect(actions.first?.error?.code == .malformed)
+        #expect(actions.last == .close(a.connection))
+        #expect(hub.core.peerCount == 0)
+    }
+
+    @Test func credentialFieldsPastTheirLimitsAreRefusedBeforeAnyRecordIsMade() {
+        // 65,535 bytes is a legal TLV value, but a PeerRecord holding it would not fit in Registered's field.
+        var hub = HubHarness()
+        let (id, actions) = hub.register(Credentials(name: "x", host: String(repeating: "h", count: 65_535)))
+        #expect(actions.first?.error?.code == .malformed)
+        #expect(actions.last == .close(id))
+        #expect(hub.core.peerCount == 0)
     }
 
     @Test func hubAnswersPingWithItsTime() throws {

@@ -151,7 +151,8 @@ public final class ClientSession {
             let packet = try await nextPacket()
             switch packet.header.type {
             case .message where !acceptsMessages:
-                let part = try MessagePart(packet)
+                // A malformed packet from a peer is dropped: it must never end this session.
+                guard let part = try? MessagePart(packet) else { continue }
                 if part.flags.contains(.start) && !part.flags.contains(.noReceipt) {
                     let receipt = MessageReceipt(
                         messageID: part.messageID, bytes: 0, status: .refused,
@@ -167,7 +168,7 @@ public final class ClientSession {
                     reason: "\(me.name) does not take files (it is a \(me.role))")
                 try await send(receipt.packet(to: packet.header.idFrom))
             case .ping:
-                let ping = try PingPayload(tlv: packet.payload)
+                guard let ping = try? PingPayload(tlv: packet.payload) else { continue }
                 let from = packet.header.idFrom
                 let header = PacketHeader(
                     type: .pingResponse, dataType: packet.header.dataType,

@@ -120,8 +120,41 @@ public final class FileReceiver {
     /// Transfers in progress, counting verified files not yet answered.
     public var inProgress: Int { transfers.count + committer.outstanding }
 
-    /// Handles one packet; sends receipts through `session`.
+    /// Handles one packet; sends receipts through `session`. A malformed packet from a peer costs that peer its
+    /// transfer (an `invalid` receipt when the transfer can be told), never this session or anyone else's transfer.
     public func handle(_ packet: Packet, session: ClientSession) async throws {
+        do {
+            try await handleWellFormed(packet, session: session)
+        } catch let error as WireError {
+            let from = packet.header.idFrom
+            logger.warning(
+                "ignored a malformed packet",
+                metadata: ["type": "\(packet.header.type)", "from": "\(from)", "error": "\(error)"])
+            guard let transferID = Self.transferID(in: packet) else { return }
+            abandon(Key(from: from, id: transferID))
+            let reason = "malformed \(packet.header.type): \(error)"
+            try await session.send(
+                FileReceipt(transferID: transferID, status: .invalid, reason: reason).packet(to: from))
+        }
+    }
+
+    /// The transfer a file packet that did not decode belongs to, if that much can be read.
+    static func transferID(in packet: Packet) -> UInt32? {
+        switch packet.header.type {
+        case .fileChunk:
+            return packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt32.self)
+        case .fileStart, .fileEnd:
+            var reader = TLVReader(packet.payload)
+            while let field = try? reader.next() {
+                if field.tag == 1, let id = try? field.integer(as: UInt32.self) { return id }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    private func handleWellFormed(_ packet: Packet, session: ClientSession) async throws {
         let from = packet.header.idFrom
         switch packet.header.type {
         case .fileStart:
@@ -332,7 +365,7 @@ public final class FileReceiver {
     }
 
     private func handleMessage(_ packet: Packet, session: ClientSession) async throws {
-        let part = try MessagePart(packet)
+        guard let part = try? MessagePart(packet) else { return }
         let from = packet.header.idFrom
         switch assembler.add(part, from: from) {
         case .incomplete, .discarded:

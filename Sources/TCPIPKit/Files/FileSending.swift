@@ -91,7 +91,9 @@ public enum FileSending {
                     request, descriptors: descriptors, recipients: recipients, sender: sender, tracker: tracker)
             },
             receipt: { packet, now in
-                tracker.receipt(try FileReceipt(tlv: packet.payload), from: packet.header.idFrom, now: now)
+                // A malformed receipt (from any peer) is ignored: the file then waits for a good one or times out.
+                guard let receipt = try? FileReceipt(tlv: packet.payload) else { return }
+                tracker.receipt(receipt, from: packet.header.idFrom, now: now)
             }
         )
         if let failure = tracker.failure { throw failure }

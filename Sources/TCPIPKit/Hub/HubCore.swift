@@ -56,6 +56,9 @@ public struct HubCore {
     /// Connections that asked for join/leave updates.
     public var watcherCount: Int { watchers.count }
 
+    /// Whether the core still holds this connection (it forgets one as soon as it asks for it to be closed).
+    public func isOpen(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+
     /// The peer id of a registered connection.
     public func peerID(of connection: ConnectionID) -> UInt32? { connections[connection]?.peer?.id }
 
@@ -63,9 +66,13 @@ public struct HubCore {
 
     /// A connection was accepted: greet it with RequestCredentials.
     public mutating func connected(_ id: ConnectionID, address: String, now: WireTime) -> [HubAction] {
+        // The server never reuses an id; were it to, the old connection's peer must not stay behind under it (a
+        // fuzzer found the hub then pinging a connection it had just closed).
+        var actions: [HubAction] = []
+        if connections[id] != nil { actions = remove(id, reason: .dropped) }
         connections[id] = Connection(address: address, openedAt: now, lastHeard: now)
         let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
-        return [.send(id, request.packet(hubHeader(.requestCredentials)))]
+        return actions + [.send(id, request.packet(hubHeader(.requestCredentials)))]
     }
 
     /// A connection ended (closed by the peer or by the hub).
@@ -84,9 +91,8 @@ public struct HubCore {
         }
         let header = packet.header
         if header.type.isHubOnly || header.type == .myCredentials {
-            return [
-                .send(id, errorPacket(.unsupported, "\(header.type) may only be sent by the hub", type: header.type))
-            ]
+            // A forgery (a roster event about someone else, an Error in the hub's name): never relayed.
+            return violation(id, .unsupported, "\(header.type) may only be sent by the hub", type: header.type)
         }
         switch header.maskTo {
         case .hub:
@@ -216,6 +222,16 @@ public struct HubCore {
 
     // MARK: registered traffic for the hub itself
 
+    /// A registered peer broke the protocol (a malformed control packet, a hub-only type): it is told why and
+    /// disconnected, like a bad frame, so it cannot go on probing.
+    private mutating func violation(_ id: ConnectionID, _ code: ErrorCode, _ message: String, type: PacketType)
+        -> [HubAction]
+    {
+        logger.notice(
+            "protocol violation", metadata: ["peer": "\(describe(connections[id]?.peer))", "error": "\(message)"])
+        return [.send(id, errorPacket(code, message, type: type))] + remove(id, reason: .dropped) + [.close(id)]
+    }
+
     private mutating func receivedForHub(_ packet: Packet, from id: ConnectionID, peer: PeerRecord, now: WireTime)
         -> [HubAction]
     {
@@ -227,7 +243,7 @@ public struct HubCore {
                 answer = ping.answered(at: now).packet(
                     hubHeader(.pingResponse, to: peer.id, dataType: packet.header.dataType))
             } catch {
-                return [.send(id, errorPacket(.malformed, "bad Ping payload: \(error)", type: .ping))]
+                return violation(id, .malformed, "bad Ping payload: \(error)", type: .ping)
             }
             return [.send(id, answer)]
         case .pingResponse:
@@ -241,7 +257,7 @@ public struct HubCore {
             do {
                 return setGroup(try Recipients(tlv: packet.payload).ids, of: id)
             } catch {
-                return [.send(id, errorPacket(.malformed, "bad Recipients payload: \(error)", type: .recipients))]
+                return violation(id, .malformed, "bad Recipients payload: \(error)", type: .recipients)
             }
         case .peerQuery:
             do {
@@ -255,7 +271,7 @@ public struct HubCore {
                 let result = PeerQueryResult(requestID: query.requestID, peer: found)
                 return [.send(id, result.packet(hubHeader(.peerQueryResult, to: peer.id)))]
             } catch {
-                return [.send(id, errorPacket(.malformed, "bad PeerQuery payload: \(error)", type: .peerQuery))]
+                return violation(id, .malformed, "bad PeerQuery payload: \(error)", type: .peerQuery)
             }
         default:
             return [
@@ -272,9 +288,7 @@ public struct HubCore {
         do {
             update = try Credentials(tlv: packet.payload)
         } catch {
-            return [
-                .send(id, errorPacket(.malformed, "bad CredentialsUpdate payload: \(error)", type: .credentialsUpdate))
-            ]
+            return violation(id, .malformed, "bad CredentialsUpdate payload: \(error)", type: .credentialsUpdate)
         }
         var changed = peer
         if let name = update.name, name != peer.name {

@@ -102,7 +102,8 @@ public enum MessageListening {
             }
             switch packet.header.type {
             case .message:
-                let part = try MessagePart(packet)
+                // A malformed part from a peer is dropped, never the end of listening.
+                guard let part = try? MessagePart(packet) else { continue }
                 if let only = request.from, only != from {
                     if part.flags.contains(.start) && !part.flags.contains(.noReceipt) {
                         answer(

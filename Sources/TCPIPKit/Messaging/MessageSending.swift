@@ -56,7 +56,9 @@ public enum MessageSending {
                 try await producer.run()
             },
             receipt: { packet, now in
-                tracker.receipt(try MessageReceipt(tlv: packet.payload), from: packet.header.idFrom, now: now)
+                // A malformed receipt (from any peer) is ignored: the message then waits for a good one or times out.
+                guard let receipt = try? MessageReceipt(tlv: packet.payload) else { return }
+                tracker.receipt(receipt, from: packet.header.idFrom, now: now)
             }
         )
         // Everyone left owing nothing while the input was still open: if it ends at once (a listener's --count

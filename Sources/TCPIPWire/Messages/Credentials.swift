@@ -13,7 +13,17 @@ import NIOCore
 /// | 7 | flags | u32, see ``RegistrationFlags`` |
 ///
 /// In a CredentialsUpdate, absent fields keep their value.
+///
+/// Each field has a limit, checked here at the decoder boundary: the hub copies name, host, user, role and version
+/// into a PeerRecord that it nests inside other TLV fields (Registered, ClientData, PeerQueryResult), so fields that
+/// were each within the TLV limit of 65,535 bytes must not add up past it.
 public struct Credentials: ControlPayload, Hashable {
+    /// Bytes of UTF-8 per field (host, user: 255; role, version: 64; token: 4096). The name's limit (255) is the
+    /// hub's name rule, which refuses a longer one as invalid credentials before it goes into any record.
+    public static let limits: [UInt8: (name: String, bytes: Int)] = [
+        2: ("host", 255), 3: ("user", 255), 4: ("role", 64), 5: ("version", 64), 6: ("token", 4096),
+    ]
+
     public var name: String?
     public var host: String?
     public var user: String?
@@ -38,6 +48,10 @@ public struct Credentials: ControlPayload, Hashable {
     public init(tlv: ByteBuffer) throws {
         self.init()
         try TLVReader.forEach(in: tlv) { field in
+            if let limit = Self.limits[field.tag], field.value.readableBytes > limit.bytes {
+                throw WireError.invalidValue(
+                    "the \(limit.name) is \(field.value.readableBytes) bytes, more than the limit of \(limit.bytes)")
+            }
             switch field.tag {
             case 1: name = try field.string()
             case 2: host = try field.string()

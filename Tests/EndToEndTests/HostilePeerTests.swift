@@ -1,0 +1,198 @@
+import Foundation
+import TCPIPTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A hostile peer written from docs/PROTOCOL.md alone: every byte is put together here, not by the project's encoder,
+/// so an encoder bug cannot hide a decoder bug. After each attack the hub must be up, the receiver and the listener
+/// still registered, and a good file and message must still arrive.
+@Suite struct HostilePeerTests {
+    // MARK: bytes, as the protocol document lays them out
+
+    static func u16(_ value: Int) -> [UInt8] { [UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)] }
+    static func u32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(value >> (24 - 8 * $0) & 0xFF) } }
+
+    /// A frame: length (14 + payload), type, dataType, maskTo, level 1, idTo, idFrom 0, payload.
+    static func frame(
+        _ type: Int, dataType: Int = 0, maskTo: UInt8 = 0, idTo: UInt32 = 0, level: UInt8 = 1, _ payload: [UInt8] = []
+    ) -> [UInt8] {
+        u32(UInt32(14 + payload.count)) + u16(type) + u16(dataType) + [maskTo, level] + u32(idTo) + u32(0) + payload
+    }
+
+    /// One TLV field: tag, length u16, value. `length` may lie.
+    static func field(_ tag: UInt8, _ value: [UInt8], length: Int? = nil) -> [UInt8] {
+        [tag] + u16(length ?? value.count) + value
+    }
+
+    static func text(_ tag: UInt8, _ value: String) -> [UInt8] { field(tag, Array(value.utf8)) }
+
+    static let myCredentials = 4
+    static let ping = 1
+    static let clientData = 7
+    static let error = 64
+    static let message = 11
+    static let fileStart = 13
+    static let fileChunk = 14
+    static let fileEnd = 15
+    static let doneReceivingFile = 16
+
+    // MARK: the scene
+
+    final class Scene: @unchecked Sendable {
+        let fixture: FileTransferEndToEndTests.Fixture
+        let listener: RunningProgram
+        let watcher: RunningProgram
+        var receiverID: UInt32 = 0
+        var listenerID: UInt32 = 0
+
+        init() async throws {
+            fixture = try await FileTransferEndToEndTests.Fixture()
+            try await fixture.startReceiver()
+            listener = try RunningProgram(
+                "tcpipctl", ["listen", "--name", "ops"], environment: fixture.hub.environment)
+            watcher = try RunningProgram(
+                "tcpipctl", ["peers", "--watch", "--name", "watcher"], environment: fixture.hub.environment)
+            try await fixture.hub.waitForPeers(["archive", "ops", "watcher"])
+            let peers = try await RunningProgram.run("tcpipctl", ["peers"], environment: fixture.hub.environment)
+            let list = try JSONSerialization.jsonObject(with: Data(peers.stdout.utf8)) as? [[String: Any]] ?? []
+            for peer in list {
+                let id = UInt32((peer["id"] as? Int) ?? 0)
+                if peer["name"] as? String == "archive" { receiverID = id }
+                if peer["name"] as? String == "ops" { listenerID = id }
+            }
+            #expect(receiverID != 0 && listenerID != 0)
+        }
+
+        /// A raw connection that has registered under `name`.
+        func registered(_ name: String) throws -> RawSocket {
+            let socket = try RawSocket(port: fixture.hub.port)
+            let greeting = try #require(socket.readFrame())
+            #expect(greeting.type == 3)
+            socket.send(HostilePeerTests.frame(myCredentials, HostilePeerTests.text(1, name)))
+            let answer = try #require(socket.readFrame())
+            #expect(answer.type == 5, "registering \(name): \(answer)")
+            return socket
+        }
+
+        /// The hub answers, the receiver and listener are still there, and a good file and message still arrive.
+        func everyoneIsStillServed(_ attack: String) async throws {
+            let peers = try await RunningProgram.run(
+                "tcpipctl", ["peers", "--timeout", "5"], environment: fixture.hub.environment)
+            #expect(peers.status == 0, "\(attack): the hub does not answer: \(peers.stderr)")
+            #expect(peers.stdout.contains("\"name\":\"archive\""), "\(attack): the receiver was knocked off")
+            #expect(peers.stdout.contains("\"name\":\"ops\""), "\(attack): the listener was knocked off")
+            let name = "after-\(UUID().uuidString.prefix(8)).txt"
+            let path = try fixture.file(name, Array(attack.utf8))
+            let sent = try await fixture.sendFile(["--to", "archive", "--timeout", "10", path])
+            #expect(sent.status == 0, "\(attack): \(sent.stderr)")
+            #expect(fixture.spooled(name) == Array(attack.utf8), "\(attack)")
+            let note = try await RunningProgram.run(
+                "tcpipctl", ["send", "--to", "ops", "--timeout", "10", "-m", attack],
+                environment: fixture.hub.environment)
+            #expect(note.status == 0, "\(attack): \(note.stderr)")
+        }
+
+        func stop() async throws {
+            listener.signal(SIGTERM)
+            watcher.signal(SIGTERM)
+            _ = try await listener.waitForExit()
+            _ = try await watcher.waitForExit()
+            try await fixture.stop()
+        }
+    }
+
+    @Test func theHubAndEveryoneElseSurviveAHostilePeer() async throws {
+        let scene = try await Scene()
+        typealias T = HostilePeerTests
+
+        // 1. A legal 65,535-byte host field: fields each within their limit must not add up past a nested record's.
+        do {
+            let socket = try RawSocket(port: scene.fixture.hub.port)
+            _ = socket.readFrame()
+            let host = [UInt8](repeating: UInt8(ascii: "h"), count: 65_535)
+            socket.send(T.frame(T.myCredentials, T.text(1, "mallory") + T.field(2, host)))
+            let answer = socket.readFrame()
+            #expect(answer?.type == UInt16(T.error))
+            #expect(await socket.readToEnd().closed)
+        }
+        try await scene.everyoneIsStillServed("huge host field")
+
+        // 2. Forged roster events and a forged Error: hub-only types are never relayed, and their sender is dropped.
+        for (type, name) in [(T.clientData, "ClientData"), (T.error, "Error"), (8, "ClientDisconnecting")] {
+            let socket = try scene.registered("forger")
+            let fake = T.field(1, T.u32(999)) + T.text(2, "fake-peer")
+            socket.send(T.frame(type, dataType: 2, maskTo: 2, fake))
+            let answer = socket.readFrame()
+            #expect(answer?.type == UInt16(T.error), "\(name)")
+            #expect(await socket.readToEnd().closed, "\(name)")
+            try await scene.everyoneIsStillServed("forged \(name)")
+        }
+        #expect(!scene.watcher.stdout.contains("fake-peer"), "a forged roster event reached a watcher")
+
+        // 3. Malformed control packets to the hub: an Error, then the connection is closed.
+        for (type, payload, name) in [
+            (T.ping, T.field(1, [1], length: 40), "Ping with a field past the frame"),
+            (67, T.field(1, [1, 2, 3, 4, 5, 6, 7, 8, 9]), "Recipients with a 9-byte id"),
+            (65, T.field(2, [0xFF, 0xFE]), "PeerQuery with bad UTF-8"),
+        ] {
+            let socket = try scene.registered("prober")
+            socket.send(T.frame(type, maskTo: 0, payload))
+            #expect(socket.readFrame()?.type == UInt16(T.error), "\(name)")
+            #expect(await socket.readToEnd().closed, "\(name)")
+        }
+        try await scene.everyoneIsStillServed("malformed control packets")
+
+        // 4. Malformed and out-of-order packets relayed to the receiver and the listener cost only their sender.
+        let socket = try scene.registered("saboteur")
+        let receiver = scene.receiverID
+        // A FileStart whose name field runs past the frame: the transfer (id 7) is refused as invalid.
+        socket.send(
+            T.frame(
+                T.fileStart, maskTo: 1, idTo: receiver, T.field(1, T.u32(7)) + T.field(2, Array("x".utf8), length: 500))
+        )
+        let receipt = try #require(socket.readFrame())
+        #expect(receipt.type == UInt16(T.doneReceivingFile))
+        #expect(receipt.payload.starts(with: T.field(1, T.u32(7)) + T.field(2, [4])), "status 4, invalid")
+        // A FileChunk too short to say its transfer, a chunk and an end for transfers that never started, a FileEnd
+        // whose sha256 runs past the frame, a Message too short for its id, a FileStart with a path that climbs out.
+        socket.send(T.frame(T.fileChunk, maskTo: 1, idTo: receiver, [0, 0, 1]))
+        socket.send(T.frame(T.fileChunk, maskTo: 1, idTo: receiver, T.u32(99) + T.u32(3) + [1, 2, 3]))
+        socket.send(T.frame(T.fileEnd, maskTo: 1, idTo: receiver, T.field(1, T.u32(98)) + T.field(2, T.u32(0))))
+        socket.send(T.frame(T.fileEnd, maskTo: 1, idTo: receiver, T.field(1, T.u32(97)) + T.field(3, [1], length: 32)))
+        socket.send(T.frame(T.message, dataType: 3, maskTo: 1, idTo: receiver, [1]))
+        socket.send(T.frame(T.message, dataType: 3, maskTo: 1, idTo: scene.listenerID, [1, 2]))
+        socket.send(T.frame(T.ping, maskTo: 1, idTo: scene.listenerID, T.field(1, [1], length: 9)))
+        socket.send(
+            T.frame(
+                T.fileStart, maskTo: 1, idTo: receiver,
+                T.field(1, T.u32(8)) + T.text(2, "../../etc/evil") + T.field(4, T.u32(1024))))
+        // Two more receipts, both status 4 (invalid): the FileEnd of 97 that did not decode, and the climbing path.
+        var refused: [[UInt8]] = []
+        for _ in 0..<2 {
+            let frame = try #require(socket.readFrame())
+            #expect(frame.type == UInt16(T.doneReceivingFile))
+            refused.append(frame.payload)
+        }
+        for id: UInt32 in [97, 8] {
+            #expect(refused.contains { $0.starts(with: T.field(1, T.u32(id)) + T.field(2, [4])) }, "transfer \(id)")
+        }
+        try await scene.everyoneIsStillServed("malformed relayed packets")
+
+        // 5. Bad frames: an absurd length, a wrong protocol level, a frame cut short.
+        for (bytes, name) in [
+            (T.u32(0xFFFF_FFFF) + [0, 1], "4 GiB length"),
+            (T.frame(T.ping, level: 9, []), "protocol level 9"),
+            (Array(T.frame(T.message, maskTo: 2, [0, 0, 0, 1, 65, 66]).prefix(12)), "truncated frame"),
+        ] {
+            let raw = try scene.registered("framer")
+            raw.send(bytes)
+            if name == "truncated frame" { shutdown(raw.fd, Int32(SHUT_WR)) }
+            #expect(await raw.readToEnd().closed, "\(name)")
+        }
+        try await scene.everyoneIsStillServed("bad frames")
+        try await scene.stop()
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpus (Tests/Fuzz/seeds/TARGET/) from the golden vectors in docs/PROTOCOL.md,
+plus hand-made event sequences for the message assembler and the hub core. Input formats: Sources/TCPIPFuzz."""
+import os, re, struct, sys
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+out = os.path.join(root, "Tests", "Fuzz", "seeds")
+
+golden = {}
+for line in open(os.path.join(root, "docs", "PROTOCOL.md"), encoding="utf-8"):
+    m = re.match(r"golden (\w+): (.*)$", line.strip())
+    if m:
+        golden[m.group(1)] = bytes.fromhex(re.sub(r"[^0-9a-fA-F]", "", m.group(2)))
+
+def frame(type_, payload=b"", data_type=0, mask=0, id_to=0):
+    return struct.pack(">IHHBBII", 14 + len(payload), type_, data_type, mask, 1, id_to, 0) + payload
+
+def tlv(tag, value):
+    return struct.pack(">BH", tag, len(value)) + value
+
+def write(target, name, data):
+    directory = os.path.join(out, target)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(data)
+
+for name, data in golden.items():
+    write("frames", name, bytes([7]) + data)
+    write("payloads", name, bytes([0]) + data[18:])
+write("frames", "all-golden-vectors", bytes([63]) + b"".join(golden.values()))
+
+def part(message_id, flags, sender, data):
+    return bytes([flags | (message_id << 5) & 0xE0, sender, len(data)]) + data
+write("assembler", "whole-and-split", part(1, 3, 0, b"hello") + part(2, 1, 1, b"par") + part(2, 2, 1, b"ts"))
+write("assembler", "abort-and-limit", part(3, 1, 2, b"x" * 39) + part(3, 8, 2, b"") + part(4, 1, 0, b"y" * 39)
+      + part(4, 0, 0, b"y" * 39) + part(4, 2, 0, b"z"))
+
+def connect(c): return bytes([0, c])
+def send(c, data):
+    assert len(data) <= 255
+    return bytes([2, c, len(data)]) + data
+def tick(c, seconds): return bytes([4, seconds])
+credentials = lambda name, flags: frame(4, tlv(1, name) + tlv(4, b"receiver") + tlv(7, struct.pack(">I", flags)))
+hub = (connect(0) + send(0, credentials(b"alice", 3)) + connect(1) + send(1, credentials(b"bob", 0))
+       + connect(2) + send(2, credentials(b"bob", 4))
+       + send(0, frame(11, struct.pack(">I", 1) + b"hi", data_type=3, mask=1, id_to=2))
+       + send(0, frame(67, tlv(1, struct.pack(">I", 2)) + tlv(1, struct.pack(">I", 3))))
+       + send(0, frame(13, tlv(1, struct.pack(">I", 1)) + tlv(2, b"a.txt"), mask=3))
+       + send(1, frame(65, tlv(1, struct.pack(">I", 7)) + tlv(2, b"alice")))
+       + send(1, frame(1, tlv(1, struct.pack(">I", 1)) + tlv(2, struct.pack(">Q", 5))))
+       + send(1, frame(9, tlv(1, b"robert")))
+       + send(2, frame(7, tlv(1, struct.pack(">I", 9)), data_type=2, mask=2))
+       + bytes([5, 1]) + tick(0, 60) + send(1, frame(10)) + bytes([1, 0]))
+write("hub", "register-route-leave", hub)
+print(f"seeds written to {os.path.relpath(out, root)}", file=sys.stderr)
