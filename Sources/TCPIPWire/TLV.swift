@@ -12,11 +12,16 @@ public struct TLVWriter: Sendable {
     /// The largest value one field can hold.
     public static let maxValueLength = Int(UInt16.max)
 
+    /// Writes text; text longer than a field can hold is cut at a character boundary, so no text that came from the
+    /// wire (a reason quoting a name, say) can make the encoder trap. Names and other fields with rules of their own
+    /// are checked against their limits long before they get here.
     public mutating func write(_ tag: UInt8, string: String) {
-        let utf8Count = string.utf8.count
-        precondition(utf8Count <= Self.maxValueLength, "TLV field \(tag) too long")
-        buffer.writeMultipleIntegers(tag, UInt16(utf8Count))
-        buffer.writeString(string)
+        var text = Substring(string)
+        while text.utf8.count > Self.maxValueLength {
+            text = text.dropLast(max(1, (text.utf8.count - Self.maxValueLength) / 4))
+        }
+        buffer.writeMultipleIntegers(tag, UInt16(text.utf8.count))
+        buffer.writeSubstring(text)
     }
 
     public mutating func write(_ tag: UInt8, string: String?) {

@@ -61,14 +61,19 @@ struct Peers: AsyncParsableCommand {
                 var changes = 0
                 while count.map({ changes < $0 }) ?? true {
                     let packet = try await session.next()
+                    // The hub stamps a notice's idFrom with the peer it is about: a record that names anyone else
+                    // is not believed (nor is one that does not decode).
+                    guard let peer = try? PeerRecord(tlv: packet.payload), peer.id == packet.header.idFrom else {
+                        continue
+                    }
                     switch packet.header.type {
                     case .clientData where packet.header.dataType == ClientDataKind.joined.rawValue:
-                        try emit("joined", try PeerRecord(tlv: packet.payload))
+                        try emit("joined", peer)
                     case .clientDisconnecting:
                         let reason = DisconnectReason(rawValue: packet.header.dataType)?.description ?? "left"
-                        try emit("left", try PeerRecord(tlv: packet.payload), extra: [("reason", .string(reason))])
+                        try emit("left", peer, extra: [("reason", .string(reason))])
                     case .credentialsUpdate where packet.header.idFrom != session.me.id:
-                        try emit("updated", try PeerRecord(tlv: packet.payload))
+                        try emit("updated", peer)
                     default:
                         continue
                     }

@@ -15,7 +15,8 @@ struct Send: AsyncParsableCommand {
             --lines sends each line of stdin as its own message as soon as the line arrives (for tail -F pipelines), \
             in order, with receipts pipelined. --all sends to every connected listener and receiver.
 
-            0 means every recipient acknowledged. A message larger than --max-message-size is 65 (use send-file).
+            0 means every recipient acknowledged. A message larger than --max-message-size is 65 (use send-file); one \
+            larger than a recipient takes is refused by it (too-large, 77).
 
             \(ExitStatuses.client)
             """

@@ -114,7 +114,11 @@ struct Tcpiprecvd: AsyncParsableCommand {
             let lock: SpoolLock
             do {
                 lock = try receiver.spool.lock()
-                try receiver.spool.prepare()
+                let removed = try receiver.spool.prepare()
+                if removed > 0 {
+                    logger.notice(
+                        "removed unfinished transfers left by an earlier run", metadata: ["count": "\(removed)"])
+                }
             } catch let error as SpoolError {
                 if case .locked = error { throw TCPIPError(.cannotCreate, "\(error)") }
                 throw TCPIPError(.cannotCreate, "cannot use the spool \(spool): \(error)")

@@ -121,7 +121,9 @@ import Testing
         try await scene.everyoneIsStillServed("huge host field")
 
         // 2. Forged roster events and a forged Error: hub-only types are never relayed, and their sender is dropped.
-        for (type, name) in [(T.clientData, "ClientData"), (T.error, "Error"), (8, "ClientDisconnecting")] {
+        for (type, name) in [
+            (T.clientData, "ClientData"), (T.error, "Error"), (8, "ClientDisconnecting"), (9, "CredentialsUpdate"),
+        ] {
             let socket = try scene.registered("forger")
             let fake = T.field(1, T.u32(999)) + T.text(2, "fake-peer")
             socket.send(T.frame(type, dataType: 2, maskTo: 2, fake))
@@ -179,6 +181,28 @@ import Testing
         for id: UInt32 in [97, 8] {
             #expect(refused.contains { $0.starts(with: T.field(1, T.u32(id)) + T.field(2, [4])) }, "transfer \(id)")
         }
+        // A name as long as a field can hold: the refusal quotes it, and must still fit in its own field.
+        socket.send(
+            T.frame(
+                T.fileStart, maskTo: 1, idTo: receiver,
+                T.field(1, T.u32(9)) + T.field(2, [UInt8](repeating: 0x01, count: 65_000)) + T.field(4, T.u32(1024))))
+        let long = try #require(socket.readFrame())
+        #expect(long.payload.starts(with: T.field(1, T.u32(9)) + T.field(2, [4])))
+        // Transfers opened and never finished: the receiver caps them per sender instead of running out of files.
+        for id in UInt32(100)..<120 {
+            socket.send(
+                T.frame(
+                    T.fileStart, maskTo: 1, idTo: receiver,
+                    T.field(1, T.u32(id)) + T.text(2, "hog-\(id)") + T.field(4, T.u32(1024))))
+        }
+        var unavailable = 0
+        for _ in 0..<4 {
+            let frame = try #require(socket.readFrame())
+            if frame.payload.dropFirst(7).starts(with: T.field(2, [5])) { unavailable += 1 }
+        }
+        #expect(unavailable == 4, "the 17th to 20th transfers are refused: unavailable")
+        // Leaving ends them: the hub tells the receiver, which removes their partial files.
+        shutdown(socket.fd, Int32(SHUT_RDWR))
         try await scene.everyoneIsStillServed("malformed relayed packets")
 
         // 5. Bad frames: an absurd length, a wrong protocol level, a frame cut short.

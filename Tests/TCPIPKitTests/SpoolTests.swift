@@ -103,6 +103,21 @@ import Testing
         #expect(try spool.prepare() == 2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
     }
+
+    @Test func theIndexNeverVouchesForContentTheSpoolNoLongerHolds() throws {
+        let spool = try Self.temporarySpool()
+        defer { try? FileManager.default.removeItem(atPath: spool.root) }
+        let index = SpoolIndex(spool: spool)
+        try Data("same".utf8).write(to: URL(fileURLWithPath: spool.root + "/a"))
+        index.add(sentAs: "a", sha256: "h1", storedAs: "a", size: 4)
+        #expect(index.stored(sentAs: "a", sha256: "h1") == "a")
+        // A consumer took `a` away and another file of the same size now has its name.
+        index.add(sentAs: "a", sha256: "h2", storedAs: "a", size: 4)
+        #expect(index.stored(sentAs: "a", sha256: "h1") == nil)
+        #expect(index.stored(sentAs: "a", sha256: "h2") == "a")
+        try FileManager.default.removeItem(atPath: spool.root + "/a")
+        #expect(index.stored(sentAs: "a", sha256: "h2") == nil)
+    }
 }
 
 @Suite struct ChunkCodecTests {

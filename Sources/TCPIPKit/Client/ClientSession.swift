@@ -372,6 +372,12 @@ public struct PacketSender: Sendable {
             PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
     }
 
+    /// Closes the connection now, from this side: a task waiting in ``ClientSession/next()`` ends at once, whether or
+    /// not the hub answers (a daemon told to stop must not wait for a hub that hangs).
+    public func close() {
+        channel.close(promise: nil)
+    }
+
     /// Waits until every packet sent so far has been handed to the kernel.
     public func drain() async throws {
         try await waitUntilBelow(1)

@@ -24,6 +24,11 @@ public struct ReceiverConfiguration: Sendable {
     public var maxMessageSize = 64 << 20
     /// Store every file, even one already stored under the same sent name with the same SHA-256.
     public var alwaysStore = false
+    /// Transfers one sender may have open at once (each holds a file descriptor): a hostile sender cannot take them
+    /// all. Ours sends one file at a time.
+    public var maxTransfersPerSender = 16
+    /// Transfers open at once, from everyone.
+    public var maxTransfers = 256
 
     public init(spool: Spool) { self.spool = spool }
 
@@ -217,13 +222,19 @@ public final class FileReceiver {
             logger.warning(
                 "refused file",
                 metadata: [
-                    "file": "\(escapedForLog(start.name))", "from": "\(from)", "reason": "\(escapedForLog(reason))",
+                    "file": "\(escapedForLog(start.name.clipped))", "from": "\(from)",
+                    "reason": "\(escapedForLog(reason))",
                 ])
             dead.insert(key)
             return FileReceipt(transferID: start.transferID, status: status, reason: reason)
         }
         if let old = transfers.removeValue(forKey: key) { discard(old) }
         if refusingNew { return refuse("the receiver is shutting down", .unavailable) }
+        if transfers.count >= configuration.maxTransfers
+            || transfers.keys.lazy.filter({ $0.from == from }).count >= configuration.maxTransfersPerSender
+        {
+            return refuse("too many transfers in progress; try again later", .unavailable)
+        }
         let sender = try await session.peer(id: from)
         if !configuration.allowFrom.isEmpty {
             let allowed = configuration.allowFrom.contains { $0 == String(from) || $0 == sender?.name }
@@ -232,7 +243,7 @@ public final class FileReceiver {
             }
         }
         if let problem = SpoolName.problem(withPath: start.name) {
-            return refuse("unsafe file name '\(escapedForLog(start.name))': \(problem)", .invalid)
+            return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
         }
         if let size = start.size, let limit = configuration.maxFileSize, size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
@@ -463,4 +474,7 @@ extension String {
     }
 
     fileprivate var replacingColons: String { String(map { $0 == ":" ? "-" : $0 }) }
+
+    /// At most 64 characters of text from the wire, for a reason or a log line (`…` marks the cut).
+    var clipped: String { count <= 64 ? self : String(prefix(64)) + "…" }
 }

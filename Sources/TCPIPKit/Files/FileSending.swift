@@ -142,7 +142,7 @@ public enum FileSending {
         var compression = try request.compressionLevel.map { try CompressionPipeline(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
         var outbox = Outbox(sender: sender, limit: request.chunkSize)
-        for (index, source) in request.sources.enumerated() {
+        files: for (index, source) in request.sources.enumerated() {
             let transferID = UInt32(index + 1)
             let descriptor: Int32
             switch descriptors[index] {
@@ -161,7 +161,29 @@ public enum FileSending {
                 transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
             // A regular file is hashed first, so the receiver can tell at FileStart that it already has it (a retried
             // job re-sends everything). stdin cannot be read twice: it is never deduplicated.
-            let announced = size == nil ? nil : try await digest(of: descriptor, path: source.path ?? source.name)
+            var announced: [UInt8]?
+            if size != nil {
+                do {
+                    announced = try await digest(of: descriptor, path: source.path ?? source.name)
+                } catch let error as TCPIPError {
+                    tracker.failed(transferID, .unreadable, reason: error.message, now: WireClock.now())
+                    continue
+                }
+            }
+            // The file changed while it was read (a log still being written): that file is aborted and reported
+            // (retry later), the others go on.
+            func abandonChanged() async throws {
+                _ = try await compression?.drain()
+                let end = FileEnd(
+                    transferID: transferID, size: 0, sha256: [], reason: "the file changed while being sent")
+                try await outbox.add(
+                    Packet(
+                        header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
+                        payload: end.encoded()))
+                tracker.failed(
+                    transferID, .changed, reason: "\(source.path ?? source.name) changed while being sent",
+                    now: WireClock.now())
+            }
             let start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
                 compression: compression == nil ? 0 : 1, sha256: announced
@@ -203,14 +225,8 @@ public enum FileSending {
                 if let size, sent > size {
                     // The file grew while being sent: what the receiver checks would not match what was announced.
                     // (Chunks still being compressed need not go: the receiver drops the transfer at the abort.)
-                    let end = FileEnd(
-                        transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
-                    try await outbox.add(
-                        Packet(
-                            header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
-                            payload: end.encoded()))
-                    try await outbox.flush()
-                    throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
+                    try await abandonChanged()
+                    continue files
                 }
             }
             for ready in try await compression?.drain() ?? [] {
@@ -220,14 +236,8 @@ public enum FileSending {
             let digest = Array(hasher.finalize())
             if let announced, announced != digest, !aborted {
                 // Changed between hashing and sending: what was announced would not match what was sent.
-                let end = FileEnd(
-                    transferID: transferID, size: sent, sha256: [], reason: "the file changed while being sent")
-                try await outbox.add(
-                    Packet(
-                        header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
-                        payload: end.encoded()))
-                try await outbox.flush()
-                throw TCPIPError(.dataError, "\(source.path ?? source.name) changed while being sent")
+                try await abandonChanged()
+                continue
             }
             let end = FileEnd(
                 transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)

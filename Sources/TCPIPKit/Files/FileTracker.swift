@@ -19,6 +19,8 @@ public struct FileResult: Sendable {
         case left, timeout, unavailable
         /// The file could not be read here; nothing of it was sent (66).
         case unreadable
+        /// The file changed while it was being sent (a log still being written): aborted, retry later (75).
+        case changed
     }
 
     public var name: String
@@ -42,6 +44,7 @@ public struct FileResult: Sendable {
         case .storageFailed: TCPIPError.Kind.cannotCreate.exitStatus
         case .left, .timeout, .unavailable: TCPIPError.Kind.temporary.exitStatus
         case .unreadable: TCPIPError.Kind.noInput.exitStatus
+        case .changed: TCPIPError.Kind.temporary.exitStatus
         }
     }
 }
@@ -99,6 +102,19 @@ public final class FileTracker: ReceiptTracking {
                 results[peer.id] = result
             }
             state.results[id] = results
+        }
+    }
+
+    /// The sender gave up on a file it had begun (it could not read it, or it changed): every recipient still
+    /// pending gets `status` and `reason`.
+    public func failed(_ id: UInt32, _ status: FileResult.Status, reason: String, now: WireTime) {
+        state.withLockedValue { state in
+            for peer in state.results[id]?.keys.map({ $0 }) ?? [] where state.results[id]?[peer]?.status == .pending {
+                state.results[id]?[peer]?.status = status
+                state.results[id]?[peer]?.reason = reason
+                state.results[id]?[peer]?.finishedAt = now
+                state.settled(id)
+            }
         }
     }
 

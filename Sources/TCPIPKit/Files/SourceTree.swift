@@ -62,6 +62,11 @@ extension FileSendRequest.Source {
         let separator = directory.hasSuffix("/") ? "" : "/"
         for name in names.sorted() {
             let path = directory + separator + name
+            if name.hasPrefix(".") {
+                // A receiver refuses names starting with a dot (they are its own): .git and friends stay home.
+                warn("skipping \(path): names starting with '.' are not sent")
+                continue
+            }
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
             if (info.st_mode & S_IFMT) == S_IFLNK {
@@ -76,7 +81,12 @@ extension FileSendRequest.Source {
             }
             switch info.st_mode & S_IFMT {
             case S_IFREG:
-                sources.append(.init(path: path, name: prefix + name))
+                var source = FileSendRequest.Source(path: path, name: prefix + name)
+                // What the receiver would refuse is reported here, before anything is sent.
+                if let problem = SpoolName.problem(withPath: source.name) {
+                    source.problem = "\(path) cannot be sent under the name \(source.name): \(problem)"
+                }
+                sources.append(source)
             case S_IFDIR:
                 guard visited.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else {
                     warn("skipping \(path): that directory was already sent (a link loop)")

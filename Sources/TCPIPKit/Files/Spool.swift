@@ -133,16 +133,21 @@ public struct Spool: Sendable {
         return (Array(components.dropLast()), components.last ?? name)
     }
 
-    /// The directories from `top` down to `name`'s parent (the ones to sync after linking `name` in).
-    static func ancestors(of name: String, under top: String) -> [String] {
+    /// The directories from `top` down to `name`'s parent (the ones to sync after linking `name` in), each with
+    /// `suffix`.
+    static func ancestors(of name: String, under top: String, suffix: String = "") -> [String] {
         var path = top
         var result = [top]
         for directory in split(name).directories {
-            path += "/" + directory
+            path += "/" + directory + suffix
             result.append(path)
         }
         return result
     }
+
+    /// What a directory of a tree is called under `.tcpip/meta`: `logs/a.txt`'s record is `meta/logs.d/a.txt.json`,
+    /// so a directory there can never take the name of a file's record (`meta/logs.json`).
+    static let recordDirectorySuffix = ".d"
 
     /// Opens `top/directories…` one component at a time with O_NOFOLLOW (a symbolic link planted in the spool cannot
     /// lead outside it), creating what is missing when `creating`. Returns AT_FDCWD when `directories` is empty.
@@ -215,9 +220,8 @@ public struct Spool: Sendable {
             do {
                 let stored = try link(temporary: file.temporary, as: file.name)
                 for directory in Self.ancestors(of: stored, under: root)
-                    + Self.ancestors(
-                        of: stored, under: metadataDirectory) where !directories.contains(directory)
-                {
+                    + Self.ancestors(of: stored, under: metadataDirectory, suffix: Self.recordDirectorySuffix)
+                where !directories.contains(directory) {
                     directories.append(directory)
                 }
                 var entry = Committed(stored: .success(stored), recordError: nil)
@@ -266,7 +270,8 @@ public struct Spool: Sendable {
         do {
             try Self.writeAll(fd, Array((json + "\n").utf8))
             let (directories, leaf) = Self.split(storedName)
-            let directory = try openDirectories(directories, under: metadataDirectory, creating: true)
+            let directory = try openDirectories(
+                directories.map { $0 + Self.recordDirectorySuffix }, under: metadataDirectory, creating: true)
             defer { if directory != AT_FDCWD { close(directory) } }
             let target = (directories.isEmpty ? metadataDirectory + "/" : "") + leaf + ".json"
             guard renameat(AT_FDCWD, path, directory, target) == 0 else { throw SpoolError.writeFailed(errno) }

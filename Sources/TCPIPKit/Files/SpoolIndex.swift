@@ -22,8 +22,23 @@ public final class SpoolIndex: Sendable {
         var size: UInt64
     }
 
+    struct State {
+        var entries: [Key: [Entry]] = [:]
+        /// For each stored name, the key its entry is under: a name published again replaces its entry.
+        var keyOf: [String: Key] = [:]
+
+        mutating func add(_ key: Key, _ entry: Entry) {
+            if let old = keyOf[entry.storedAs] {
+                entries[old]?.removeAll { $0.storedAs == entry.storedAs }
+                if entries[old]?.isEmpty == true { entries[old] = nil }
+            }
+            entries[key, default: []].append(entry)
+            keyOf[entry.storedAs] = key
+        }
+    }
+
     private let spool: Spool
-    private let entries = NIOLockedValueBox<[Key: [Entry]]>([:])
+    private let state = NIOLockedValueBox(State())
 
     public init(spool: Spool) { self.spool = spool }
 
@@ -37,24 +52,24 @@ public final class SpoolIndex: Sendable {
             var sha256: String
             var size: UInt64
         }
-        var loaded: [Key: [Entry]] = [:]
+        var loaded = State()
         var count = 0
         let decoder = JSONDecoder()
         for file in Self.files(under: spool.metadataDirectory) where file.hasSuffix(".json") {
             guard let bytes = try? readContents(of: file, label: "", limit: 1 << 20),
                 let record = try? decoder.decode(Record.self, from: Data(bytes))
             else { continue }
-            loaded[Key(sentAs: record.sentAs, sha256: record.sha256), default: []].append(
-                Entry(storedAs: record.name, size: record.size))
+            loaded.add(
+                Key(sentAs: record.sentAs, sha256: record.sha256), Entry(storedAs: record.name, size: record.size))
             count += 1
         }
-        entries.withLockedValue { $0 = loaded }
+        state.withLockedValue { $0 = loaded }
         return count
     }
 
     /// The name a file sent as `sentAs` with this content was stored under, if it is still in the spool.
     public func stored(sentAs: String, sha256: String) -> String? {
-        let candidates = entries.withLockedValue { $0[Key(sentAs: sentAs, sha256: sha256)] ?? [] }
+        let candidates = state.withLockedValue { $0.entries[Key(sentAs: sentAs, sha256: sha256)] ?? [] }
         for entry in candidates {
             var info = stat()
             if stat(spool.root + "/" + entry.storedAs, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
@@ -66,11 +81,11 @@ public final class SpoolIndex: Sendable {
         return nil
     }
 
-    /// A file was published.
+    /// A file was published as `storedAs`. Whatever the index said of that name before is forgotten: a consumer may
+    /// have taken the old file away and another file may now have its name (an entry must never vouch for content
+    /// the spool no longer holds).
     public func add(sentAs: String, sha256: String, storedAs: String, size: UInt64) {
-        entries.withLockedValue {
-            $0[Key(sentAs: sentAs, sha256: sha256), default: []].append(Entry(storedAs: storedAs, size: size))
-        }
+        state.withLockedValue { $0.add(Key(sentAs: sentAs, sha256: sha256), Entry(storedAs: storedAs, size: size)) }
     }
 
     /// The paths of the regular files under `directory`, at any depth (a tree's records sit in subdirectories).

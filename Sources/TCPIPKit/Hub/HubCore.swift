@@ -90,7 +90,9 @@ public struct HubCore {
             return receivedBeforeRegistration(packet, from: id, now: now)
         }
         let header = packet.header
-        if header.type.isHubOnly || header.type == .myCredentials {
+        if header.type.isHubOnly || header.type == .myCredentials
+            || (header.type == .credentialsUpdate && header.maskTo != .hub)
+        {
             // A forgery (a roster event about someone else, an Error in the hub's name): never relayed.
             return violation(id, .unsupported, "\(header.type) may only be sent by the hub", type: header.type)
         }

@@ -31,7 +31,9 @@ public struct DeliveryResult: Sendable {
         switch status {
         case .pending, .delivered: 0
         case .refused: TCPIPError.Kind.permissionDenied.exitStatus
-        case .tooLarge: TCPIPError.Kind.dataError.exitStatus
+        // A recipient's size cap is its policy, as --max-file-size is for files (77); over the sender's own
+        // --max-message-size is a data error found before sending (65).
+        case .tooLarge: TCPIPError.Kind.permissionDenied.exitStatus
         case .storageFailed: TCPIPError.Kind.cannotCreate.exitStatus
         case .left, .timeout: TCPIPError.Kind.temporary.exitStatus
         }

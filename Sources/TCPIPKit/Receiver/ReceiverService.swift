@@ -60,8 +60,10 @@ public struct ReceiverService: Service {
             await sender?.wake()
         }
 
-        func poke() async {
-            await state.withLockedValue({ $0.sender })?.wake()
+        /// The grace is over: closes a serving session's connection from this side, so the drain ends even when the
+        /// hub does not answer.
+        func endNow() {
+            state.withLockedValue({ $0.sender })?.close()
         }
 
         /// Runs `body` in a task of its own and returns its outcome, or nil at once when a stop comes before the
@@ -76,16 +78,21 @@ public struct ReceiverService: Service {
                         pending = nil
                     }
                 }
-                let task = Task { resume(await Result.capturing(body)) }
+                // The interrupt is in place before the body starts, so the body's ``serving(_:)`` always clears it.
+                let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
                 let interrupt: @Sendable () -> Void = {
                     resume(nil)
-                    task.cancel()
+                    task.withLockedValue { $0 }?.cancel()
                 }
                 let stopped = state.withLockedValue { state in
                     if !state.stopping { state.interrupt = interrupt }
                     return state.stopping
                 }
-                if stopped { interrupt() }
+                if stopped {
+                    interrupt()
+                    return
+                }
+                task.withLockedValue { $0 = Task { resume(await Result.capturing(body)) } }
             }
         }
     }
@@ -150,7 +157,7 @@ public struct ReceiverService: Service {
             Task {
                 await control.stop()
                 try? await Task.sleep(for: grace)
-                await control.poke()
+                control.endNow()
             }
         }
     }
