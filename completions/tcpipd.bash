@@ -165,7 +165,7 @@ _tcpipd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--insecure-no-token --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--listen --token-file --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --write-timeout --log-level --log-format)
+    local -a non_repeating_options=(--listen --token-file --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --write-timeout --log-level --log-format)
     __tcpipd_offer_flags_options 0
 
     # Offer option value completions
@@ -186,6 +186,9 @@ _tcpipd() {
         return
         ;;
     '--registration-timeout')
+        return
+        ;;
+    '--max-unregistered')
         return
         ;;
     '--write-timeout')

@@ -57,6 +57,12 @@ struct Tcpipd: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Connections waiting to register at once; more are told busy (each may hold one frame until its deadline).",
+            valueName: "n"))
+    var maxUnregistered = HubConfiguration().maxUnregistered
+
+    @Option(
+        help: ArgumentHelp(
             "Seconds a peer may make no progress reading before it is dropped.", valueName: "seconds"))
     var writeTimeout: Double = 30
 
@@ -107,6 +113,7 @@ struct Tcpipd: AsyncParsableCommand {
         configuration.allowInsecure = insecureNoToken
         configuration.maxFrameSize = maxFrameSize
         configuration.maxQueuedBytes = maxQueuedBytes
+        configuration.maxUnregistered = maxUnregistered
         configuration.pingInterval = try Self.duration(pingInterval, "--ping-interval")
         configuration.registrationTimeout = try Self.duration(registrationTimeout, "--registration-timeout")
         configuration.writeTimeout = try Self.duration(writeTimeout, "--write-timeout")

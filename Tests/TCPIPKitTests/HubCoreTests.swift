@@ -239,6 +239,19 @@ extension HubAction {
         #expect(hub.core.peerCount == 0)
     }
 
+    @Test func connectionsWaitingToRegisterAreCapped() {
+        var hub = HubHarness { $0.maxUnregistered = 2 }
+        _ = hub.join("a")
+        _ = hub.core.connected(ConnectionID(100), address: "127.0.0.1:1", now: hub.now)
+        _ = hub.core.connected(ConnectionID(101), address: "127.0.0.1:2", now: hub.now)
+        let third = hub.core.connected(ConnectionID(102), address: "127.0.0.1:3", now: hub.now)
+        #expect(third.first?.error?.code == .busy)
+        #expect(third.last == .close(ConnectionID(102)))
+        #expect(!hub.core.isOpen(ConnectionID(102)))
+        // Registered peers do not count: the one registered above left room for two.
+        #expect(hub.core.isOpen(ConnectionID(101)))
+    }
+
     @Test func hubAnswersPingWithItsTime() throws {
         var hub = HubHarness()
         let a = hub.join("a")

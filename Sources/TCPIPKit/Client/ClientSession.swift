@@ -295,7 +295,8 @@ public final class ClientSession {
         case .unknownPeer: kind = .unknownPeer
         case .invalidCredentials: kind = .usage
         case .frameTooLarge: kind = .dataError
-        case .nameInUse, .shuttingDown, .registrationTimeout, .heartbeatTimeout, .peerStalled: kind = .temporary
+        case .nameInUse, .shuttingDown, .registrationTimeout, .heartbeatTimeout, .peerStalled, .busy:
+            kind = .temporary
         default: kind = .internalError
         }
         return TCPIPError(kind, text, hubCode: payload.code)

@@ -19,6 +19,9 @@ public struct HubConfiguration: Sendable {
     public var maxQueuedBytes = 8 << 20
     /// Time a destination may make no progress reading before it is dropped (default 30 s).
     public var writeTimeout: Duration = .seconds(30)
+    /// Connections waiting to register, at most (default 64): each may hold up to one frame in the hub's decoder
+    /// until its registration deadline, so this bounds what unregistered connections can make the hub buffer.
+    public var maxUnregistered = 64
     /// The version the hub announces.
     public var version = tcpipVersion
 
@@ -39,6 +42,7 @@ public struct HubConfiguration: Sendable {
         guard maxQueuedBytes >= 2 * maxFrameSize else {
             throw TCPIPError.usage("--max-queued-bytes must be at least twice --max-frame-size")
         }
+        guard maxUnregistered > 0 else { throw TCPIPError.usage("--max-unregistered must be at least 1") }
         guard pingInterval > .zero, registrationTimeout > .zero, writeTimeout > .zero else {
             throw TCPIPError.usage("intervals and timeouts must be positive")
         }

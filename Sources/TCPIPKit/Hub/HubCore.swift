@@ -70,6 +70,13 @@ public struct HubCore {
         // fuzzer found the hub then pinging a connection it had just closed).
         var actions: [HubAction] = []
         if connections[id] != nil { actions = remove(id, reason: .dropped) }
+        if connections.count - byPeerID.count >= configuration.maxUnregistered {
+            logger.notice("too many connections waiting to register", metadata: ["refused": "\(id)"])
+            return actions + [
+                .send(id, errorPacket(.busy, "too many connections are waiting to register; try again later")),
+                .close(id),
+            ]
+        }
         connections[id] = Connection(address: address, openedAt: now, lastHeard: now)
         let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
         return actions + [.send(id, request.packet(hubHeader(.requestCredentials)))]

@@ -147,7 +147,11 @@ final class HubRouter: @unchecked Sendable {
                 }
                 // Over the mark: stop reading whoever sent this until the destination drains (its own connection
                 // included, when the hub's answers to it pile up).
-                if !channel.isWritable, let source, handlers[source.id] != nil, !source.closing {
+                // Only data a source relays holds that source back. The hub's own notices (a peer joined, left,
+                // changed) to a watcher that does not read must not make the peer that caused them wait: that watcher
+                // is dropped at its write timeout instead.
+                if !channel.isWritable, let source, handlers[source.id] != nil, !source.closing, Self.isRelayed(packet)
+                {
                     source.blockedOn.insert(id)
                     handler.waiters.insert(source.id)
                 }
@@ -167,6 +171,12 @@ final class HubRouter: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Whether a packet carries a peer's data (relayed), not a notice of the hub's own.
+    static func isRelayed(_ packet: Packet) -> Bool {
+        let type = packet.header.type
+        return packet.header.idFrom != PacketHeader.hubID && !type.isHubOnly && type != .credentialsUpdate
     }
 
     func flushPending() {

@@ -73,6 +73,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unsupported = ErrorCode(rawValue: 11)
     /// The hub is shutting down.
     public static let shuttingDown = ErrorCode(rawValue: 12)
+    /// Too many connections are waiting to register: try again later. The connection is closed.
+    public static let busy = ErrorCode(rawValue: 13)
 
     public var description: String {
         switch self {
@@ -88,6 +90,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .invalidCredentials: "invalid-credentials"
         case .unsupported: "unsupported"
         case .shuttingDown: "shutting-down"
+        case .busy: "busy"
         default: "error-\(rawValue)"
         }
     }

@@ -1,0 +1,65 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import TCPIPWire
+import Testing
+
+@testable import TCPIPKit
+
+/// The router's backpressure, on embedded channels whose writability the test sets.
+@Suite struct HubRouterTests {
+    final class Hub {
+        let loop = EmbeddedEventLoop()
+        let router: HubRouter
+
+        init() {
+            let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+            router = HubRouter(
+                core: HubCore(configuration: HubConfiguration(), logger: logger), loop: loop, logger: logger)
+        }
+
+        /// A connection that has registered as `name`; returns its channel, its handler and its peer id.
+        func register(_ name: String, flags: RegistrationFlags = []) throws -> (
+            EmbeddedChannel, HubConnectionHandler, UInt32
+        ) {
+            let handler = HubConnectionHandler(router: router)
+            let channel = EmbeddedChannel(loop: loop)
+            try channel.pipeline.syncOperations.addHandlers([PacketEncoder(), handler])
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            try channel.writeInbound(
+                Credentials(name: name, flags: flags).packet(PacketHeader(type: .myCredentials, maskTo: .hub)))
+            var id: UInt32 = 0
+            for packet in try Self.written(channel) where packet.header.type == .registered {
+                id = try Registered(tlv: packet.payload).peer.id
+            }
+            return (channel, handler, id)
+        }
+
+        /// The packets the hub wrote to `channel` so far.
+        static func written(_ channel: EmbeddedChannel) throws -> [Packet] {
+            var bytes = ByteBuffer()
+            while var piece = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&piece) }
+            var packets: [Packet] = []
+            while let packet = try FrameParser().nextPacket(from: &bytes) { packets.append(packet) }
+            return packets
+        }
+    }
+
+    @Test func aWatcherThatDoesNotReadNeverHoldsBackAPeerThatJoins() throws {
+        let hub = Hub()
+        let (watcher, watcherHandler, watcherID) = try hub.register("watcher", flags: [.wantsUpdates])
+        watcher.isWritable = false
+        // The hub tells the watcher about the newcomer; that notice must not stop the newcomer's reads.
+        let (newcomer, newcomerHandler, _) = try hub.register("newcomer")
+        #expect(newcomerHandler.blockedOn.isEmpty)
+        #expect(try Hub.written(watcher).map(\.header.type) == [.clientData])
+        // Data the newcomer relays to the full watcher does hold it back.
+        try newcomer.writeInbound(
+            Packet(
+                header: PacketHeader(type: .message, dataType: 3, maskTo: .client, idTo: watcherID),
+                payload: ByteBuffer(bytes: [0, 0, 0, 1, 65])))
+        #expect(newcomerHandler.blockedOn == [watcherHandler.id])
+        _ = try? watcher.finish()
+        _ = try? newcomer.finish()
+    }
+}
