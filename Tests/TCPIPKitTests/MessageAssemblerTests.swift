@@ -69,8 +69,9 @@ import Testing
         var refusals = 0
         for part in parts {
             switch assembler.add(part, from: 1) {
-            case .refused(_, let id, let reason, let wantsReceipt):
+            case .refused(_, let id, let status, let reason, let wantsReceipt):
                 refusals += 1
+                #expect(status == .tooLarge)
                 #expect(id == 4)
                 #expect(wantsReceipt)
                 #expect(reason.contains("larger than"))

@@ -381,10 +381,10 @@ public final class FileReceiver {
         switch assembler.add(part, from: from) {
         case .incomplete, .discarded:
             return
-        case .refused(let sender, let id, let reason, let wantsReceipt):
+        case .refused(let sender, let id, let status, let reason, let wantsReceipt):
             if wantsReceipt {
                 try await session.send(
-                    MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason).packet(to: sender))
+                    MessageReceipt(messageID: id, bytes: 0, status: status, reason: reason).packet(to: sender))
             }
         case .complete(let message):
             let sender = try await session.peer(id: from)

@@ -102,8 +102,9 @@ public final class DeliveryTracker: ReceiptTracking {
                 state.results[peer]?.bytes += receipt.bytes
                 state.results[peer]?.finishedAt = now
             case .refused:
-                let tooLarge = receipt.reason?.contains("larger than") ?? false
-                Self.fail(peer, tooLarge ? .tooLarge : .refused, receipt.reason, in: &state, now: now)
+                Self.fail(peer, .refused, receipt.reason, in: &state, now: now)
+            case .tooLarge:
+                Self.fail(peer, .tooLarge, receipt.reason, in: &state, now: now)
             case .storageFailed:
                 Self.fail(peer, .storageFailed, receipt.reason, in: &state, now: now)
             }

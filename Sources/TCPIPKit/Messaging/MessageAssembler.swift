@@ -16,8 +16,10 @@ public struct MessageAssembler {
         /// More parts to come.
         case incomplete
         case complete(AssembledMessage)
-        /// The message broke a limit; its remaining parts are ignored. Answer with a refused receipt if `wantsReceipt`.
-        case refused(from: UInt32, messageID: UInt32, reason: String, wantsReceipt: Bool)
+        /// The message broke a limit; its remaining parts are ignored. Answer with a receipt of `status` (refused, or
+        /// too large) if `wantsReceipt`.
+        case refused(
+            from: UInt32, messageID: UInt32, status: MessageReceipt.Status, reason: String, wantsReceipt: Bool)
         /// The sender aborted the message, or a part came without its start; nothing to answer.
         case discarded
     }
@@ -60,7 +62,7 @@ public struct MessageAssembler {
             let wantsReceipt = !part.flags.contains(.noReceipt)
             if part.bytes.readableBytes > maxMessageSize {
                 return refuse(
-                    key, "the message is larger than \(maxMessageSize) bytes", wantsReceipt: wantsReceipt,
+                    key, .tooLarge, "the message is larger than \(maxMessageSize) bytes", wantsReceipt: wantsReceipt,
                     ended: part.flags.contains(.end))
             }
             if part.flags.contains(.end) {
@@ -68,7 +70,7 @@ public struct MessageAssembler {
                     AssembledMessage(from: sender, messageID: part.messageID, flags: part.flags, bytes: part.bytes))
             }
             guard partials.count < maxInProgress else {
-                return refuse(key, "too many messages in progress", wantsReceipt: wantsReceipt, ended: false)
+                return refuse(key, .refused, "too many messages in progress", wantsReceipt: wantsReceipt, ended: false)
             }
             partials[key] = Partial(flags: part.flags, bytes: part.bytes)
             return .incomplete
@@ -79,7 +81,7 @@ public struct MessageAssembler {
         }
         guard partial.bytes.readableBytes + part.bytes.readableBytes <= maxMessageSize else {
             return refuse(
-                key, "the message is larger than \(maxMessageSize) bytes",
+                key, .tooLarge, "the message is larger than \(maxMessageSize) bytes",
                 wantsReceipt: !partial.flags.contains(.noReceipt), ended: part.flags.contains(.end))
         }
         var bytes = part.bytes
@@ -98,10 +100,13 @@ public struct MessageAssembler {
         refused = refused.filter { $0.from != sender }
     }
 
-    private mutating func refuse(_ key: Key, _ reason: String, wantsReceipt: Bool, ended: Bool) -> Outcome {
+    private mutating func refuse(
+        _ key: Key, _ status: MessageReceipt.Status, _ reason: String, wantsReceipt: Bool, ended: Bool
+    ) -> Outcome {
         partials[key] = nil
         if !ended { refused.insert(key) }
-        return .refused(from: key.from, messageID: key.messageID, reason: reason, wantsReceipt: wantsReceipt)
+        return .refused(
+            from: key.from, messageID: key.messageID, status: status, reason: reason, wantsReceipt: wantsReceipt)
     }
 }
 

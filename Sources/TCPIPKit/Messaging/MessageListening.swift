@@ -118,10 +118,10 @@ public enum MessageListening {
                 switch assembler.add(part, from: from) {
                 case .incomplete, .discarded:
                     continue
-                case .refused(let sender, let id, let reason, let wantsReceipt):
+                case .refused(let sender, let id, let status, let reason, let wantsReceipt):
                     if wantsReceipt {
                         answer(
-                            MessageReceipt(messageID: id, bytes: 0, status: .refused, reason: reason), to: sender)
+                            MessageReceipt(messageID: id, bytes: 0, status: status, reason: reason), to: sender)
                     }
                 case .complete(let assembled):
                     let message = ReceivedMessage(

@@ -81,7 +81,7 @@ public struct MessagePart: Hashable, Sendable {
 /// |---|---|---|
 /// | 1 | messageID | u32 |
 /// | 2 | bytes | u64, bytes the recipient took |
-/// | 3 | status | u8: 0 delivered (written out or stored), 1 refused, 2 the recipient could not store it |
+/// | 3 | status | u8: 0 delivered (written out or stored), 1 refused, 2 could not store it, 3 too large |
 /// | 4 | reason | UTF-8, why it was refused |
 public struct MessageReceipt: ControlPayload, Hashable {
     public enum Status: UInt8, Sendable {
@@ -89,6 +89,8 @@ public struct MessageReceipt: ControlPayload, Hashable {
         case refused = 1
         /// The recipient could not store it (disk full, read-only, I/O error, quota).
         case storageFailed = 2
+        /// The message is larger than the recipient takes.
+        case tooLarge = 3
     }
 
     public var messageID: UInt32
