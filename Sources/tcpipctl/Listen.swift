@@ -66,7 +66,7 @@ struct Listen: AsyncParsableCommand {
             let readerGone = NIOLockedValueBox(false)
             StandardOutput.watchReader {
                 readerGone.withLockedValue { $0 = true }
-                guard let sender = session.withLockedValue({ $0 }) else { Glibc.exit(0) }
+                guard let sender = session.withLockedValue({ $0 }) else { Glibc._exit(0) }
                 Task { await sender.wake() }
             }
             let configuration = try connection.configuration(role: "listener")

@@ -44,8 +44,9 @@ struct Peers: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpipctl peers") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
-            // Nothing to acknowledge: end as soon as the reader of stdout goes away.
-            if watch { StandardOutput.watchReader { Glibc.exit(0) } }
+            // Nothing to acknowledge: end as soon as the reader of stdout goes away. _exit, not exit: stdout is
+            // written unbuffered (and its reader is gone), and exit handlers must not race the main thread.
+            if watch { StandardOutput.watchReader { Glibc._exit(0) } }
             var configuration = try connection.configuration(role: "client")
             configuration.flags = watch ? [.wantsRoster, .wantsUpdates] : [.wantsRoster]
             try await ClientSession.run(configuration, logger: logger) { session in
