@@ -18,8 +18,11 @@ struct Tcpiprecvd: AsyncParsableCommand {
             Registers with the hub as role "receiver" and stays connected, reconnecting with exponential backoff and \
             jitter when the hub goes away. Each file is written to a temporary file under SPOOL/.tcpip/tmp, checked \
             (size and SHA-256) when it ends, synced, and published as SPOOL/NAME without ever replacing a file (a \
-            clash gets NAME.1, NAME.2, …); only then is the sender told it is stored. A metadata record lands in \
-            SPOOL/.tcpip/meta/NAME.json. Messages land as SPOOL/message-TIME-FROMID-MSGID-FROM.txt. Entries whose names \
+            clash gets NAME.1, NAME.2, …); only then is the sender told it is stored. A file of a tree lands as \
+            SPOOL/DIR/NAME, its directories created inside the spool without following links. A metadata record lands \
+            in SPOOL/.tcpip/meta/NAME.json (meta/DIR.d/NAME.json for a tree). A file sent again under the same name \
+            with the same SHA-256, while it is still in the spool, is acknowledged as already stored, not stored \
+            twice (--always-store stores it again). Messages land as SPOOL/message-TIME-FROMID-MSGID-FROM.txt. Entries whose names \
             start with a dot are the daemon's own: consumers ignore them.
 
             One daemon per spool: it holds SPOOL/.tcpip/lock while it runs, and a second one on the same spool exits \
