@@ -45,20 +45,12 @@ extension FileSendRequest.Source {
         _ directory: String, prefix: String, depth: Int, followingSymlinks: Bool, visited: inout Set<[UInt64]>,
         into sources: inout [FileSendRequest.Source], warn: (String) -> Void
     ) {
-        guard let handle = opendir(directory) else {
+        guard let names = directoryEntries(directory) else {
             var source = FileSendRequest.Source(path: directory, name: prefix)
             source.problem = "cannot read \(directory): \(String(cString: strerror(errno)))"
             sources.append(source)
             return
         }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(handle)
         let separator = directory.hasSuffix("/") ? "" : "/"
         for name in names.sorted() {
             let path = directory + separator + name

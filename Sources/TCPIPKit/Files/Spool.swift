@@ -66,15 +66,8 @@ public struct Spool: Sendable {
         }
         guard access(root, W_OK) == 0 else { throw SpoolError.cannotCreate(root, errno) }
         var removed = 0
-        if let directory = opendir(temporaryDirectory) {
-            defer { closedir(directory) }
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                if unlink(temporaryDirectory + "/" + name) == 0 { removed += 1 }
-            }
+        for name in directoryEntries(temporaryDirectory) ?? [] where unlink(temporaryDirectory + "/" + name) == 0 {
+            removed += 1
         }
         return removed
     }

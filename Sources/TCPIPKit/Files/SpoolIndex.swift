@@ -90,14 +90,9 @@ public final class SpoolIndex: Sendable {
 
     /// The paths of the regular files under `directory`, at any depth (a tree's records sit in subdirectories).
     static func files(under directory: String, depth: Int = 0) -> [String] {
-        guard depth <= SpoolName.maxDepth, let handle = opendir(directory) else { return [] }
-        defer { closedir(handle) }
+        guard depth <= SpoolName.maxDepth, let names = directoryEntries(directory) else { return [] }
         var paths: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name == "." || name == ".." { continue }
+        for name in names {
             let path = directory + "/" + name
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
