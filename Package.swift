@@ -87,6 +87,7 @@ let package = Package(
                 "TCPIPWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // scripts/fuzz builds it with -sanitize=fuzzer,address -DFUZZING; built normally it replays a corpus.

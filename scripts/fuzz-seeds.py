@@ -52,4 +52,18 @@ hub = (connect(0) + send(0, credentials(b"alice", 3)) + connect(1) + send(1, cre
        + send(2, frame(7, tlv(1, struct.pack(">I", 9)), data_type=2, mask=2))
        + bytes([5, 1]) + tick(0, 60) + send(1, frame(10)) + bytes([1, 0]))
 write("hub", "register-route-leave", hub)
+# The receiver's transfer machine (Sources/TCPIPFuzz/ReceiverFuzzTarget.swift): op, who (sender = who % 3, transfer =
+# (who >> 2) % 4), then the op's bytes.
+def start(who, name, chunk, size=None, compression=0, digest=0):
+    return bytes([0, who, name | (chunk << 4) | (digest << 6),
+                  (0 if size is None else 1 | (size // 4) << 1) | compression << 6])
+def chunk(who, data, compressed=False):
+    return bytes([2 if compressed else 1, who, len(data) | (0x80 if compressed else 0)]) + data
+def end(who): return bytes([3, who])
+receiver = (start(0, 0, 1) + chunk(0, b"hello") + end(0)
+            + start(4, 1, 2, size=20, digest=2) + chunk(4, b"hel") + chunk(4, b"lo") + end(4)
+            + start(1, 7, 2, compression=1) + chunk(1, b"a" * 40, compressed=True) + end(1)
+            + start(5, 2, 1) + start(8, 1, 1) + chunk(8, b"x" * 30) + bytes([4, 8, 0x3c])
+            + start(12, 0, 1) + chunk(12, b"y") + bytes([6, 12]) + bytes([7, 0]) + start(16, 0, 1) + bytes([8, 0]))
+write("receiver", "store-refuse-leave", receiver)
 print(f"seeds written to {os.path.relpath(out, root)}", file=sys.stderr)

@@ -8,7 +8,7 @@ import TCPIPWire
 /// driver (`tcpip-fuzz`, built with `-sanitize=fuzzer,address`) and the regression replay in `swift test` both call
 /// these.
 public enum FuzzTargets {
-    public static let names = ["frames", "payloads", "assembler", "hub"]
+    public static let names = ["frames", "payloads", "assembler", "hub", "receiver"]
 
     /// Runs target `name` on `bytes`.
     public static func run(_ name: String, _ bytes: [UInt8]) {
@@ -17,6 +17,7 @@ public enum FuzzTargets {
         case "payloads": payloads(bytes)
         case "assembler": assembler(bytes)
         case "hub": hub(bytes)
+        case "receiver": receiver(bytes)
         default: fatalError("no fuzz target named \(name)")
         }
     }

@@ -65,6 +65,14 @@ public final class RawSocket: @unchecked Sendable {
         return (u16(0), u16(2), idFrom, Array(rest[14...]))
     }
 
+    /// The next frame that is not a Ping: a registered connection is pinged by the hub's heartbeat at any moment.
+    public func readReply() -> (type: UInt16, dataType: UInt16, idFrom: UInt32, payload: [UInt8])? {
+        while let frame = readFrame() {
+            if frame.type != 1 { return frame }
+        }
+        return nil
+    }
+
     /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed. The blocking
     /// reads run on a thread of their own, so waiting never ties up the (small) pool that async tests share.
     public func readToEnd() async -> (bytes: [UInt8], closed: Bool) {

@@ -127,7 +127,7 @@ import Testing
             let socket = try scene.registered("forger")
             let fake = T.field(1, T.u32(999)) + T.text(2, "fake-peer")
             socket.send(T.frame(type, dataType: 2, maskTo: 2, fake))
-            let answer = socket.readFrame()
+            let answer = socket.readReply()
             #expect(answer?.type == UInt16(T.error), "\(name)")
             #expect(await socket.readToEnd().closed, "\(name)")
             try await scene.everyoneIsStillServed("forged \(name)")
@@ -142,7 +142,7 @@ import Testing
         ] {
             let socket = try scene.registered("prober")
             socket.send(T.frame(type, maskTo: 0, payload))
-            #expect(socket.readFrame()?.type == UInt16(T.error), "\(name)")
+            #expect(socket.readReply()?.type == UInt16(T.error), "\(name)")
             #expect(await socket.readToEnd().closed, "\(name)")
         }
         try await scene.everyoneIsStillServed("malformed control packets")
@@ -155,7 +155,7 @@ import Testing
             T.frame(
                 T.fileStart, maskTo: 1, idTo: receiver, T.field(1, T.u32(7)) + T.field(2, Array("x".utf8), length: 500))
         )
-        let receipt = try #require(socket.readFrame())
+        let receipt = try #require(socket.readReply())
         #expect(receipt.type == UInt16(T.doneReceivingFile))
         #expect(receipt.payload.starts(with: T.field(1, T.u32(7)) + T.field(2, [4])), "status 4, invalid")
         // A FileChunk too short to say its transfer, a chunk and an end for transfers that never started, a FileEnd
@@ -174,7 +174,7 @@ import Testing
         // Two more receipts, both status 4 (invalid): the FileEnd of 97 that did not decode, and the climbing path.
         var refused: [[UInt8]] = []
         for _ in 0..<2 {
-            let frame = try #require(socket.readFrame())
+            let frame = try #require(socket.readReply())
             #expect(frame.type == UInt16(T.doneReceivingFile))
             refused.append(frame.payload)
         }
@@ -186,7 +186,7 @@ import Testing
             T.frame(
                 T.fileStart, maskTo: 1, idTo: receiver,
                 T.field(1, T.u32(9)) + T.field(2, [UInt8](repeating: 0x01, count: 65_000)) + T.field(4, T.u32(1024))))
-        let long = try #require(socket.readFrame())
+        let long = try #require(socket.readReply())
         #expect(long.payload.starts(with: T.field(1, T.u32(9)) + T.field(2, [4])))
         // Transfers opened and never finished: the receiver caps them per sender instead of running out of files.
         for id in UInt32(100)..<120 {
@@ -197,7 +197,7 @@ import Testing
         }
         var unavailable = 0
         for _ in 0..<4 {
-            let frame = try #require(socket.readFrame())
+            let frame = try #require(socket.readReply())
             if frame.payload.dropFirst(7).starts(with: T.field(2, [5])) { unavailable += 1 }
         }
         #expect(unavailable == 4, "the 17th to 20th transfers are refused: unavailable")

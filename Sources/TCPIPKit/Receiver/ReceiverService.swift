@@ -169,7 +169,8 @@ public struct ReceiverService: Service {
             var onPublished: (@Sendable (FileReceiver.Published) -> Void)?
             if let hook { onPublished = { hook.launch($0) } }
             let files = try FileReceiver(
-                configuration: receiver, logger: logger, index: index, onPublished: onPublished)
+                configuration: receiver, logger: logger, receiverName: session.me.name, index: index,
+                onPublished: onPublished)
             let sender = session.sender
             registered.withLockedValue { $0 = true }
             control.serving(sender)
@@ -195,7 +196,7 @@ public struct ReceiverService: Service {
                 var drainUntil: ContinuousClock.Instant?
                 while true {
                     if control.stopping {
-                        files.refusingNew = true
+                        files.stopTaking()
                         let end = drainUntil ?? .now + grace
                         drainUntil = end
                         if files.inProgress == 0 || ContinuousClock.now >= end { return }

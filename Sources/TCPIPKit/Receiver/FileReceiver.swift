@@ -1,0 +1,233 @@
+import Crypto
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Lands incoming files and messages in the spool. Files go through a ``TransferMachine``, which decides; this class
+/// performs what it decides: makes each temporary file, inflates, hashes and writes chunks off the event loops, and
+/// hands verified files to the ``Committer``, which syncs, publishes and only then answers DoneReceivingFile.
+/// Messages go to a ``MessageStore``.
+public final class FileReceiver {
+    /// A file that was published, for the hook and the log.
+    public struct Published: Sendable {
+        public var path: String
+        public var storedAs: String
+        /// The name the sender asked for.
+        public var sentAs: String
+        public var from: PeerRecord?
+        public var fromID: UInt32
+        public var size: UInt64
+        public var sha256: String
+    }
+
+    public let configuration: ReceiverConfiguration
+    private let logger: Logger
+    private var machine: TransferMachine
+    private let messages: MessageStore
+    private let decompressor: ChunkDecompressor
+    /// Syncs, publishes and answers verified files; its ``Committer/run(sender:onBatch:)`` must run beside
+    /// ``handle(_:session:)``.
+    public let committer: Committer
+
+    /// `index` remembers what was stored, for files sent again (unused with `alwaysStore`); `onPublished` is called
+    /// after each file is published (the `--exec` hook).
+    public init(
+        configuration: ReceiverConfiguration, logger: Logger, receiverName: String = "", index: SpoolIndex? = nil,
+        onPublished: (@Sendable (Published) -> Void)? = nil
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let index = configuration.alwaysStore ? nil : index
+        machine = TransferMachine(policy: configuration.policy(receiverName: receiverName, index: index))
+        messages = MessageStore(configuration: configuration, logger: logger)
+        decompressor = try ChunkDecompressor()
+        committer = Committer(spool: configuration.spool, logger: logger, index: index, onPublished: onPublished)
+    }
+
+    /// Transfers in progress, counting verified files not yet answered.
+    public var inProgress: Int { machine.open + committer.outstanding }
+
+    /// New transfers are refused from now on (the daemon is stopping); those in progress may finish.
+    public func stopTaking() { perform(machine.handle(.stopTaking)) }
+
+    /// Handles one packet; sends receipts through `session`. A malformed packet from a peer costs that peer its
+    /// transfer (an `invalid` receipt when the transfer can be told), never this session or anyone else's transfer.
+    public func handle(_ packet: Packet, session: ClientSession) async throws {
+        let from = packet.header.idFrom
+        let event: TransferMachine.Event
+        do {
+            switch packet.header.type {
+            case .fileStart:
+                event = .start(try FileStart(tlv: packet.payload), from: from, sender: try await session.peer(id: from))
+            case .fileChunk:
+                event = .chunk(try FileChunk(packet), from: from)
+            case .fileEnd:
+                let end = try FileEnd(tlv: packet.payload)
+                let aborted = packet.header.dataType == FileEnd.abort
+                event = .end(
+                    end, aborted: aborted, from: from, sender: aborted ? nil : try await session.peer(id: from))
+            case .message:
+                return try await messages.handle(packet, session: session)
+            case .clientDisconnecting:
+                messages.forget(sender: from)
+                event = .senderLeft(from)
+            default:
+                return
+            }
+        } catch let error as WireError {
+            event = .malformed(
+                packet.header.type, from: from, transferID: Self.transferID(in: packet), error: "\(error)")
+        }
+        var next: [TransferMachine.Event] = [event]
+        while !next.isEmpty {
+            for action in machine.handle(next.removeFirst()) {
+                if let outcome = try await perform(action, session: session) { next.append(outcome) }
+            }
+        }
+    }
+
+    /// Removes every unfinished transfer (the connection ended, or the daemon stops).
+    public func abandonAll(reason: String) { perform(machine.handle(.abandonAll(reason: reason))) }
+
+    /// The transfer a file packet that did not decode belongs to, if that much can be read.
+    static func transferID(in packet: Packet) -> UInt32? {
+        switch packet.header.type {
+        case .fileChunk:
+            return packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt32.self)
+        case .fileStart, .fileEnd:
+            var reader = TLVReader(packet.payload)
+            while let field = try? reader.next() {
+                if field.tag == 1, let id = try? field.integer(as: UInt32.self) { return id }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    // MARK: actions
+
+    /// Performs one action; returns the outcome the machine asked for, if it asked.
+    private func perform(_ action: TransferMachine.Action, session: ClientSession) async throws -> TransferMachine
+        .Event?
+    {
+        switch action {
+        case .send(let receipt, let to):
+            try await session.send(receipt.packet(to: to))
+        case .create(let key, let tag):
+            do {
+                let (descriptor, path) = try configuration.spool.createTemporary(tag: tag)
+                return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: path))
+            } catch {
+                return .createFailed(key, reason: "\(error)")
+            }
+        case .write(let key, let chunk, let temporary, let offset, let hasher):
+            return await write(chunk, key: key, to: temporary, at: offset, hasher: hasher)
+        case .commit(let commit):
+            self.commit(commit)
+        case .discard, .log:
+            perform([action])
+        }
+        return nil
+    }
+
+    /// Performs the actions that need no I/O beyond closing a file: all that stopping and abandoning produce.
+    private func perform(_ actions: [TransferMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .discard(let temporary):
+                close(temporary.descriptor)
+                unlink(temporary.path)
+            case .log(let level, let message, let metadata):
+                logger.log(level: level, message, metadata: metadata)
+            case .send, .create, .write, .commit:
+                assertionFailure("\(action) needs a session")
+            }
+        }
+    }
+
+    /// Inflates (bounded by the transfer's chunk size), hashes and writes a chunk off the event loops.
+    private func write(
+        _ chunk: FileChunk, key: TransferMachine.Key, to temporary: TransferMachine.Temporary, at offset: UInt64,
+        hasher: SHA256
+    ) async -> TransferMachine.Event {
+        let decompressor = self.decompressor
+        let rawLength = Int(chunk.rawLength)
+        let outcome: Result<SHA256, any Error> = await Result.capturing {
+            try await NIOThreadPool.singleton.runIfActive {
+                var hasher = hasher
+                let bytes =
+                    chunk.compressed ? try decompressor.decompress(chunk.data, rawLength: rawLength) : chunk.data
+                try bytes.withUnsafeReadableBytes { pointer in
+                    hasher.update(bufferPointer: pointer)
+                    try Spool.writeAll(temporary.descriptor, pointer)
+                }
+                Spool.startWriteback(temporary.descriptor, wrote: Int64(bytes.readableBytes), at: Int64(offset))
+                return hasher
+            }
+        }
+        switch outcome {
+        case .success(let updated):
+            return .wrote(key, hasher: updated, raw: UInt64(rawLength), wire: UInt64(chunk.data.readableBytes))
+        case .failure(let error as ChunkDecompressor.Failure):
+            return .writeFailed(key, .corrupt, reason: error.description)
+        case .failure(let error as SpoolError):
+            return .writeFailed(
+                key, .storageFailed, reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
+        case .failure(let error):
+            return .writeFailed(key, .storageFailed, reason: "\(error)")
+        }
+    }
+
+    /// Hands a verified file to the committer, which owns its descriptor from here.
+    private func commit(_ commit: TransferMachine.Commit) {
+        let hex = commit.sha256.hex
+        let (sentAs, from, fromName, size, wireBytes) = (
+            commit.sentAs, commit.key.from, commit.senderName, commit.size, commit.wireBytes
+        )
+        let compression = commit.compression == 1 ? "zlib" : "none"
+        let receivedAt = WireClock.rfc3339(WireClock.now())
+        let file = Spool.Finished(
+            descriptor: commit.temporary.descriptor, temporary: commit.temporary.path, name: sentAs
+        ) { storedAs in
+            JSON.object([
+                ("name", .string(storedAs)), ("sentAs", .string(sentAs)),
+                ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName))])),
+                ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
+                ("wireBytes", .int(Int64(wireBytes))), ("receivedAt", .string(receivedAt)),
+            ]).rendered()
+        }
+        committer.enqueue(
+            Committer.Job(
+                file: file, transferID: commit.key.id,
+                published: Published(
+                    path: "", storedAs: "", sentAs: sentAs, from: commit.sender, fromID: from, size: size, sha256: hex)
+            ))
+    }
+}
+
+extension Result where Failure == any Error {
+    static func capturing(_ body: () async throws -> Success) async -> Result {
+        do {
+            return .success(try await body())
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+extension String {
+    init(format2 byte: UInt8) {
+        let hex = String(byte, radix: 16)
+        self = hex.count == 1 ? "0" + hex : hex
+    }
+
+    /// At most 64 characters of text from the wire, for a reason or a log line (`…` marks the cut).
+    var clipped: String { count <= 64 ? self : String(prefix(64)) + "…" }
+}

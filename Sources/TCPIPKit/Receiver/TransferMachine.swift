@@ -1,0 +1,312 @@
+import Crypto
+import Logging
+import TCPIPWire
+
+/// The receiver's file transfers as a value: packets and the outcomes of its own requests go in as ``Event``s,
+/// what to do comes out as ``Action``s. It does no I/O and keeps no descriptor of its own, so every path — a refusal,
+/// a chunk past the announced size, a malformed packet, a sender that leaves mid-file — is tested and fuzzed without
+/// sockets or disks (``FileReceiver`` drives it for the daemon, the `receiver` fuzz target for the fuzzer).
+///
+/// The driver performs each action in order and answers ``Action/create(_:tag:)`` and ``Action/write(_:_:to:at:hasher:)``
+/// with their outcome (``Event/created(_:_:)`` or ``Event/createFailed(_:reason:)``, ``Event/wrote(_:hasher:raw:wire:)``
+/// or ``Event/writeFailed(_:_:reason:)``) before it hands in the next packet. Two promises hold whatever arrives:
+/// ``Action/commit(_:)`` names a file whose SHA-256, computed over the bytes written, equals both the digest the
+/// sender announced at the start (if any) and the one in its FileEnd; and it names a safe relative path, so the
+/// file lands inside the spool.
+public struct TransferMachine: Sendable {
+    public struct Key: Hashable, Sendable {
+        public var from: UInt32
+        public var id: UInt32
+
+        public init(from: UInt32, id: UInt32) {
+            self.from = from
+            self.id = id
+        }
+    }
+
+    /// A temporary file the driver made for one transfer.
+    public struct Temporary: Hashable, Sendable {
+        public var descriptor: Int32
+        public var path: String
+
+        public init(descriptor: Int32, path: String) {
+            self.descriptor = descriptor
+            self.path = path
+        }
+    }
+
+    /// What the machine is allowed to take, and the questions it asks the world when a transfer starts.
+    public struct Policy: Sendable {
+        /// Whether peer `from` (record `sender`, if known) may send.
+        public var allows: @Sendable (_ from: UInt32, _ sender: PeerRecord?) -> Bool = { _, _ in true }
+        public var maxFileSize: UInt64?
+        /// Largest chunk (original bytes) accepted, whatever a sender announces: the bound for inflating.
+        public var maxChunkSize = 4 << 20
+        public var maxTransfersPerSender = 16
+        public var maxTransfers = 256
+        /// The name of a file already stored under `sentAs` with this SHA-256 (hex), if one is; nil stores every file.
+        public var alreadyStored: (@Sendable (_ sentAs: String, _ sha256: String) -> String?)?
+        /// Why `bytes` more would not fit on the spool's file system, or nil when they would.
+        public var spaceProblem: @Sendable (UInt64) -> String? = { _ in nil }
+        /// This receiver's name, for refusals.
+        public var receiverName = ""
+
+        public init() {}
+    }
+
+    public enum Event: Sendable {
+        /// A FileStart from peer `from`, whose record (`sender`) the driver looked up.
+        case start(FileStart, from: UInt32, sender: PeerRecord?)
+        case chunk(FileChunk, from: UInt32)
+        /// A FileEnd; `aborted` when the sender gave up on the file (dataType 1).
+        case end(FileEnd, aborted: Bool, from: UInt32, sender: PeerRecord?)
+        /// A file packet from `from` that did not decode; `transferID` when that much could be read.
+        case malformed(PacketType, from: UInt32, transferID: UInt32?, error: String)
+        /// The sender left the hub: its unfinished transfers go.
+        case senderLeft(UInt32)
+        /// The daemon is stopping: new transfers are refused, those in progress may finish.
+        case stopTaking
+        /// The connection ended or the daemon stops now: every unfinished transfer goes.
+        case abandonAll(reason: String)
+        case created(Key, Temporary)
+        case createFailed(Key, reason: String)
+        /// A chunk was written: the hasher after its original bytes, and how many bytes it had and took on the wire.
+        case wrote(Key, hasher: SHA256, raw: UInt64, wire: UInt64)
+        case writeFailed(Key, FileReceipt.Status, reason: String)
+    }
+
+    public enum Action: Sendable {
+        case send(FileReceipt, to: UInt32)
+        /// Make a temporary file in the spool (`tag` goes in its name); answer with created or createFailed.
+        case create(Key, tag: String)
+        /// Inflate the chunk if compressed (never past the transfer's chunk size), hash it into `hasher`, write it to
+        /// the temporary file at `offset`; answer with wrote or writeFailed.
+        case write(Key, FileChunk, to: Temporary, at: UInt64, hasher: SHA256)
+        /// Close and remove the temporary file.
+        case discard(Temporary)
+        /// Sync and publish a verified file, then answer its sender.
+        case commit(Commit)
+        case log(Logger.Level, Logger.Message, Logger.Metadata)
+    }
+
+    /// A file whose size and SHA-256 were checked, ready to be made durable and published.
+    public struct Commit: Sendable {
+        public var key: Key
+        public var temporary: Temporary
+        /// The name the sender asked for: a safe relative path (``SpoolName/problem(withPath:)`` found nothing).
+        public var sentAs: String
+        public var sha256: [UInt8]
+        public var size: UInt64
+        public var wireBytes: UInt64
+        public var compression: UInt8
+        public var sender: PeerRecord?
+        /// The sender's name as known when the file ended, or when it started.
+        public var senderName: String
+    }
+
+    struct Transfer: Sendable {
+        var start: FileStart
+        var senderName: String
+        /// Nil until the driver made the temporary file.
+        var temporary: Temporary?
+        var hasher = SHA256()
+        var received: UInt64 = 0
+        var wireBytes: UInt64 = 0
+    }
+
+    public var policy: Policy
+    private(set) var transfers: [Key: Transfer] = [:]
+    public private(set) var refusingNew = false
+
+    public init(policy: Policy) { self.policy = policy }
+
+    /// Transfers started and not yet ended.
+    public var open: Int { transfers.count }
+
+    /// Transfers open from one sender.
+    public func open(from sender: UInt32) -> Int { transfers.keys.lazy.filter { $0.from == sender }.count }
+
+    public mutating func handle(_ event: Event) -> [Action] {
+        switch event {
+        case .start(let start, let from, let sender):
+            return begin(start, from: from, sender: sender)
+        case .chunk(let chunk, let from):
+            return write(chunk, key: Key(from: from, id: chunk.transferID))
+        case .end(let end, let aborted, let from, let sender):
+            return finish(end, aborted: aborted, key: Key(from: from, id: end.transferID), sender: sender)
+        case .malformed(let type, let from, let transferID, let error):
+            var actions: [Action] = [
+                .log(
+                    .warning, "ignored a malformed packet", ["type": "\(type)", "from": "\(from)", "error": "\(error)"])
+            ]
+            guard let transferID else { return actions }
+            actions += remove(Key(from: from, id: transferID))
+            let reason = "malformed \(type): \(error)"
+            actions.append(.send(FileReceipt(transferID: transferID, status: .invalid, reason: reason), to: from))
+            return actions
+        case .senderLeft(let sender):
+            return abandon(where: { $0.from == sender }, reason: "sender left")
+        case .stopTaking:
+            refusingNew = true
+            return []
+        case .abandonAll(let reason):
+            return abandon(where: { _ in true }, reason: reason)
+        case .created(let key, let temporary):
+            guard transfers[key] != nil, transfers[key]?.temporary == nil else { return [.discard(temporary)] }
+            transfers[key]?.temporary = temporary
+            return []
+        case .createFailed(let key, let reason):
+            guard transfers.removeValue(forKey: key) != nil else { return [] }
+            return [.send(FileReceipt(transferID: key.id, status: .storageFailed, reason: reason), to: key.from)]
+        case .wrote(let key, let hasher, let raw, let wire):
+            guard var transfer = transfers[key] else { return [] }
+            transfer.hasher = hasher
+            transfer.received += raw
+            transfer.wireBytes += wire
+            transfers[key] = transfer
+            return []
+        case .writeFailed(let key, let status, let reason):
+            return remove(key) + [.send(FileReceipt(transferID: key.id, status: status, reason: reason), to: key.from)]
+        }
+    }
+
+    // MARK: steps
+
+    private mutating func begin(_ start: FileStart, from: UInt32, sender: PeerRecord?) -> [Action] {
+        let key = Key(from: from, id: start.transferID)
+        // The same transfer started again replaces the old one.
+        let actions = remove(key)
+        func refuse(_ reason: String, _ status: FileReceipt.Status = .refused) -> [Action] {
+            actions + [
+                .log(
+                    .warning, "refused file",
+                    [
+                        "file": "\(escapedForLog(start.name.clipped))", "from": "\(from)",
+                        "reason": "\(escapedForLog(reason))",
+                    ]),
+                .send(FileReceipt(transferID: start.transferID, status: status, reason: reason), to: from),
+            ]
+        }
+        if refusingNew { return refuse("the receiver is shutting down", .unavailable) }
+        if transfers.count >= policy.maxTransfers || open(from: from) >= policy.maxTransfersPerSender {
+            return refuse("too many transfers in progress; try again later", .unavailable)
+        }
+        if !policy.allows(from, sender) {
+            return refuse("\(policy.receiverName) does not take files from \(sender?.name ?? "peer \(from)")")
+        }
+        if let problem = SpoolName.problem(withPath: start.name) {
+            return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
+        }
+        if let size = start.size, let limit = policy.maxFileSize, size > limit {
+            return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
+        }
+        guard start.chunkSize > 0, Int(start.chunkSize) <= policy.maxChunkSize else {
+            return refuse("chunk size \(start.chunkSize) is outside 1…\(policy.maxChunkSize)", .invalid)
+        }
+        guard start.compression <= 1 else { return refuse("unknown compression \(start.compression)", .invalid) }
+        if let digest = start.sha256, let storedAs = policy.alreadyStored?(start.name, digest.hex) {
+            // Sent again (a retried cron job): acknowledged, not stored twice. Its chunks are ignored.
+            return actions + [
+                .log(
+                    .info, "already stored",
+                    [
+                        "file": "\(escapedForLog(storedAs))",
+                        "from": "\(escapedForLog(sender?.name ?? "peer \(from)"))",
+                    ]),
+                .send(
+                    FileReceipt(
+                        transferID: start.transferID, status: .alreadyStored, storedAs: storedAs,
+                        size: start.size ?? 0),
+                    to: from),
+            ]
+        }
+        if let problem = policy.spaceProblem(start.size ?? 0) { return refuse(problem, .storageFailed) }
+        transfers[key] = Transfer(start: start, senderName: sender?.name ?? "")
+        return actions + [
+            .log(.debug, "receiving file", ["file": "\(escapedForLog(start.name))", "from": "\(from)"]),
+            .create(key, tag: "\(from)-\(start.transferID)"),
+        ]
+    }
+
+    private mutating func write(_ chunk: FileChunk, key: Key) -> [Action] {
+        // Chunks of a transfer that was refused, failed or never started are dropped.
+        guard let transfer = transfers[key], let temporary = transfer.temporary else { return [] }
+        func fail(_ status: FileReceipt.Status, _ reason: String) -> [Action] {
+            remove(key) + [.send(FileReceipt(transferID: key.id, status: status, reason: reason), to: key.from)]
+        }
+        let rawLength = UInt64(chunk.rawLength)
+        if rawLength > UInt64(transfer.start.chunkSize) {
+            return fail(
+                .corrupt, "a chunk of \(rawLength) bytes exceeds the announced chunk size \(transfer.start.chunkSize)")
+        }
+        let total = transfer.received + rawLength
+        if let announced = transfer.start.size, total > announced {
+            return fail(.corrupt, "more bytes than the announced \(announced)")
+        }
+        if let limit = policy.maxFileSize, total > limit {
+            return fail(.refused, "the file grew past the receiver's limit of \(limit) bytes")
+        }
+        if chunk.compressed && transfer.start.compression == 0 {
+            return fail(.corrupt, "a compressed chunk in a transfer announced uncompressed")
+        }
+        return [.write(key, chunk, to: temporary, at: transfer.received, hasher: transfer.hasher)]
+    }
+
+    private mutating func finish(_ end: FileEnd, aborted: Bool, key: Key, sender: PeerRecord?) -> [Action] {
+        guard let transfer = transfers.removeValue(forKey: key) else { return [] }
+        let name = escapedForLog(transfer.start.name)
+        guard let temporary = transfer.temporary else { return [] }
+        if aborted {
+            return [
+                .log(
+                    .info, "sender aborted transfer",
+                    ["file": "\(name)", "reason": "\(escapedForLog(end.reason ?? ""))"]),
+                .discard(temporary),
+            ]
+        }
+        func fail(_ status: FileReceipt.Status, _ reason: String) -> [Action] {
+            [
+                .log(.warning, "file failed", ["file": "\(name)", "reason": "\(reason)"]),
+                .discard(temporary),
+                .send(FileReceipt(transferID: key.id, status: status, reason: reason), to: key.from),
+            ]
+        }
+        if end.size != transfer.received || (transfer.start.size.map { $0 != transfer.received } ?? false) {
+            return fail(.corrupt, "size mismatch: received \(transfer.received) bytes, the sender says \(end.size)")
+        }
+        let digest = Array(transfer.hasher.finalize())
+        guard end.sha256 == digest, transfer.start.sha256.map({ $0 == digest }) ?? true else {
+            return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way")
+        }
+        return [
+            .commit(
+                Commit(
+                    key: key, temporary: temporary, sentAs: transfer.start.name, sha256: digest,
+                    size: transfer.received, wireBytes: transfer.wireBytes, compression: transfer.start.compression,
+                    sender: sender, senderName: sender?.name ?? transfer.senderName))
+        ]
+    }
+
+    // MARK: helpers
+
+    /// Ends one transfer without a receipt, discarding what it wrote.
+    private mutating func remove(_ key: Key) -> [Action] {
+        guard let transfer = transfers.removeValue(forKey: key), let temporary = transfer.temporary else { return [] }
+        return [.discard(temporary)]
+    }
+
+    private mutating func abandon(where matches: (Key) -> Bool, reason: String) -> [Action] {
+        var actions: [Action] = []
+        for key in transfers.keys.sorted(by: { ($0.from, $0.id) < ($1.from, $1.id) }) where matches(key) {
+            let name = transfers[key].map { escapedForLog($0.start.name) } ?? ""
+            actions.append(.log(.info, "discarding unfinished transfer", ["file": "\(name)", "reason": "\(reason)"]))
+            actions += remove(key)
+        }
+        return actions
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Lower-case hexadecimal.
+    var hex: String { map { String(format2: $0) }.joined() }
+}

@@ -1,0 +1,189 @@
+import Crypto
+import NIOCore
+import TCPIPKit
+import TCPIPWire
+import Testing
+
+/// The receiver's transfer lifecycle without sockets or disks: events in, actions out.
+@Suite struct TransferMachineTests {
+    typealias Key = TransferMachine.Key
+
+    static let content = Array("hello, spool".utf8)
+    static let digest = Array(SHA256.hash(data: content))
+
+    static func start(_ id: UInt32 = 1, name: String = "a.txt", sha256: [UInt8]? = nil) -> FileStart {
+        FileStart(
+            transferID: id, name: name, size: UInt64(content.count), chunkSize: 1024, compression: 0, sha256: sha256)
+    }
+
+    static func chunk(_ id: UInt32 = 1, _ bytes: [UInt8] = content) -> FileChunk {
+        FileChunk(transferID: id, rawLength: UInt32(bytes.count), compressed: false, data: ByteBuffer(bytes: bytes))
+    }
+
+    /// Performs the machine's requests as a faithful disk would, and returns every action it took.
+    static func run(_ machine: inout TransferMachine, _ events: [TransferMachine.Event]) -> [TransferMachine.Action] {
+        var all: [TransferMachine.Action] = []
+        var next = events
+        var descriptor: Int32 = 10
+        while !next.isEmpty {
+            for action in machine.handle(next.removeFirst()) {
+                all.append(action)
+                switch action {
+                case .create(let key, _):
+                    descriptor += 1
+                    next.insert(.created(key, .init(descriptor: descriptor, path: "tmp/\(descriptor)")), at: 0)
+                case .write(let key, let chunk, _, _, let hasher):
+                    var hasher = hasher
+                    hasher.update(data: Array(chunk.data.readableBytesView))
+                    next.insert(
+                        .wrote(
+                            key, hasher: hasher, raw: UInt64(chunk.rawLength), wire: UInt64(chunk.data.readableBytes)),
+                        at: 0)
+                default:
+                    break
+                }
+            }
+        }
+        return all
+    }
+
+    static func receipts(_ actions: [TransferMachine.Action]) -> [FileReceipt] {
+        actions.compactMap { if case .send(let receipt, _) = $0 { receipt } else { nil } }
+    }
+
+    static func commits(_ actions: [TransferMachine.Action]) -> [TransferMachine.Commit] {
+        actions.compactMap { if case .commit(let commit) = $0 { commit } else { nil } }
+    }
+
+    static func discards(_ actions: [TransferMachine.Action]) -> Int {
+        actions.filter { if case .discard = $0 { true } else { false } }.count
+    }
+
+    @Test func aWholeFileIsCommittedWithTheDigestItWasCheckedAgainst() {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(
+            &machine,
+            [
+                .start(Self.start(sha256: Self.digest), from: 7, sender: nil), .chunk(Self.chunk(), from: 7),
+                .end(
+                    FileEnd(transferID: 1, size: UInt64(Self.content.count), sha256: Self.digest), aborted: false,
+                    from: 7, sender: nil),
+            ])
+        let commit = try? #require(Self.commits(actions).first)
+        #expect(commit?.sha256 == Self.digest)
+        #expect(commit?.size == UInt64(Self.content.count))
+        #expect(commit?.sentAs == "a.txt")
+        #expect(Self.receipts(actions).isEmpty, "the committer answers once the file is durable")
+        #expect(machine.open == 0)
+    }
+
+    @Test func aDigestThatDiffersFromTheEndOrTheStartIsCorruptAndDiscarded() {
+        let wrong = Array(repeating: UInt8(1), count: 32)
+        for (announced, atEnd) in [(nil, wrong), (wrong, Self.digest)] as [([UInt8]?, [UInt8])] {
+            var machine = TransferMachine(policy: .init())
+            let actions = Self.run(
+                &machine,
+                [
+                    .start(Self.start(sha256: announced), from: 7, sender: nil), .chunk(Self.chunk(), from: 7),
+                    .end(
+                        FileEnd(transferID: 1, size: UInt64(Self.content.count), sha256: atEnd), aborted: false,
+                        from: 7, sender: nil),
+                ])
+            #expect(Self.commits(actions).isEmpty)
+            #expect(Self.receipts(actions).map(\.status) == [.corrupt])
+            #expect(Self.discards(actions) == 1)
+        }
+    }
+
+    @Test(arguments: ["../x", "/etc/passwd", "a/../../b", "", "d/"])
+    func anUnsafeNameIsRefusedBeforeAFileIsMade(name: String) {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(&machine, [.start(Self.start(name: name), from: 7, sender: nil)])
+        #expect(Self.receipts(actions).map(\.status) == [.invalid])
+        #expect(!actions.contains { if case .create = $0 { true } else { false } })
+    }
+
+    @Test func moreBytesThanAnnouncedAbortOnlyThatTransfer() {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(
+            &machine,
+            [
+                .start(Self.start(1), from: 7, sender: nil), .start(Self.start(2), from: 8, sender: nil),
+                .chunk(Self.chunk(1, Self.content + [0]), from: 7),
+            ])
+        #expect(Self.receipts(actions).map(\.status) == [.corrupt])
+        #expect(Self.discards(actions) == 1)
+        #expect(machine.open(from: 8) == 1)
+    }
+
+    @Test func aMalformedPacketCostsItsSenderThatTransferOnly() {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(
+            &machine,
+            [
+                .start(Self.start(1), from: 7, sender: nil), .start(Self.start(2), from: 7, sender: nil),
+                .malformed(.fileChunk, from: 7, transferID: 1, error: "short"),
+            ])
+        #expect(Self.receipts(actions).map(\.status) == [.invalid])
+        #expect(Self.receipts(actions).first?.transferID == 1)
+        #expect(machine.open(from: 7) == 1)
+    }
+
+    @Test func aSenderThatLeavesTakesOnlyItsOwnTransfers() {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(
+            &machine,
+            [
+                .start(Self.start(1), from: 7, sender: nil), .start(Self.start(1), from: 8, sender: nil),
+                .senderLeft(7),
+            ])
+        #expect(Self.discards(actions) == 1)
+        #expect(machine.open(from: 7) == 0)
+        #expect(machine.open(from: 8) == 1)
+    }
+
+    @Test func limitsAndStoppingRefuseWithUnavailable() {
+        var policy = TransferMachine.Policy()
+        policy.maxTransfersPerSender = 2
+        var machine = TransferMachine(policy: policy)
+        var actions = Self.run(&machine, (1...3).map { .start(Self.start($0), from: 7, sender: nil) })
+        #expect(Self.receipts(actions).map(\.status) == [.unavailable])
+        actions = Self.run(&machine, [.stopTaking, .start(Self.start(9), from: 8, sender: nil)])
+        #expect(Self.receipts(actions).map(\.status) == [.unavailable])
+        // Those in progress may still finish.
+        actions = Self.run(
+            &machine,
+            [
+                .chunk(Self.chunk(1), from: 7),
+                .end(
+                    FileEnd(transferID: 1, size: UInt64(Self.content.count), sha256: Self.digest), aborted: false,
+                    from: 7, sender: nil),
+            ])
+        #expect(Self.commits(actions).count == 1)
+    }
+
+    @Test func aFileAlreadyStoredIsAnsweredWithoutAFile() {
+        var policy = TransferMachine.Policy()
+        policy.alreadyStored = { sentAs, sha256 in sentAs == "a.txt" && sha256 == Self.digest.hexString ? "a.txt" : nil
+        }
+        var machine = TransferMachine(policy: policy)
+        let actions = Self.run(
+            &machine, [.start(Self.start(sha256: Self.digest), from: 7, sender: nil), .chunk(Self.chunk(), from: 7)])
+        #expect(Self.receipts(actions).map(\.status) == [.alreadyStored])
+        #expect(!actions.contains { if case .create = $0 { true } else { false } })
+        #expect(!actions.contains { if case .write = $0 { true } else { false } })
+    }
+
+    @Test func aFailedWriteDiscardsAndAnswersStorageFailed() {
+        var machine = TransferMachine(policy: .init())
+        _ = Self.run(&machine, [.start(Self.start(), from: 7, sender: nil)])
+        let actions = Self.run(&machine, [.writeFailed(Key(from: 7, id: 1), .storageFailed, reason: "disk full")])
+        #expect(Self.receipts(actions).map(\.status) == [.storageFailed])
+        #expect(Self.discards(actions) == 1)
+        #expect(machine.open == 0)
+    }
+}
+
+extension Array where Element == UInt8 {
+    fileprivate var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
