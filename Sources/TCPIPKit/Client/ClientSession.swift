@@ -124,8 +124,21 @@ public final class ClientSession {
             // Everything written must reach the kernel before the connection closes, or it would be lost.
             try? await session.sender.send(Packet(header: PacketHeader(type: .close, maskTo: .hub)))
             try? await session.sender.drain()
+            await session.awaitHubClosing(within: .seconds(2))
             return result
         }
+    }
+
+    /// After Close: stops sending and reads (discarding) until the hub closes the connection, for at most `bound`.
+    /// Closing at once with unread bytes in the receive buffer (a heartbeat Ping that just arrived) makes the kernel
+    /// reset the connection, and a reset can make the hub lose what this client sent and the hub had not read yet —
+    /// its last receipts, when the hub was holding its reads back for a slow destination.
+    func awaitHubClosing(within bound: TimeAmount) async {
+        try? await channel.close(mode: .output)
+        let channel = self.channel
+        let timer = channel.eventLoop.scheduleTask(in: bound) { channel.close(promise: nil) }
+        defer { timer.cancel() }
+        while (try? await inbound.next()) != nil {}
     }
 
     // MARK: sending and receiving
