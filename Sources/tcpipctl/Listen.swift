@@ -67,7 +67,7 @@ struct Listen: AsyncParsableCommand {
             StandardOutput.watchReader {
                 readerGone.withLockedValue { $0 = true }
                 guard let sender = session.withLockedValue({ $0 }) else { Glibc._exit(0) }
-                Task { await sender.wake() }
+                sender.wake()
             }
             let configuration = try connection.configuration(role: "listener")
             let separatorBytes = Array(Self.unescape(separator).utf8)

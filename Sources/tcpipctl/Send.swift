@@ -78,7 +78,9 @@ struct Send: AsyncParsableCommand {
         try await reportingErrors("tcpipctl send") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
             var configuration = try connection.configuration(role: "client")
-            if all { configuration.flags = waitForPeer == nil ? [.wantsRoster] : [.wantsRoster, .wantsUpdates] }
+            // Waiting for a peer listens to the hub's join notices instead of asking again and again.
+            if all { configuration.flags.insert(.wantsRoster) }
+            if waitForPeer != nil { configuration.flags.insert(.wantsUpdates) }
             let reader = InputReader()
             var request = SendRequest(source: message.map { .text($0) } ?? (lines ? .lines(reader) : .stream(reader)))
             request.recipients = to

@@ -136,7 +136,9 @@ struct SendFile: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpipctl send-file") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
-            let configuration = try connection.configuration(role: "client")
+            var configuration = try connection.configuration(role: "client")
+            // Waiting for the receiver listens to the hub's join notices instead of asking again and again.
+            if waitForPeer != nil { configuration.flags.insert(.wantsUpdates) }
             let listed =
                 try filesFrom.map {
                     // One name per line (or per NUL); empty entries are skipped.

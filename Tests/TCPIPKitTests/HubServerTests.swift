@@ -136,4 +136,26 @@ import Testing
         }
         await hub.shutdown()
     }
+
+    /// A local wake-up returns from next() without a byte on the network (it used to ping the hub), and a type-0
+    /// packet from a peer is not taken for one.
+    @Test func aWakeUpIsLocalAndCannotBeForged() async throws {
+        let (hub, address) = try await Self.startHub()
+        try await ClientSession.run(Self.client("forger", address), logger: Self.logger) { forger in
+            try await ClientSession.run(Self.client("sleeper", address), logger: Self.logger) { session in
+                let before = try await hub.statistics().packetsWritten
+                session.sender.wake()
+                let packet = try await session.next()
+                #expect(packet.header.type == .localWake)
+                #expect(try await hub.statistics().packetsWritten == before, "the hub wrote something for a wake-up")
+                // A forged marker, then a real message: next() skips the first.
+                let to = session.me.id
+                try await forger.send(Packet(header: PacketHeader(type: .localWake, maskTo: .client, idTo: to)))
+                try await forger.send(
+                    Packet(header: PacketHeader(type: PacketType(4096), maskTo: .client, idTo: to), payload: .init()))
+                #expect(try await session.next().header.type == PacketType(4096))
+            }
+        }
+        await hub.shutdown()
+    }
 }

@@ -59,7 +59,7 @@ import Testing
         actions.filter { if case .discard = $0 { true } else { false } }.count
     }
 
-    @Test func aWholeFileIsCommittedWithTheDigestItWasCheckedAgainst() {
+    @Test func aWholeFileIsCommittedWithTheDigestItWasCheckedAgainst() throws {
         var machine = TransferMachine(policy: .init())
         let actions = Self.run(
             &machine,
@@ -69,10 +69,10 @@ import Testing
                     FileEnd(transferID: 1, size: UInt64(Self.content.count), sha256: Self.digest), aborted: false,
                     from: 7, sender: nil),
             ])
-        let commit = try? #require(Self.commits(actions).first)
-        #expect(commit?.sha256 == Self.digest)
-        #expect(commit?.size == UInt64(Self.content.count))
-        #expect(commit?.sentAs == "a.txt")
+        let commit = try #require(Self.commits(actions).first)
+        #expect(commit.sha256 == Self.digest)
+        #expect(commit.size == UInt64(Self.content.count))
+        #expect(commit.sentAs == "a.txt")
         #expect(Self.receipts(actions).isEmpty, "the committer answers once the file is durable")
         #expect(machine.open == 0)
     }

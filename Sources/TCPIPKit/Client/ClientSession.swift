@@ -152,6 +152,11 @@ public final class ClientSession {
     /// answers packets can hold its answers while this is true and send them together.
     public var hasBufferedPackets: Bool { !pending.isEmpty || !received.isEmpty }
 
+    /// What ``next()`` returns after ``PacketSender/wake()``: nothing arrived, something changed locally. Callers
+    /// ignore it like any type they do not handle and look at their state again. Type 0 is no packet type, and one
+    /// that comes from the wire is dropped, so a peer cannot fake it.
+    public static let wakePacket = Packet(header: PacketHeader(type: .localWake, maskTo: .client))
+
     /// The next packet that is not a ping. Pings are answered here; HostExiting ends the session with exit 75.
     public func next() async throws -> Packet {
         if let packet = pending.popFirst() { return packet }
@@ -215,7 +220,9 @@ public final class ClientSession {
                 throw lostConnection(error)
             }
             guard let batch else { throw lostConnection(nil) }
-            received.append(contentsOf: batch)
+            // An empty batch never comes from the wire: it is ``PacketSender/wake()``.
+            if batch.isEmpty { return Self.wakePacket }
+            received.append(contentsOf: batch.lazy.filter { $0.header.type != .localWake })
         }
     }
 
@@ -380,10 +387,23 @@ public struct PacketSender: Sendable {
         try await waitUntilBelow(Self.window)
     }
 
-    /// Pings the hub. Its answer wakes a task waiting in ``ClientSession/next()`` after something changed elsewhere.
-    public func wake() async {
-        try? await send(
-            PingPayload(sequence: .max, sentAt: WireClock.now()).packet(PacketHeader(type: .ping, maskTo: .hub)))
+    /// Wakes a task waiting in ``ClientSession/next()`` after something changed elsewhere, without a byte on the
+    /// network: an empty batch goes up the pipeline, and ``ClientSession/next()`` returns
+    /// ``ClientSession/wakePacket``.
+    public func wake() {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            guard let context = try? channel.pipeline.syncOperations.context(handlerType: PacketBatcher.self) else {
+                return
+            }
+            context.fireChannelRead(NIOAny([Packet]()))
+            context.fireChannelReadComplete()
+        }
+    }
+
+    /// ``wake()`` after `delay`, unless cancelled.
+    public func wake(after delay: Duration) -> Scheduled<Void> {
+        channel.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in wake() }
     }
 
     /// Closes the connection now, from this side: a task waiting in ``ClientSession/next()`` ends at once, whether or
@@ -418,4 +438,9 @@ public struct PacketSender: Sendable {
             }
         }
     }
+}
+
+extension PacketType {
+    /// Not a packet type: the marker of a local wake-up (``ClientSession/wakePacket``).
+    public static let localWake = PacketType(0)
 }

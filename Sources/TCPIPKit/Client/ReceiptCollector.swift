@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+import NIOCore
 import TCPIPWire
 
 /// What the receipt loop needs from a tracker of deliveries (messages or files).
@@ -19,11 +21,14 @@ public protocol ReceiptTracking: Sendable {
 ///
 /// `produce` runs in a task of its own (holding at most a bounded amount in flight); the calling task reads packets
 /// until the tracker is complete, handing receipts of `receiptType` to `receipt`; a watchdog expires late receipts.
-/// Whatever changes outside the loop (the producer finishing, a timeout) pings the hub, whose answer wakes the loop.
+/// Whatever changes outside the loop (the producer finishing, a timeout) wakes the loop locally
+/// (``PacketSender/wake()``). When `linger` gives a duration once the tracker is complete, the loop waits up to that
+/// long more for the producer to finish before cancelling it.
 enum ReceiptCollector {
     static func run(
         session: ClientSession, tracker: some ReceiptTracking, timeout: Duration, receiptType: PacketType,
-        produce: @escaping @Sendable () async throws -> Void, receipt: (Packet, WireTime) throws -> Void
+        produce: @escaping @Sendable () async throws -> Void, receipt: (Packet, WireTime) throws -> Void,
+        linger: () -> Duration? = { nil }
     ) async throws {
         let sender = session.sender
         let producer = Task {
@@ -37,13 +42,13 @@ enum ReceiptCollector {
                 tracker.fail(TCPIPError.internalError("sending failed: \(error)"))
             }
             tracker.producerFinished()
-            await sender.wake()
+            sender.wake()
         }
         let limit = timeout.microseconds
         let watchdog = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
-                if tracker.expire(now: WireClock.now(), timeout: limit) { await sender.wake() }
+                if tracker.expire(now: WireClock.now(), timeout: limit) { sender.wake() }
             }
         }
         defer {
@@ -67,6 +72,19 @@ enum ReceiptCollector {
             default:
                 continue
             }
+        }
+        if let linger = linger() {
+            let producerDone = NIOLockedValueBox(false)
+            let finished = Task {
+                await producer.value
+                producerDone.withLockedValue { $0 = true }
+                sender.wake()
+            }
+            defer { finished.cancel() }
+            let timer = sender.wake(after: linger)
+            defer { timer.cancel() }
+            let end = ContinuousClock.now + linger
+            while !producerDone.withLockedValue({ $0 }), ContinuousClock.now < end { _ = try await session.next() }
         }
     }
 }

@@ -59,13 +59,11 @@ public enum MessageSending {
                 // A malformed receipt (from any peer) is ignored: the message then waits for a good one or times out.
                 guard let receipt = try? MessageReceipt(tlv: packet.payload) else { return }
                 tracker.receipt(receipt, from: packet.header.idFrom, now: now)
-            }
+            },
+            // Everyone left owing nothing while the input was still open: if it ends at once (a listener's --count
+            // matched the lines sent), they had everything.
+            linger: { tracker.nobodyLeft && !tracker.isProducerDone ? .milliseconds(200) : nil }
         )
-        // Everyone left owing nothing while the input was still open: if it ends at once (a listener's --count
-        // matched the lines sent), they had everything.
-        for _ in 0..<20 where tracker.nobodyLeft && !tracker.isProducerDone {
-            try await Task.sleep(for: .milliseconds(10))
-        }
         if let failure = tracker.failure { throw failure }
         return tracker.results(now: WireClock.now())
     }
@@ -100,9 +98,8 @@ public enum MessageSending {
         var found: [PeerRecord] = []
         for name in names {
             var peer = try await session.lookUp(name)
-            while peer == nil, let deadline, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(100))
-                peer = try await session.lookUp(name)
+            if peer == nil, let deadline, ContinuousClock.now < deadline {
+                peer = try await waitForJoin(of: name, until: deadline, session: session)
             }
             guard let peer else {
                 let waited = waitForPeer.map { " (waited \(ClientSession.format($0)))" } ?? ""
@@ -112,6 +109,26 @@ public enum MessageSending {
             if !found.contains(where: { $0.id == peer.id }) { found.append(peer) }
         }
         return found
+    }
+
+    /// Waits until a peer named `name` (or with that id) joins, from the hub's join notices (the session registered
+    /// with `wantsUpdates`, before the lookup that found nobody, so no join is missed); nil at `deadline`.
+    static func waitForJoin(of name: String, until deadline: ContinuousClock.Instant, session: ClientSession)
+        async throws -> PeerRecord?
+    {
+        session.setDeadline(after: deadline - .now, doing: "waiting for \(escapedForLog(name)) to join")
+        defer { session.clearDeadline() }
+        do {
+            while true {
+                let packet = try await session.next()
+                guard packet.header.type == .clientData, let peer = try? PeerRecord(tlv: packet.payload),
+                    peer.id == packet.header.idFrom, peer.name == name || String(peer.id) == name
+                else { continue }
+                return peer
+            }
+        } catch let error as TCPIPError where error.kind == .temporary && ContinuousClock.now >= deadline {
+            return nil
+        }
     }
 }
 

@@ -57,7 +57,7 @@ public struct ReceiverService: Service {
                 return (state.sender, state.interrupt)
             }
             interrupt?()
-            await sender?.wake()
+            sender?.wake()
         }
 
         /// The grace is over: closes a serving session's connection from this side, so the drain ends even when the
@@ -189,7 +189,7 @@ public struct ReceiverService: Service {
                 group.addTask {
                     // While stopping, a finished batch may be the last thing the drain waits for: wake the loop.
                     await committer.run(sender: sender) {
-                        if control.stopping { await sender.wake() }
+                        if control.stopping { sender.wake() }
                     }
                 }
                 defer { committer.finish() }
