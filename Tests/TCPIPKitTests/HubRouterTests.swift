@@ -51,15 +51,64 @@ import Testing
         watcher.isWritable = false
         // The hub tells the watcher about the newcomer; that notice must not stop the newcomer's reads.
         let (newcomer, newcomerHandler, _) = try hub.register("newcomer")
-        #expect(newcomerHandler.blockedOn.isEmpty)
+        #expect(hub.router.mayRead(newcomerHandler.id))
         #expect(try Hub.written(watcher).map(\.header.type) == [.clientData])
         // Data the newcomer relays to the full watcher does hold it back.
         try newcomer.writeInbound(
             Packet(
                 header: PacketHeader(type: .message, dataType: 3, maskTo: .client, idTo: watcherID),
                 payload: ByteBuffer(bytes: [0, 0, 0, 1, 65])))
-        #expect(newcomerHandler.blockedOn == [watcherHandler.id])
+        #expect(!hub.router.mayRead(newcomerHandler.id))
+        // Until the watcher drains.
+        watcher.isWritable = true
+        watcher.pipeline.fireChannelWritabilityChanged()
+        #expect(hub.router.mayRead(newcomerHandler.id))
+        _ = watcherHandler
         _ = try? watcher.finish()
         _ = try? newcomer.finish()
+    }
+
+    typealias C = ConnectionID
+
+    @Test func aSourceWaitsForEveryDestinationItFilledAndOnlyThose() {
+        var pressure = HubBackpressure()
+        let (a, b, c, source) = (C(1), C(2), C(3), C(9))
+        pressure.wrote(relayed: true, from: source, to: a, writable: false)
+        pressure.wrote(relayed: true, from: source, to: b, writable: false)
+        pressure.wrote(relayed: true, from: source, to: c, writable: true)
+        #expect(!pressure.mayRead(source))
+        #expect(pressure.held == [source])
+        #expect(pressure.writabilityChanged(a, writable: true, now: .now()) == [])
+        #expect(!pressure.mayRead(source))
+        #expect(pressure.writabilityChanged(b, writable: true, now: .now()) == [source])
+        #expect(pressure.mayRead(source))
+        #expect(pressure.held.isEmpty)
+    }
+
+    @Test func theHubsOwnNoticesHoldNobodyBack() {
+        var pressure = HubBackpressure()
+        pressure.wrote(relayed: false, from: C(9), to: C(1), writable: false)
+        pressure.wrote(relayed: true, from: nil, to: C(1), writable: false)
+        #expect(pressure.mayRead(C(9)))
+        #expect(pressure.held.isEmpty)
+    }
+
+    @Test func aDestinationThatGoesAwayReleasesItsWaitersAndAStalledOneIsReported() {
+        var pressure = HubBackpressure()
+        let start = NIODeadline.now()
+        _ = pressure.writabilityChanged(C(1), writable: false, now: start)
+        pressure.wrote(relayed: true, from: C(8), to: C(1), writable: false)
+        pressure.wrote(relayed: true, from: C(9), to: C(1), writable: false)
+        #expect(pressure.stalled(since: start).isEmpty)
+        let stalled = pressure.stalled(since: start + .seconds(1))
+        #expect(stalled.map(\.destination) == [C(1)])
+        #expect(stalled.first?.waiting == [C(8), C(9)])
+        #expect(pressure.removed(C(1)) == [C(8), C(9)])
+        #expect(pressure.mayRead(C(8)) && pressure.mayRead(C(9)))
+        #expect(pressure.stalled(since: start + .seconds(1)).isEmpty)
+        // A source that goes away stops waiting.
+        pressure.wrote(relayed: true, from: C(8), to: C(2), writable: false)
+        #expect(pressure.removed(C(8)) == [])
+        #expect(pressure.writabilityChanged(C(2), writable: true, now: .now()) == [])
     }
 }

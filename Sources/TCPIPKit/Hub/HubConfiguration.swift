@@ -17,6 +17,11 @@ public struct HubConfiguration: Sendable {
     /// Bytes the hub queues towards one connection before it stops reading the connections that feed it
     /// (default 8 MiB). Reading pauses at half of this, leaving room for frames already in flight.
     public var maxQueuedBytes = 8 << 20
+
+    /// The receive buffer the hub asks the kernel for on each connection: a sixteenth of `maxQueuedBytes` (64 KiB to
+    /// 1 MiB; the kernel doubles it). When a peer closes or half-closes, NIO reads everything already received at once,
+    /// whatever the backpressure says; a fixed buffer (not one the kernel grows to 32 MB) bounds that burst.
+    var receiveBufferSize: Int { min(max(maxQueuedBytes / 16, 64 << 10), 1 << 20) }
     /// Time a destination may make no progress reading before it is dropped (default 30 s).
     public var writeTimeout: Duration = .seconds(30)
     /// Connections waiting to register, at most (default 64): each may hold up to one frame in the hub's decoder

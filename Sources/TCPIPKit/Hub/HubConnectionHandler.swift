@@ -1,8 +1,8 @@
 import NIOCore
 import TCPIPWire
 
-/// One hub connection in the pipeline: hands packets to the router and holds reads while a destination this
-/// connection feeds is over its high-water mark.
+/// One hub connection in the pipeline: hands packets to the router and reads only when the router's
+/// ``HubBackpressure`` allows.
 final class HubConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = Packet
     typealias OutboundIn = Packet
@@ -11,15 +11,9 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     let router: HubRouter
     private(set) var id = ConnectionID(0)
     private(set) var context: ChannelHandlerContext?
-    /// Destinations that are over their mark after packets from this connection; reading waits until all drain.
-    var blockedOn: Set<ConnectionID> = []
-    /// Connections whose reads wait for this one to drain.
-    var waiters: Set<ConnectionID> = []
-    /// When this connection stopped being writable, or nil while it is writable.
-    var unwritableSince: NIODeadline?
     /// Set once the hub decided to close the connection: nothing more is read.
     var closing = false
-    private var readPending = false
+    private var paused = false
 
     init(router: HubRouter) { self.router = router }
 
@@ -57,18 +51,24 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if blockedOn.isEmpty && !closing {
-            context.read()
-        } else {
-            readPending = true
-        }
+        if !paused && !closing { context.read() }
     }
 
-    /// Reads again if a read was held and nothing blocks it any more.
-    func resumeIfUnblocked() {
-        guard blockedOn.isEmpty, !closing, readPending, let context else { return }
-        readPending = false
-        context.read()
+    /// Stops reading (the router calls this when ``HubBackpressure`` holds this connection back). Turning autoRead off
+    /// takes the socket out of the poller at once, whether or not a read was already requested. (NIO still reads all
+    /// that was received when the peer closes: ``HubConfiguration`` bounds that with the receive buffer's size.)
+    func pause() {
+        guard !paused, let context else { return }
+        paused = true
+        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+    }
+
+    /// Reads again (nothing holds this connection back any more).
+    func resume() {
+        guard paused, let context else { return }
+        paused = false
+        guard !closing else { return }
+        try? context.channel.syncOptions?.setOption(.autoRead, value: true)
     }
 
     static func describe(_ address: SocketAddress?) -> String {
