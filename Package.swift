@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
         // The wire format: packets, header, frame parser. No sockets, no files: only ByteBuffer.
@@ -42,11 +44,25 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        // Node keys and TLS 1.3 links (swift-nio-ssl, swift-certificates), kept out of TCPIPKit so that the fuzz build
+        // does not compile a second BoringSSL.
+        .target(
+            name: "TCPIPTLS",
+            dependencies: [
+                "TCPIPKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // What the three front ends share: connection options, error reporting, logging set-up.
         .target(
             name: "TCPIPCLI",
             dependencies: [
                 "TCPIPKit",
+                "TCPIPTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -55,6 +71,7 @@ let package = Package(
             name: "tcpipd",
             dependencies: [
                 "TCPIPKit",
+                "TCPIPTLS",
                 "TCPIPCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -114,6 +131,7 @@ let package = Package(
             name: "TCPIPKitTests",
             dependencies: [
                 "TCPIPKit",
+                "TCPIPTLS",
                 "TCPIPFuzz",
                 "TCPIPWire",
                 "TCPIPTestSupport",

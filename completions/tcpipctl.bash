@@ -173,22 +173,22 @@ _tcpipctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    peers|ping|send|listen|send-file|help)
+    peers|ping|send|listen|send-file|id|help)
         # Offer subcommand argument completions
         "_tcpipctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'peers ping send listen send-file help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'peers ping send listen send-file id help' -- "${cur}"))
         ;;
     esac
 }
 
 _tcpipctl_peers() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet --include-self --watch --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --include-self --watch --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --name --token-file --timeout --count)
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --count)
     __tcpipctl_offer_flags_options 0
 
     # Offer option value completions
@@ -200,6 +200,12 @@ _tcpipctl_peers() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--timeout')
@@ -213,9 +219,9 @@ _tcpipctl_peers() {
 
 _tcpipctl_ping() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --name --token-file --timeout --to --count --interval)
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --to --count --interval)
     __tcpipctl_offer_flags_options 0
 
     # Offer option value completions
@@ -227,6 +233,12 @@ _tcpipctl_ping() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--timeout')
@@ -247,9 +259,9 @@ _tcpipctl_ping() {
 
 _tcpipctl_send() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet --all --lines --no-wait --json --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --all --lines --no-wait --json --version -h --help)
     repeating_options=(--to)
-    non_repeating_options=(--server --name --token-file --timeout -m --message --max-message-size --wait-for-peer --type)
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout -m --message --max-message-size --wait-for-peer --type)
     __tcpipctl_offer_flags_options 0
 
     # Offer option value completions
@@ -261,6 +273,12 @@ _tcpipctl_send() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--timeout')
@@ -287,9 +305,9 @@ _tcpipctl_send() {
 
 _tcpipctl_listen() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet --raw --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --raw --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --name --token-file --timeout --separator --from --count --type --max-message-size)
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --separator --from --count --type --max-message-size)
     __tcpipctl_offer_flags_options 0
 
     # Offer option value completions
@@ -301,6 +319,12 @@ _tcpipctl_listen() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--timeout')
@@ -327,9 +351,9 @@ _tcpipctl_listen() {
 
 _tcpipctl_send-file() {
     repeating_flags=()
-    non_repeating_flags=(-v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
     repeating_options=(--to)
-    non_repeating_options=(--server --name --token-file --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --progress)
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --progress)
     __tcpipctl_offer_flags_options -1
 
     # Offer option value completions
@@ -341,6 +365,12 @@ _tcpipctl_send-file() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--timeout')
@@ -368,6 +398,21 @@ _tcpipctl_send-file() {
         ;;
     '--progress')
         __tcpipctl_add_completions -W 'auto'$'\n''always'$'\n''never'
+        return
+        ;;
+    esac
+}
+
+_tcpipctl_id() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--state-dir)
+    __tcpipctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--state-dir')
         return
         ;;
     esac

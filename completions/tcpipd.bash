@@ -163,9 +163,9 @@ _tcpipd() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(--insecure-no-token --version -h --help)
+    local -a non_repeating_flags=(--insecure-no-token --tls --insecure-plaintext --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--listen --token-file --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --write-timeout --log-level --log-format)
+    local -a non_repeating_options=(--listen --token-file --authorized-peers --enroll-token-file --state-dir --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --write-timeout --log-level --log-format)
     __tcpipd_offer_flags_options 0
 
     # Offer option value completions
@@ -174,6 +174,15 @@ _tcpipd() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--authorized-peers')
+        return
+        ;;
+    '--enroll-token-file')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--max-frame-size')
@@ -208,13 +217,28 @@ _tcpipd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    help)
+    id|help)
         # Offer subcommand argument completions
         "_tcpipd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'id help' -- "${cur}"))
+        ;;
+    esac
+}
+
+_tcpipd_id() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--state-dir)
+    __tcpipd_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--state-dir')
+        return
         ;;
     esac
 }

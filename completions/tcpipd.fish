@@ -20,8 +20,10 @@ function __tcpipd_parse_tokens -S
     set -l unparsed_tokens (__tcpipd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpipd'
-        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'max-unregistered=' 'write-timeout=' 'log-level=' 'log-format=' 'version' 'h/help'
+        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'tls' 'authorized-peers=' 'enroll-token-file=' 'insecure-plaintext' 'state-dir=' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'max-unregistered=' 'write-timeout=' 'log-level=' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
+        case 'id'
+            __tcpipd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
         case 'help'
             __tcpipd_parse_subcommand -r 1 'version'
         end
@@ -80,6 +82,11 @@ complete -c 'tcpipd' -f
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" listen' -l 'listen' -d 'Address to listen on; port 0 picks a free port.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" token-file' -l 'token-file' -d 'Require the token in this file from every client (or set TCPIP_TOKEN).' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" insecure-no-token' -l 'insecure-no-token' -d 'Allow a non-loopback address without a token.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" tls' -l 'tls' -d 'Use TLS 1.3 on every connection, with this hub\'s node key (see \'tcpipd id\').'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" authorized-peers' -l 'authorized-peers' -d 'Let only the keys in this file register, each with its name (implies --tls).' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" enroll-token-file' -l 'enroll-token-file' -d 'Let an unknown key that presents the token in this file add itself to --authorized-peers once.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" insecure-plaintext' -l 'insecure-plaintext' -d 'Allow a non-loopback address without TLS: everything, the token included, crosses in clear.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" state-dir' -l 'state-dir' -d 'Where this node\'s key (key.pem, cert.pem) and known_hubs live (env TCPIP_STATE_DIR; default $XDG_CONFIG_HOME/tcpip or ~/.config/tcpip).' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" max-frame-size' -l 'max-frame-size' -d 'Largest frame accepted, header included.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" max-queued-bytes' -l 'max-queued-bytes' -d 'Bytes queued towards one connection before the hub stops reading its senders.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" ping-interval' -l 'ping-interval' -d 'Seconds between heartbeats; a peer silent for three is dropped.' -rfka ''
@@ -90,5 +97,10 @@ complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options 
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" version' -l 'version' -d 'Show the version.'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_positional "tcpipd" -eq 1' -fa 'id' -d 'Print this node\'s ID, the SHA-256 of its public key (made on first use).'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_positional "tcpipd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd id" state-dir' -l 'state-dir' -d 'Where this node\'s key (key.pem, cert.pem) and known_hubs live (env TCPIP_STATE_DIR; default $XDG_CONFIG_HOME/tcpip or ~/.config/tcpip).' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd id" json' -l 'json' -d 'Print a JSON object instead of the bare ID.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd id" version' -l 'version' -d 'Show the version.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd id" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd help" version' -l 'version' -d 'Show the version.'

@@ -163,9 +163,9 @@ _tcpiprecvd() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-v --verbose -q --quiet --always-store --version -h --help)
+    local -a non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --always-store --version -h --help)
     local -a repeating_options=(--allow-from)
-    local -a non_repeating_options=(--server --name --token-file --timeout --spool --exec --exec-jobs --max-file-size --min-free-space --grace --name-wait --log-format)
+    local -a non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --spool --exec --exec-jobs --max-file-size --min-free-space --grace --name-wait --log-format)
     __tcpiprecvd_offer_flags_options 0
 
     # Offer option value completions
@@ -177,6 +177,12 @@ _tcpiprecvd() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
         return
         ;;
     '--timeout')
@@ -217,13 +223,28 @@ _tcpiprecvd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    help)
+    id|help)
         # Offer subcommand argument completions
         "_tcpiprecvd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'id help' -- "${cur}"))
+        ;;
+    esac
+}
+
+_tcpiprecvd_id() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--state-dir)
+    __tcpiprecvd_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--state-dir')
+        return
         ;;
     esac
 }

@@ -20,8 +20,10 @@ function __tcpiprecvd_parse_tokens -S
     set -l unparsed_tokens (__tcpiprecvd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpiprecvd'
-        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'grace=' 'name-wait=' 'log-format=' 'version' 'h/help'
+        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'grace=' 'name-wait=' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
+        case 'id'
+            __tcpiprecvd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
         case 'help'
             __tcpiprecvd_parse_subcommand -r 1 'version'
         end
@@ -80,10 +82,14 @@ complete -c 'tcpiprecvd' -f
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" server' -l 'server' -d 'The hub\'s address (env TCPIP_SERVER).' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" name' -l 'name' -d 'The name to register (env TCPIP_NAME; default USER@HOSTNAME, made unique by the hub if taken).' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" token-file' -l 'token-file' -d 'Read the hub\'s token from this file (or set TCPIP_TOKEN or TCPIP_TOKEN_FILE; never on the command line).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" hub-id' -l 'hub-id' -d 'Talk TLS to the hub and accept it only if its key has this ID (\'tcpipd id\' on the hub; env TCPIP_HUB_ID). Without it, an ID remembered in known_hubs for the address is used.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" trust-new-hub' -l 'trust-new-hub' -d 'Talk TLS to a hub that known_hubs does not know yet, accept the key it shows and remember it there (said on stderr).'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" insecure-plaintext' -l 'insecure-plaintext' -d 'Talk to a hub that is not on loopback without TLS: anyone on the path can read and change everything.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" state-dir' -l 'state-dir' -d 'Where this node\'s key (key.pem, cert.pem) and known_hubs live (env TCPIP_STATE_DIR; default $XDG_CONFIG_HOME/tcpip or ~/.config/tcpip).' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" timeout' -l 'timeout' -d 'Seconds to wait for the hub and for answers.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" v verbose' -s 'v' -l 'verbose' -d 'Log what happens to stderr.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" q quiet' -s 'q' -l 'quiet' -d 'Log nothing but the final error line.'
-complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" spool' -l 'spool' -d 'The spool directory (created if missing).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" spool' -l 'spool' -d 'The spool directory (created if missing; required to run).' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec' -l 'exec' -d 'After each file is stored, run this command (split on spaces, no shell; checked at start-up); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec-jobs' -l 'exec-jobs' -d 'Hooks running at once.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd"' -l 'allow-from' -d 'Take files and messages only from this peer (name or id); repeatable.' -rfka ''
@@ -95,5 +101,10 @@ complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" version' -l 'version' -d 'Show the version.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_positional "tcpiprecvd" -eq 1' -fa 'id' -d 'Print this node\'s ID, the SHA-256 of its public key (made on first use).'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_positional "tcpiprecvd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd id" state-dir' -l 'state-dir' -d 'Where this node\'s key (key.pem, cert.pem) and known_hubs live (env TCPIP_STATE_DIR; default $XDG_CONFIG_HOME/tcpip or ~/.config/tcpip).' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd id" json' -l 'json' -d 'Print a JSON object instead of the bare ID.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd id" version' -l 'version' -d 'Show the version.'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd id" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd help" version' -l 'version' -d 'Show the version.'

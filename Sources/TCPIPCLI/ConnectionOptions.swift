@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Logging
 import TCPIPKit
+import TCPIPTLS
 
 #if canImport(Glibc)
     import Glibc
@@ -25,6 +26,29 @@ public struct ConnectionOptions: ParsableArguments {
             "Read the hub's token from this file (or set TCPIP_TOKEN or TCPIP_TOKEN_FILE; never on the command line).",
             valueName: "path"))
     public var tokenFile: String?
+
+    @Option(
+        name: .customLong("hub-id"),
+        help: ArgumentHelp(
+            "Talk TLS to the hub and accept it only if its key has this ID ('tcpipd id' on the hub; env "
+                + "TCPIP_HUB_ID). Without it, an ID remembered in known_hubs for the address is used.",
+            valueName: "id"))
+    public var hubID: String?
+
+    @Flag(
+        name: .customLong("trust-new-hub"),
+        help: ArgumentHelp(
+            "Talk TLS to a hub that known_hubs does not know yet, accept the key it shows and remember it there "
+                + "(said on stderr)."))
+    public var trustNewHub = false
+
+    @Flag(
+        name: .customLong("insecure-plaintext"),
+        help: ArgumentHelp(
+            "Talk to a hub that is not on loopback without TLS: anyone on the path can read and change everything."))
+    public var insecurePlaintext = false
+
+    @OptionGroup public var state: StateOptions
 
     @Option(name: .long, help: ArgumentHelp("Seconds to wait for the hub and for answers.", valueName: "seconds"))
     public var timeout: Double = 30
@@ -62,7 +86,46 @@ public struct ConnectionOptions: ParsableArguments {
         configuration.token = try Token.resolve(tokenFile: tokenFile, environment: environment)
         configuration.timeout = .milliseconds(Int64(timeout * 1000))
         configuration.role = role
+        configuration.security = try security(for: configuration.server, environment: environment)
         return configuration
+    }
+
+    /// TLS with the hub's key pinned when anything asks for it (`--hub-id`, `TCPIP_HUB_ID`, a known_hubs line,
+    /// `--trust-new-hub`); plaintext otherwise, which only loopback allows without `--insecure-plaintext`.
+    func security(for server: HostPort, environment: [String: String]) throws -> (any LinkSecurity)? {
+        let stateDirectory = state.resolved(environment)
+        let knownHubs = KnownHubs(stateDirectory: stateDirectory)
+        let pinned = hubID ?? environment["TCPIP_HUB_ID"].flatMap { $0.isEmpty ? nil : $0 }
+        let expected: NodeID?
+        let source: HubPin.Source
+        if let pinned {
+            guard let id = NodeID(pinned) else {
+                throw TCPIPError.usage(
+                    "'\(escapedForLog(pinned))' is not a node ID (52 letters and digits, as 'tcpipd id' prints)")
+            }
+            (expected, source) = (id, .option)
+        } else if let id = knownHubs.id(for: server) {
+            (expected, source) = (id, .knownHubs(path: knownHubs.path))
+        } else if trustNewHub {
+            (expected, source) = (nil, .trustNew(path: knownHubs.path))
+        } else {
+            if !server.isLoopback && !insecurePlaintext {
+                throw TCPIPError.usage(
+                    "the hub at \(server) is not on loopback: pin its key with --hub-id ID ('tcpipd id' on the hub), "
+                        + "or pass --trust-new-hub to accept and remember the key it shows (or --insecure-plaintext)")
+            }
+            return nil
+        }
+        let key = try NodeKey.loadOrCreate(in: stateDirectory)
+        return try HubPin(key: key, expected: expected, source: source, address: server) { id in
+            do {
+                try knownHubs.add(id, for: server)
+                Logger(label: "tcpipctl").warning(
+                    "trusting the hub at \(server) with key \(id), first seen now; remembered in \(knownHubs.path)")
+            } catch {
+                Logger(label: "tcpipctl").warning("trusting the hub at \(server) with key \(id): \(error)")
+            }
+        }
     }
 
     /// Sets up stderr logging for a client command and returns its logger.

@@ -27,6 +27,7 @@ public enum FuzzTargets {
             switch action {
             case .send(let to, let packet): "send \(packet.header.type) to \(to)"
             case .close(let id): "close \(id)"
+            case .enrolled(let entry): "enrol \(entry.id)"
             }
         }.joined(separator: ", ")
     }
@@ -170,6 +171,8 @@ public enum FuzzTargets {
                     }
                 case .close(let id):
                     closed.insert(id)
+                case .enrolled:
+                    fatalError("invariant broken: enrolled a key on a hub without TLS")
                 }
             }
             for id in closed { check(!core.isOpen(id), "kept \(id) after asking to close it") }

@@ -13,6 +13,6 @@ struct Tcpipctl: AsyncParsableCommand {
             \(ExitStatuses.client)
             """,
         version: tcpipVersion,
-        subcommands: [Peers.self, Ping.self, Send.self, Listen.self, SendFile.self]
+        subcommands: [Peers.self, Ping.self, Send.self, Listen.self, SendFile.self, ShowID.self]
     )
 }

@@ -1,9 +1,11 @@
 import ArgumentParser
+import Dispatch
 import FoundationEssentials
 import Logging
 import ServiceLifecycle
 import TCPIPCLI
 import TCPIPKit
+import TCPIPTLS
 import TCPIPWire
 
 #if canImport(Glibc)
@@ -21,12 +23,20 @@ struct Tcpipd: AsyncParsableCommand {
             it prints "listening on HOST:PORT" to stdout (the real port, also for port 0). Logs go to stderr. \
             SIGTERM or SIGINT: every client gets HostExiting, then the hub exits 0.
 
-            The hub listens on loopback by default. On any other address it requires a token (TCPIP_TOKEN or \
-            --token-file) unless --insecure-no-token is given.
+            The hub listens on loopback by default, in plaintext. With --tls (implied by --authorized-peers) every \
+            link is TLS 1.3, mutually authenticated by node keys: the hub shows its key (print its ID with \
+            'tcpipd id' and give it to clients as --hub-id), each client proves its own, and --authorized-peers \
+            FILE says which key may register which name (one line per peer: ID NAME [ROLES] [# comment]); an \
+            unknown key or a name its key does not own is refused and logged with the key's ID. The file is read \
+            again when it changes and on SIGHUP, without dropping anyone. --enroll-token-file lets an unknown key \
+            that presents the token (TCPIP_TOKEN on the client, inside TLS) add itself once, with the name it asks \
+            for. On any other address than loopback the hub requires TLS (or --insecure-plaintext) and a way to \
+            tell who joins: --authorized-peers, a token (TCPIP_TOKEN or --token-file), or --insecure-no-token.
 
             \(ExitStatuses.hub)
             """,
-        version: tcpipVersion
+        version: tcpipVersion,
+        subcommands: [ShowID.self]
     )
 
     @Option(help: ArgumentHelp("Address to listen on; port 0 picks a free port.", valueName: "host:port"))
@@ -40,6 +50,29 @@ struct Tcpipd: AsyncParsableCommand {
 
     @Flag(name: .customLong("insecure-no-token"), help: "Allow a non-loopback address without a token.")
     var insecureNoToken = false
+
+    @Flag(help: "Use TLS 1.3 on every connection, with this hub's node key (see 'tcpipd id').")
+    var tls = false
+
+    @Option(
+        name: .customLong("authorized-peers"),
+        help: ArgumentHelp(
+            "Let only the keys in this file register, each with its name (implies --tls).", valueName: "path"))
+    var authorizedPeers: String?
+
+    @Option(
+        name: .customLong("enroll-token-file"),
+        help: ArgumentHelp(
+            "Let an unknown key that presents the token in this file add itself to --authorized-peers once.",
+            valueName: "path"))
+    var enrollTokenFile: String?
+
+    @Flag(
+        name: .customLong("insecure-plaintext"),
+        help: "Allow a non-loopback address without TLS: everything, the token included, crosses in clear.")
+    var insecurePlaintext = false
+
+    @OptionGroup var state: StateOptions
 
     @Option(help: ArgumentHelp("Largest frame accepted, header included.", valueName: "bytes"))
     var maxFrameSize = FrameParser.defaultMaxFrameSize
@@ -86,7 +119,18 @@ struct Tcpipd: AsyncParsableCommand {
             let logger = Logger(label: "tcpipd")
             let configuration = try hubConfiguration()
             try configuration.validate()
+            if !configuration.listen.isLoopback && configuration.security == nil {
+                logger.warning(
+                    "listening without TLS on a non-loopback address (--insecure-plaintext): everything crosses in clear",
+                    metadata: ["address": "\(configuration.listen)"])
+            }
             let server = HubServer(configuration: configuration, logger: logger)
+            if let authorizedPeers { try await server.useAuthorizedPeers(at: authorizedPeers) }
+            signal(SIGHUP, SIG_IGN)
+            let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP)
+            hangUp.setEventHandler { server.reloadAuthorizedPeers() }
+            hangUp.resume()
+            defer { hangUp.cancel() }
             let address: SocketAddressDescription
             do {
                 address = SocketAddressDescription(try await server.start())
@@ -111,6 +155,16 @@ struct Tcpipd: AsyncParsableCommand {
             environment: ProcessInfo.processInfo.environment
                 .filter { $0.key == "TCPIP_TOKEN" || $0.key == "TCPIP_TOKEN_FILE" })
         configuration.allowInsecure = insecureNoToken
+        configuration.allowPlaintext = insecurePlaintext
+        if let authorizedPeers { configuration.authorizedPeers = try AuthorizedPeersFile(path: authorizedPeers).load() }
+        if tls || authorizedPeers != nil {
+            let key = try state.key()
+            configuration.security = try HubTLS(key: key)
+            Logger(label: "tcpipd").info("TLS on", metadata: ["id": "\(key.id)", "key": "\(key.keyPath)"])
+        }
+        if let enrollTokenFile {
+            configuration.enrollToken = try Token.resolve(tokenFile: enrollTokenFile, environment: [:])
+        }
         configuration.maxFrameSize = maxFrameSize
         configuration.maxQueuedBytes = maxQueuedBytes
         configuration.maxUnregistered = maxUnregistered

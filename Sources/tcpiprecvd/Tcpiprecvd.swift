@@ -34,15 +34,21 @@ struct Tcpiprecvd: AsyncParsableCommand {
             --grace seconds, what is left is removed, and the daemon exits 0. In every other state (connecting, \
             waiting to reconnect, idle) it exits at once.
 
+            Across machines the link to the hub is TLS 1.3 with the hub's key pinned (--hub-id, or known_hubs in the \
+            state directory); the receiver proves its own key, whose ID ('tcpiprecvd id') the hub's operator puts in \
+            --authorized-peers with the receiver's name. --allow-from then also takes senders' key IDs, which only \
+            the key's holder can prove (a name alone can be registered by anyone the hub lets in).
+
             \(ExitStatuses.receiver)
             """,
-        version: tcpipVersion
+        version: tcpipVersion,
+        subcommands: [ShowID.self]
     )
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: ArgumentHelp("The spool directory (created if missing).", valueName: "dir"))
-    var spool: String
+    @Option(help: ArgumentHelp("The spool directory (created if missing; required to run).", valueName: "dir"))
+    var spool: String?
 
     @Option(
         help: ArgumentHelp(
@@ -98,6 +104,7 @@ struct Tcpiprecvd: AsyncParsableCommand {
             StderrLogHandler.bootstrap(
                 level: connection.verbose ? .debug : (connection.quiet ? .error : .info), format: logFormat)
             let logger = Logger(label: "tcpiprecvd")
+            guard let spool else { throw TCPIPError.usage("--spool DIR is required (the directory files land in)") }
             let client = try connection.configuration(role: "receiver")
             var receiver = ReceiverConfiguration(spool: Spool(root: spool))
             receiver.allowFrom = allowFrom

@@ -167,11 +167,18 @@ import Testing
         #expect(result.stdout.isEmpty)
     }
 
-    @Test func hubRefusesAPublicAddressWithoutAToken() async throws {
+    @Test func hubRefusesAPublicAddressWithoutTLSOrAWayToTellWhoJoins() async throws {
         let result = try await RunningProgram.run("tcpipd", ["--listen", "0.0.0.0:0"])
         #expect(result.status == 64)
-        #expect(result.stderr.contains("token"))
+        #expect(result.stderr.contains("without TLS"))
         #expect(result.stdout.isEmpty)
+        let state = try Unprivileged.makeDirectory("hub-state")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let open = try await RunningProgram.run(
+            "tcpipd", ["--listen", "0.0.0.0:0", "--tls", "--state-dir", state.path + "/keys"])
+        #expect(open.status == 64)
+        #expect(open.stderr.contains("--authorized-peers"))
+        #expect(open.stdout.isEmpty)
     }
 
     @Test func sigtermTellsConnectedClientsAndExitsZero() async throws {

@@ -48,6 +48,7 @@ extension HubAction {
     var connection: ConnectionID {
         switch self {
         case .send(let id, _), .close(let id): id
+        case .enrolled: ConnectionID(0)
         }
     }
     var packet: Packet? {

@@ -24,6 +24,8 @@ public struct ClientConfiguration: Sendable {
     /// Roster and update wishes (``RegistrationFlags``); `allowRename` is added from ``nameIsDefault``.
     public var flags: RegistrationFlags = []
     public var maxFrameSize = FrameParser.defaultMaxFrameSize
+    /// TLS with the hub's key pinned (``LinkSecurity``, from TCPIPTLS); nil is plaintext.
+    public var security: (any LinkSecurity)?
     public var version = tcpipVersion
 
     /// A configuration with this machine's identity and the default name.

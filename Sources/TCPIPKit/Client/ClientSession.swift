@@ -58,7 +58,18 @@ public final class ClientSession {
         greeting = CredentialsRequest(hubVersion: "", tokenRequired: false)
         setDeadline(after: configuration.timeout, doing: "registering with the hub at \(configuration.server)")
 
-        let first = try await nextPacket()
+        let first: Packet
+        do {
+            first = try await nextPacket()
+        } catch let error as TCPIPError where configuration.security == nil && error.kind == .temporary {
+            // A TLS hub waits for a ClientHello that a plaintext client never sends, and closes at its registration
+            // deadline.
+            guard expired.withLockedValue({ $0 }) == nil else { throw error }
+            throw TCPIPError(
+                .unavailable,
+                "\(error.message) before greeting; a hub that uses TLS does that to a plaintext client: "
+                    + "pass --hub-id ID (see 'tcpipd id') or --trust-new-hub")
+        }
         if first.header.type == .error { throw Self.error(from: try ErrorPayload(tlv: first.payload)) }
         guard first.header.type == .requestCredentials else {
             throw TCPIPError.internalError("the hub greeted with \(first.header.type), not RequestCredentials")
@@ -90,6 +101,7 @@ public final class ClientSession {
         let server = configuration.server
         let maxFrameSize = configuration.maxFrameSize
         let timeout = TimeAmount(configuration.timeout)
+        let security = configuration.security
         let connection: NIOAsyncChannel<[Packet], Packet>
         do {
             let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -97,6 +109,7 @@ public final class ClientSession {
             let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<[Packet], Packet>> = {
                 channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let security { try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers()) }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)), PacketBatcher(),
                         PacketEncoder(),
@@ -214,6 +227,9 @@ public final class ClientSession {
             do {
                 batch = try await inbound.next()
             } catch {
+                if let explained = configuration.security?.explain(error, address: configuration.server) {
+                    throw explained
+                }
                 if let wireError = error as? WireError {
                     throw TCPIPError(.dataError, "the hub sent a bad frame: \(wireError)")
                 }

@@ -27,6 +27,14 @@ public struct HubConfiguration: Sendable {
     /// Connections waiting to register, at most (default 64): each may hold up to one frame in the hub's decoder
     /// until its registration deadline, so this bounds what unregistered connections can make the hub buffer.
     public var maxUnregistered = 64
+    /// TLS for every connection (``LinkSecurity``, from TCPIPTLS); nil is plaintext.
+    public var security: (any LinkSecurity)?
+    /// Who may join, by key (`--authorized-peers`); nil lets any key, or any plaintext client, register any name.
+    public var authorizedPeers: AuthorizedPeers?
+    /// A secret that lets an unknown key add itself to the authorized peers once (`--enroll-token-file`).
+    public var enrollToken: Token?
+    /// Listen on a non-loopback address without TLS (`--insecure-plaintext`).
+    public var allowPlaintext = false
     /// The version the hub announces.
     public var version = tcpipVersion
 
@@ -34,11 +42,23 @@ public struct HubConfiguration: Sendable {
 
     /// Refuses settings that would make the hub insecure or unusable.
     public func validate() throws {
-        if !listen.isLoopback && (token?.isEmpty ?? true) && !allowInsecure {
+        if !listen.isLoopback && security == nil && !allowPlaintext {
             throw TCPIPError.usage(
-                "refusing to listen on \(listen) without a token: set TCPIP_TOKEN or --token-file, "
-                    + "or pass --insecure-no-token to accept anyone who can reach this address"
+                "refusing to listen on \(listen) without TLS: pass --tls (or --authorized-peers), "
+                    + "or --insecure-plaintext to send everything in clear to anyone who can reach this address"
             )
+        }
+        if !listen.isLoopback && (token?.isEmpty ?? true) && authorizedPeers == nil && !allowInsecure {
+            throw TCPIPError.usage(
+                "refusing to listen on \(listen) letting anyone join: pass --authorized-peers FILE, set a token "
+                    + "(TCPIP_TOKEN or --token-file), or pass --insecure-no-token to accept anyone who can reach it"
+            )
+        }
+        if (authorizedPeers != nil || enrollToken != nil) && security == nil {
+            throw TCPIPError.usage("--authorized-peers and --enroll-token-file need TLS (keys are proved by TLS)")
+        }
+        if enrollToken != nil && authorizedPeers == nil {
+            throw TCPIPError.usage("--enroll-token-file needs --authorized-peers (where enrolled keys are added)")
         }
         guard maxFrameSize >= PacketHeader.size + 1024 else {
             throw TCPIPError.usage("--max-frame-size must be at least \(PacketHeader.size + 1024) bytes")

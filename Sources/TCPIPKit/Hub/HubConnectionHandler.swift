@@ -46,6 +46,14 @@ final class HubConnectionHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proof = event as? PeerAuthenticated {
+            router.authenticated(self, key: proof.id)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         router.failed(self, error: error)
     }

@@ -15,6 +15,8 @@ public enum HubAction: Equatable, Sendable {
     case send(ConnectionID, Packet)
     /// Close the connection after what was written to it so far.
     case close(ConnectionID)
+    /// A key enrolled itself with the enrolment token: add its line to the authorized-peers file.
+    case enrolled(AuthorizedPeers.Entry)
 }
 
 /// The hub's logic as a value: registration, roster, routing, heartbeats. No sockets: events go in, actions come out,
@@ -26,9 +28,11 @@ public struct HubCore {
         var lastHeard: WireTime
         var peer: PeerRecord?
         var flags: RegistrationFlags = []
+        /// The key the peer proved over TLS.
+        var key: NodeID?
     }
 
-    public let configuration: HubConfiguration
+    public private(set) var configuration: HubConfiguration
     private let logger: Logger
     private var connections: [ConnectionID: Connection] = [:]
     private var byPeerID: [UInt32: ConnectionID] = [:]
@@ -62,7 +66,19 @@ public struct HubCore {
     /// The peer id of a registered connection.
     public func peerID(of connection: ConnectionID) -> UInt32? { connections[connection]?.peer?.id }
 
+    /// The authorized-peers file changed (SIGHUP, or a new version seen at a registration): registrations from now on
+    /// follow the new list; peers already registered stay.
+    public mutating func setAuthorizedPeers(_ peers: AuthorizedPeers) {
+        configuration.authorizedPeers = peers
+    }
+
     // MARK: events
+
+    /// The TLS handshake on connection `id` proved that its peer holds the key `key`.
+    public mutating func authenticated(_ id: ConnectionID, key: NodeID) -> [HubAction] {
+        connections[id]?.key = key
+        return []
+    }
 
     /// A connection was accepted: greet it with RequestCredentials.
     public mutating func connected(_ id: ConnectionID, address: String, now: WireTime) -> [HubAction] {
@@ -401,13 +417,50 @@ public struct HubCore {
             return refuse(id, .invalidCredentials, "MyCredentials carries no name")
         }
         if let problem = Self.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
+        let key = connections[id]?.key
+        if configuration.security != nil && key == nil {
+            return refuse(id, .authenticationFailed, "this hub takes only clients that prove a key over TLS")
+        }
+        var requestedName = requested
+        var enrolled: AuthorizedPeers.Entry?
+        if let authorized = configuration.authorizedPeers, let key {
+            let role = credentials.role ?? "client"
+            let mine = authorized.entries(for: key).filter { $0.roles.isEmpty || $0.roles.contains(role) }
+            if credentials.flags.contains(.allowRename), !mine.contains(where: { $0.name == requested }),
+                let own = mine.first
+            {
+                // A default name (USER@HOST) stands for "whatever my key may be": the name bound to it.
+                requestedName = own.name
+            } else if mine.isEmpty && authorized.entries(for: key).isEmpty, let enrollToken = configuration.enrollToken,
+                enrollToken.matches(credentials.token), !authorized.owns(requested)
+            {
+                enrolled = AuthorizedPeers.Entry(
+                    id: key, name: requested, roles: [],
+                    comment: "enrolled \(WireClock.rfc3339(now)) from \(connections[id]?.address ?? "?")")
+            }
+            if enrolled == nil,
+                let problem = authorized.problem(id: key, name: requestedName, role: role)
+            {
+                logger.warning(
+                    "refused a key",
+                    metadata: [
+                        "key": "\(key)", "name": "\(escapedForLog(requested.clipped))",
+                        "address": "\(connections[id]?.address ?? "?")",
+                    ])
+                return refuse(id, .authenticationFailed, problem)
+            }
+        }
+        if let enrolled {
+            configuration.authorizedPeers?.add(enrolled)
+            logger.notice("enrolled a key", metadata: ["key": "\(enrolled.id)", "name": "\(enrolled.name)"])
+        }
         let peerID = nextPeerID
-        var name = requested
+        var name = requestedName
         if byName[name] != nil {
             guard credentials.flags.contains(.allowRename) else {
                 return refuse(id, .nameInUse, "the name '\(requested)' is used by another connected peer")
             }
-            name = "\(requested)#\(peerID)"
+            name = "\(requestedName)#\(peerID)"
             guard byName[name] == nil else { return refuse(id, .nameInUse, "the name '\(name)' is in use") }
         }
         nextPeerID += 1
@@ -415,13 +468,13 @@ public struct HubCore {
         let peer = PeerRecord(
             id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
             address: connection.address, role: credentials.role ?? "client", connectedAt: now,
-            version: credentials.version ?? ""
+            version: credentials.version ?? "", key: key?.bytes
         )
         connection.peer = peer
         connection.flags = credentials.flags
         connections[id] = connection
 
-        var actions: [HubAction] = []
+        var actions: [HubAction] = enrolled.map { [.enrolled($0)] } ?? []
         var roster: [PeerRecord] = []
         if credentials.flags.contains(.wantsRoster) {
             roster = byPeerID.keys.sorted().compactMap { record(of: $0) }

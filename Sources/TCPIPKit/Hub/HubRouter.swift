@@ -28,6 +28,8 @@ final class HubRouter: @unchecked Sendable {
     private var peakQueuedBytes = 0
     private var packetsWritten = 0
     private var stopped = false
+    /// Where the authorized peers come from, when the hub has a list.
+    var authorizedFile: AuthorizedPeersFile?
 
     init(core: HubCore, loop: any EventLoop, logger: Logger) {
         self.core = core
@@ -61,7 +63,21 @@ final class HubRouter: @unchecked Sendable {
     }
 
     func received(_ packet: Packet, from handler: HubConnectionHandler) {
+        if packet.header.type == .myCredentials, let peers = authorizedFile?.reloadIfChanged(logger: logger) {
+            core.setAuthorizedPeers(peers)
+        }
         perform(core.received(packet, from: handler.id, now: now), source: handler)
+    }
+
+    func authenticated(_ handler: HubConnectionHandler, key: NodeID) {
+        perform(core.authenticated(handler.id, key: key), source: nil)
+    }
+
+    func setAuthorizedPeers(_ peers: AuthorizedPeers) { core.setAuthorizedPeers(peers) }
+
+    /// SIGHUP: reads the authorized peers again.
+    func reloadAuthorizedPeers() {
+        if let peers = authorizedFile?.reloadIfChanged(force: true, logger: logger) { core.setAuthorizedPeers(peers) }
     }
 
     func failed(_ handler: HubConnectionHandler, error: any Error) {
@@ -149,6 +165,8 @@ final class HubRouter: @unchecked Sendable {
                 {
                     source.pause()
                 }
+            case .enrolled(let entry):
+                authorizedFile?.append(entry, logger: logger)
             case .close(let id):
                 guard let handler = handlers[id], let context = handler.context, !handler.closing else { continue }
                 handler.closing = true

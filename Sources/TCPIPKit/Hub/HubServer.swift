@@ -24,6 +24,23 @@ public final class HubServer: Sendable {
             core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
     }
 
+    /// Reads the authorized-peers file (`path`) now and whenever it changes; call before ``start()``.
+    public func useAuthorizedPeers(at path: String) async throws {
+        let file = AuthorizedPeersFile(path: path)
+        let peers = try file.load()
+        let router = self.router
+        try await router.loop.submit {
+            router.authorizedFile = file
+            router.setAuthorizedPeers(peers)
+        }.get()
+    }
+
+    /// SIGHUP: reads the authorized peers again (connected peers stay).
+    public func reloadAuthorizedPeers() {
+        let router = self.router
+        router.loop.execute { router.reloadAuthorizedPeers() }
+    }
+
     /// Binds and starts accepting. Returns the address actually bound (the real port when asked for port 0).
     public func start() async throws -> SocketAddress {
         try configuration.validate()
@@ -40,6 +57,9 @@ public final class HubServer: Sendable {
             )
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let security = configuration.security {
+                        try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(PacketDecoder(maxFrameSize: configuration.maxFrameSize)),
                         PacketEncoder(),

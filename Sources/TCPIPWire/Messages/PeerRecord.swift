@@ -13,7 +13,10 @@ import NIOCore
 /// | 6 | role | UTF-8 |
 /// | 7 | connectedAt | u64, microseconds since the Unix epoch |
 /// | 8 | version | UTF-8 |
+/// | 9 | key | 32 bytes, the SHA-256 of the public key the peer proved over TLS (absent on a plaintext link) |
 public struct PeerRecord: ControlPayload, Hashable {
+    public static let keySize = 32
+
     public var id: UInt32
     public var name: String
     public var host: String
@@ -22,11 +25,14 @@ public struct PeerRecord: ControlPayload, Hashable {
     public var role: String
     public var connectedAt: WireTime
     public var version: String
+    /// The peer's authenticated key (its node ID's bytes), when it connected over TLS.
+    public var key: [UInt8]?
 
     public init(
         id: UInt32, name: String, host: String = "", user: String = "", address: String = "", role: String = "client",
-        connectedAt: WireTime = 0, version: String = ""
+        connectedAt: WireTime = 0, version: String = "", key: [UInt8]? = nil
     ) {
+        self.key = key
         self.id = id
         self.name = name
         self.host = host
@@ -51,6 +57,11 @@ public struct PeerRecord: ControlPayload, Hashable {
             case 6: role = try field.string()
             case 7: connectedAt = try field.integer()
             case 8: version = try field.string()
+            case 9:
+                guard field.value.readableBytes == Self.keySize else {
+                    throw WireError.invalidValue("a peer key must be \(Self.keySize) bytes")
+                }
+                key = Array(field.value.readableBytesView)
             default: break
             }
         }
@@ -69,6 +80,7 @@ public struct PeerRecord: ControlPayload, Hashable {
         writer.write(6, string: role)
         writer.write(7, integer: connectedAt)
         writer.write(8, string: version)
+        if let key { writer.write(9, bytes: ByteBuffer(bytes: key)) }
     }
 }
 

@@ -1,0 +1,96 @@
+import ArgumentParser
+import FoundationEssentials
+import Logging
+import TCPIPKit
+import TCPIPTLS
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where a node keeps its key: `--state-dir`, or `TCPIP_STATE_DIR`, or `$XDG_CONFIG_HOME/tcpip`, `~/.config/tcpip`.
+public struct StateOptions: ParsableArguments {
+    @Option(
+        name: .customLong("state-dir"),
+        help: ArgumentHelp(
+            "Where this node's key (key.pem, cert.pem) and known_hubs live (env TCPIP_STATE_DIR; default "
+                + "$XDG_CONFIG_HOME/tcpip or ~/.config/tcpip).",
+            valueName: "path"))
+    public var stateDirectory: String?
+
+    public init() {}
+
+    public func resolved(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        NodeKey.stateDirectory(option: stateDirectory, environment: environment)
+    }
+
+    /// This node's key, made on first use.
+    public func key(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> NodeKey {
+        try NodeKey.loadOrCreate(in: resolved(environment))
+    }
+}
+
+/// `id`: prints this node's ID (the SHA-256 of its public key), making the key on first use.
+public struct ShowID: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "id",
+        abstract: "Print this node's ID, the SHA-256 of its public key (made on first use).",
+        discussion: """
+            The ID is what the other side pins: the hub's goes to clients (--hub-id or known_hubs), a client's or a \
+            receiver's goes into the hub's --authorized-peers file. It is 52 letters and digits in groups of four; \
+            compare it over a channel you trust. With --json: {"id", "stateDir", "key", "certificate"}.
+            """)
+
+    @OptionGroup public var state: StateOptions
+
+    @Flag(help: "Print a JSON object instead of the bare ID.")
+    public var json = false
+
+    public init() {}
+
+    public func run() throws {
+        do {
+            let key = try state.key()
+            if json {
+                let object = JSON.object([
+                    ("id", .string(key.id.description)), ("stateDir", .string(key.directory)),
+                    ("key", .string(key.keyPath)), ("certificate", .string(key.certificatePath)),
+                ])
+                try StandardOutput.write(object.rendered() + "\n")
+            } else {
+                try StandardOutput.write(key.id.description + "\n")
+            }
+        } catch let error as TCPIPError {
+            StandardOutput.error("id: \(error.message)")
+            throw ExitCode(error.exitStatus)
+        }
+    }
+}
+
+/// The known_hubs file in the state directory: `HOST:PORT ID` per line, as ssh's known_hosts.
+public struct KnownHubs: Sendable {
+    public let path: String
+
+    public init(stateDirectory: String) { path = stateDirectory + "/known_hubs" }
+
+    /// The ID remembered for `address`, if any.
+    public func id(for address: HostPort) -> NodeID? {
+        guard let data = try? readContents(of: path, label: "known_hubs ", limit: 1 << 20) else { return nil }
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.count >= 2, words[0] == address.description, let id = NodeID(String(words[1])) { return id }
+        }
+        return nil
+    }
+
+    /// Remembers `id` for `address`.
+    public func add(_ id: NodeID, for address: HostPort) throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw TCPIPError(.cannotCreate, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let line = Array("\(address) \(id)\n".utf8)
+        _ = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+    }
+}
