@@ -62,7 +62,8 @@ struct Tcpiprecvd: AsyncParsableCommand {
     @Option(
         name: .customLong("allow-from"),
         help: ArgumentHelp(
-            "Take files and messages only from this peer (name or id); repeatable.", valueName: "peer"))
+            "Take files and messages only from this peer (name, id, or key ID: only a key ID is proof); repeatable.",
+            valueName: "peer"))
     var allowFrom: [String] = []
 
     @Option(help: ArgumentHelp("Refuse files larger than this many bytes.", valueName: "bytes"))

@@ -46,6 +46,12 @@ enum GoldenVectors {
             "clientData", header(.clientData, dataType: ClientDataKind.present.rawValue, mask: .client, to: 7, from: 3),
             bob),
         entry(
+            "clientDataOverTLS",
+            header(.clientData, dataType: ClientDataKind.joined.rawValue, mask: .client, to: 7, from: 3),
+            PeerRecord(
+                id: 3, name: "bob", role: "receiver", connectedAt: time, version: "0.1.0",
+                key: Array(0..<32))),
+        entry(
             "clientDisconnecting",
             header(.clientDisconnecting, dataType: DisconnectReason.left.rawValue, mask: .client, from: 3), bob),
         entry("credentialsUpdate", header(.credentialsUpdate, mask: .hub), Credentials(role: "receiver")),

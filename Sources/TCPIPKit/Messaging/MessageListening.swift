@@ -19,6 +19,7 @@ public struct ReceivedMessage: Sendable {
     public var json: JSON {
         var from: [(String, JSON)] = [("id", .int(Int64(fromID)))]
         from.append(("name", self.from.map { .string($0.name) } ?? .null))
+        from.append(("key", self.from?.keyID.map { .string($0.description) } ?? .null))
         var fields: [(String, JSON)] = [
             ("from", .object(from)), ("to", .string(broadcast ? "all" : "me")),
             ("receivedAt", .string(WireClock.rfc3339(receivedAt))),

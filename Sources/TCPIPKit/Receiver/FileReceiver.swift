@@ -191,6 +191,7 @@ public final class FileReceiver {
         let (sentAs, from, fromName, size, wireBytes) = (
             commit.sentAs, commit.key.from, commit.senderName, commit.size, commit.wireBytes
         )
+        let fromKey: JSON = commit.sender?.keyID.map { .string($0.description) } ?? .null
         let compression = commit.compression == 1 ? "zlib" : "none"
         let receivedAt = WireClock.rfc3339(WireClock.now())
         let file = Spool.Finished(
@@ -198,7 +199,7 @@ public final class FileReceiver {
         ) { storedAs in
             JSON.object([
                 ("name", .string(storedAs)), ("sentAs", .string(sentAs)),
-                ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName))])),
+                ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName)), ("key", fromKey)])),
                 ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
                 ("wireBytes", .int(Int64(wireBytes))), ("receivedAt", .string(receivedAt)),
             ]).rendered()

@@ -25,7 +25,12 @@ public struct ReceiverConfiguration: Sendable {
 
     /// Whether `allowFrom` lets peer `from` (record `sender`, if known) send.
     func allows(_ from: UInt32, _ sender: PeerRecord?) -> Bool {
-        allowFrom.isEmpty || allowFrom.contains { $0 == String(from) || $0 == sender?.name }
+        allowFrom.isEmpty
+            || allowFrom.contains { entry in
+                // A key ID matches only the key the sender proved over TLS; a name or number matches what it says.
+                if let id = NodeID(entry) { return sender?.keyID == id }
+                return entry == String(from) || entry == sender?.name
+            }
     }
 
     /// The limits and questions the transfer state machine works with.

@@ -104,6 +104,10 @@ extension PeerRecord {
             ("role", .string(role)),
             ("connectedAt", .string(WireClock.rfc3339(connectedAt))),
             ("version", .string(version)),
+            ("key", keyID.map { .string($0.description) } ?? .null),
         ])
     }
+
+    /// The key the peer proved over TLS, as a node ID; nil on a plaintext link.
+    public var keyID: NodeID? { key.flatMap(NodeID.init(bytes:)) }
 }
