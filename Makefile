@@ -1,5 +1,5 @@
 # tcpipctl: build, test, demo, install.
-#   make demo                       start a hub and a receiver on loopback, send a message and files, stop them
+#   make demo                       hub, receiver and sender with their own keys, TLS on loopback: a message, files
 #   make test                       the test command CI runs
 #   make install PREFIX=/usr/local DESTDIR=/tmp/stage
 #   make docs                       regenerate man/ and completions/ from the command definitions
