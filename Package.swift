@@ -132,6 +132,8 @@ let package = Package(
             dependencies: [
                 "TCPIPKit",
                 "TCPIPTLS",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 "TCPIPFuzz",
                 "TCPIPWire",
                 "TCPIPTestSupport",

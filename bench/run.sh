@@ -2,7 +2,8 @@
 # Benchmarks, side by side with reference tools in the same run, on loopback. Writes bench/RESULTS.md.
 # Workloads: 1 GiB files (socat relays, rsync and scp over ssh, iperf3), 10,000 small files (rsync -r), a 100 Mbit/s
 # tbf-shaped link in a network namespace (--compress, rsync -z), 100,000 lines (mosquitto QoS 1), one-shot sends
-# (mosquitto_pub), peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients).
+# (mosquitto_pub), peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients); and
+# over TLS 1.3: files (one sender, two at once), lines with receipts, one-shot sends (mosquitto with a TLS listener).
 #   bench/run.sh            full run (1 GiB files, 100,000 messages, 3 rounds)
 #   bench/run.sh --smoke    a quick run that only checks the harness works (small sizes, 1 round)
 # Not part of swift test. Installs its reference tools from Debian packages when missing. Every server it starts, it
@@ -16,7 +17,7 @@ SIZE_MB=1024; LINES=100000; ROUNDS=3; SMALL=10000; ONESHOT=20; SHAPED_MB=128; ID
 if [ "${1:-}" = "--smoke" ]; then SIZE_MB=32; LINES=2000; ROUNDS=1; SMALL=200; ONESHOT=3; SHAPED_MB=4; IDLE=200; fi
 
 need=()
-for tool in iperf3:iperf3 socat:socat mosquitto:mosquitto mosquitto_pub:mosquitto-clients rsync:rsync sshd:openssh-server \
+for tool in openssl:openssl iperf3:iperf3 socat:socat mosquitto:mosquitto mosquitto_pub:mosquitto-clients rsync:rsync sshd:openssh-server \
             ssh:openssh-client /usr/bin/time:time tc:iproute2 ip:iproute2; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "${tool%%:*}" ] || need+=("${tool##*:}")
 done
@@ -193,6 +194,66 @@ for _ in $(seq "$ONESHOT"); do
 done
 record "one-shot (echo hi, tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
 record "one-shot (mosquitto_pub -q 1)" "$(printf '%s\n' "${theirs[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
+
+# The same over TLS 1.3 (issue 12): a hub with --authorized-peers, a receiver and senders with keys of their own, the
+# hub's key pinned. Files (one sender, then two at once: is encryption serialised on the hub's one event loop?),
+# lines with receipts, one-shot sends against mosquitto_pub to a mosquitto TLS listener (certificate made here).
+for node in thub trecv tsend tsend2 tlisten; do "$bin/tcpipctl" id --state-dir "$work/$node" > "$work/$node.id"; done
+printf '%s tbench receiver
+%s tsend
+%s tsend2
+%s tlisten
+' "$(cat "$work/trecv.id")" "$(cat "$work/tsend.id")" \
+    "$(cat "$work/tsend2.id")" "$(cat "$work/tlisten.id")" > "$work/tls_peers"
+"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error --state-dir "$work/thub" --authorized-peers "$work/tls_peers" \
+    > "$work/thub.out" 2>/dev/null &
+thub=$!; pids+=($thub)
+for _ in $(seq 100); do grep -q '^listening' "$work/thub.out" 2>/dev/null && break; sleep 0.05; done
+tls_env=(TCPIP_SERVER="$(sed -n 's/^listening on //p' "$work/thub.out")" TCPIP_HUB_ID="$(cat "$work/thub.id")")
+env "${tls_env[@]}" TCPIP_STATE_DIR="$work/trecv" "$bin/tcpiprecvd" --spool "$work/tspool" --name tbench -q 2>/dev/null &
+pids+=($!)
+tls_send() { env "${tls_env[@]}" TCPIP_STATE_DIR="$work/$1" "$bin/tcpipctl" "${@:2}"; }
+tls_send tsend ping --to tbench --timeout 10 >/dev/null 2>&1 || sleep 1
+bytes=$(stat -c %s "$work/random.bin")
+one=(); two=()
+for _ in $(seq "$ROUNDS"); do
+    rm -f "$work/tspool"/tls*; sync
+    t0=$(now); tls_send tsend send-file --to tbench --progress never --as tls1.bin "$work/random.bin" >/dev/null
+    one+=("$(echo "$(now) - $t0" | bc -l)")
+    rm -f "$work/tspool"/tls*; sync
+    t0=$(now)
+    tls_send tsend send-file --to tbench --progress never --as tlsa.bin "$work/random.bin" >/dev/null & a=$!
+    tls_send tsend2 send-file --to tbench --progress never --as tlsb.bin "$work/random.bin" >/dev/null
+    wait $a
+    two+=("$(echo "$(now) - $t0" | bc -l)")
+done
+m=$(printf '%s\n' "${one[@]}" | median)
+record "files random.bin (ours over TLS)" "$(printf %.3f "$(echo "$bytes / $m / 1000000000" | bc -l)")" "GB/s" "median of ${#one[@]}: $(printf %.3f "$m") s, range $(printf '%s\n' "${one[@]}" | minmax) s"
+m=$(printf '%s\n' "${two[@]}" | median)
+record "files random.bin (ours over TLS, two senders at once)" "$(printf %.3f "$(echo "2 * $bytes / $m / 1000000000" | bc -l)")" "GB/s" "both files together, median of ${#two[@]}: $(printf %.3f "$m") s"
+tls_send tlisten listen --name tlisten --raw --count "$LINES" > "$work/tsink.out" 2>/dev/null &
+tsink=$!; pids+=($tsink)
+sleep 0.5
+t0=$(now); tls_send tsend send --lines --to tlisten --wait-for-peer 5 --timeout 120 < "$work/lines.txt"; wait $tsink; t=$(echo "$(now) - $t0" | bc -l)
+record "messages over TLS (send --lines → listen, receipts)" "$(printf %.0f "$(echo "$LINES / $t" | bc -l)")" "msg/s" "$(wc -l < "$work/tsink.out") of $LINES delivered in $(printf %.2f "$t") s"
+tls_send tlisten listen --name tlisten > /dev/null 2>&1 & pids+=($!)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$work/mq.key" -out "$work/mq.crt" 2>/dev/null
+chmod 0644 "$work/mq.key"   # mosquitto started as root reads it after dropping to its own user; a throwaway key
+mqt=$(free_port)
+printf 'listener %s 127.0.0.1\ncertfile %s\nkeyfile %s\nallow_anonymous true\ntls_version tlsv1.3\n' "$mqt" "$work/mq.crt" \
+    "$work/mq.key" > "$work/mq-tls.conf"
+mosquitto -c "$work/mq-tls.conf" >/dev/null 2>&1 & pids+=($!); sleep 0.3
+mosquitto_sub -h localhost -p "$mqt" --cafile "$work/mq.crt" -t one -q 1 > /dev/null 2>&1 & pids+=($!)
+sleep 0.5
+ours=(); theirs=()
+for _ in $(seq "$ONESHOT"); do
+    t0=$(now); echo hi | tls_send tsend send --to tlisten >/dev/null; ours+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
+    t0=$(now); mosquitto_pub -h localhost -p "$mqt" --cafile "$work/mq.crt" -t one -q 1 -m hi
+    theirs+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
+done
+record "one-shot over TLS (echo hi, tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
+record "one-shot over TLS (mosquitto_pub -q 1, TLS listener)" "$(printf '%s\n' "${theirs[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
 
 # Memory: peak RSS of the sender during a file transfer; the hub's RSS while a stalled receiver is sent the file.
 /usr/bin/time -f %M -o "$work/rss" "$bin/tcpipctl" send-file --to bench --progress never "$work/random.bin" >/dev/null

@@ -81,7 +81,7 @@ end
 complete -c 'tcpipd' -f
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" listen' -l 'listen' -d 'Address to listen on; port 0 picks a free port.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" token-file' -l 'token-file' -d 'Require the token in this file from every client (or set TCPIP_TOKEN).' -rfka ''
-complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" insecure-no-token' -l 'insecure-no-token' -d 'Allow a non-loopback address without a token.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" insecure-no-token' -l 'insecure-no-token' -d 'Let anyone who can reach a non-loopback address join: no token and no --authorized-peers.'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" tls' -l 'tls' -d 'Use TLS 1.3 on every connection, with this hub\'s node key (see \'tcpipd id\').'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" authorized-peers' -l 'authorized-peers' -d 'Let only the keys in this file register, each with its name (implies --tls).' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" enroll-token-file' -l 'enroll-token-file' -d 'Let an unknown key that presents the token in this file add itself to --authorized-peers once.' -rfka ''

@@ -87,6 +87,11 @@ public struct ConnectionOptions: ParsableArguments {
         configuration.timeout = .milliseconds(Int64(timeout * 1000))
         configuration.role = role
         configuration.security = try security(for: configuration.server, environment: environment)
+        if configuration.token != nil, let pin = configuration.security as? HubPin, pin.expected == nil {
+            throw TCPIPError.usage(
+                "refusing to give a token to a hub whose key is not pinned yet (--trust-new-hub): pin it with "
+                    + "--hub-id or TCPIP_HUB_ID first")
+        }
         return configuration
     }
 
@@ -104,7 +109,7 @@ public struct ConnectionOptions: ParsableArguments {
                     "'\(escapedForLog(pinned))' is not a node ID (52 letters and digits, as 'tcpipd id' prints)")
             }
             (expected, source) = (id, .option)
-        } else if let id = knownHubs.id(for: server) {
+        } else if let id = try knownHubs.id(for: server) {
             (expected, source) = (id, .knownHubs(path: knownHubs.path))
         } else if trustNewHub {
             (expected, source) = (nil, .trustNew(path: knownHubs.path))
@@ -118,12 +123,14 @@ public struct ConnectionOptions: ParsableArguments {
         }
         let key = try NodeKey.loadOrCreate(in: stateDirectory)
         return try HubPin(key: key, expected: expected, source: source, address: server) { id in
+            // Said whatever --quiet asks: trusting a new key is never silent.
             do {
                 try knownHubs.add(id, for: server)
-                Logger(label: "tcpipctl").warning(
-                    "trusting the hub at \(server) with key \(id), first seen now; remembered in \(knownHubs.path)")
+                StandardOutput.error(
+                    "warning: trusting the hub at \(server) with key \(id), seen for the first time; remembered in "
+                        + knownHubs.path)
             } catch {
-                Logger(label: "tcpipctl").warning("trusting the hub at \(server) with key \(id): \(error)")
+                StandardOutput.error("warning: trusting the hub at \(server) with key \(id) for now: \(error)")
             }
         }
     }

@@ -63,6 +63,9 @@ public struct ShowID: ParsableCommand {
         } catch let error as TCPIPError {
             StandardOutput.error("id: \(error.message)")
             throw ExitCode(error.exitStatus)
+        } catch {
+            StandardOutput.error("id: \(error)")
+            throw ExitCode(TCPIPError.Kind.internalError.exitStatus)
         }
     }
 }
@@ -73,12 +76,24 @@ public struct KnownHubs: Sendable {
 
     public init(stateDirectory: String) { path = stateDirectory + "/known_hubs" }
 
-    /// The ID remembered for `address`, if any.
-    public func id(for address: HostPort) -> NodeID? {
-        guard let data = try? readContents(of: path, label: "known_hubs ", limit: 1 << 20) else { return nil }
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            let words = line.split(separator: " ")
-            if words.count >= 2, words[0] == address.description, let id = NodeID(String(words[1])) { return id }
+    /// The ID remembered for `address`, if any. A file that cannot be read, or a line for this address whose ID does
+    /// not parse, is an error: a pin must never quietly disappear.
+    public func id(for address: HostPort) throws -> NodeID? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            // Missing, or in a directory this user cannot even look into (another user's HOME): not this user's pin.
+            if errno == ENOENT || errno == EACCES || errno == ENOTDIR { return nil }
+            throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        let data = try readContents(of: path, label: "known_hubs ", limit: 1 << 20)
+        for line in data.split(separator: 0x0A) {
+            let words = String(decoding: line.filter { $0 != 0x0D }, as: UTF8.self).split(separator: " ")
+            guard words.count >= 1, words[0] == address.description else { continue }
+            guard words.count >= 2, let id = NodeID(String(words[1])) else {
+                throw TCPIPError(
+                    .usage, "\(path) has a line for \(address) without a valid node ID: fix or remove that line")
+            }
+            return id
         }
         return nil
     }
@@ -91,6 +106,9 @@ public struct KnownHubs: Sendable {
         }
         defer { close(fd) }
         let line = Array("\(address) \(id)\n".utf8)
-        _ = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let written = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == line.count, fsync(fd) == 0 else {
+            throw TCPIPError(.cannotCreate, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }

@@ -46,7 +46,10 @@ public final class HubPin: LinkSecurity, @unchecked Sendable {
     }
 
     let context: NIOSSLContext
-    let expected: NodeID?
+    /// The key the hub must prove; nil until a new hub is trusted (then the first key that completes a handshake,
+    /// for this connection and every reconnection after it).
+    private let expectedBox: NIOLockedValueBox<NodeID?>
+    public var expected: NodeID? { expectedBox.withLockedValue { $0 } }
     let source: Source
     let address: HostPort
     private let seen = NIOLockedValueBox<NodeID?>(nil)
@@ -63,7 +66,7 @@ public final class HubPin: LinkSecurity, @unchecked Sendable {
         configuration.privateKey = .privateKey(key.privateKey)
         configuration.certificateVerification = .noHostnameVerification
         context = try NIOSSLContext(configuration: configuration)
-        self.expected = expected
+        expectedBox = NIOLockedValueBox(expected)
         self.source = source
         self.address = address
         self.onTrusted = onTrusted
@@ -73,20 +76,28 @@ public final class HubPin: LinkSecurity, @unchecked Sendable {
     public var hubID: NodeID? { seen.withLockedValue { $0 } }
 
     public func makeHandlers() throws -> [any ChannelHandler] {
-        let expected = self.expected
+        let expected = self.expectedBox
         let seen = self.seen
-        let onTrusted = self.onTrusted
         let handler = try NIOSSLClientHandler(context: context, serverHostname: nil) { certificates, promise in
             guard let id = certificates.first.flatMap(NodeKey.id(of:)) else { return promise.succeed(.failed) }
             seen.withLockedValue { $0 = id }
-            if let expected {
-                promise.succeed(id == expected ? .certificateVerified : .failed)
-            } else {
-                onTrusted(id)
-                promise.succeed(.certificateVerified)
-            }
+            // BoringSSL asks before the hub has proved it holds the key (CertificateVerify comes next): a new hub is
+            // only remembered once the handshake completes (`TrustOnHandshake`).
+            let pinned = expected.withLockedValue { $0 }
+            promise.succeed(pinned == nil || pinned == id ? .certificateVerified : .failed)
         }
-        return [handler]
+        return [handler, TrustOnHandshake(pin: self)]
+    }
+
+    /// The handshake with a hub nobody pinned completed: from now on its key is the pin.
+    fileprivate func handshakeCompleted() {
+        guard let id = hubID else { return }
+        let isNew = expectedBox.withLockedValue { expected -> Bool in
+            guard expected == nil else { return false }
+            expected = id
+            return true
+        }
+        if isNew { onTrusted(id) }
     }
 
     public func explain(_ error: any Error, address: HostPort) -> TCPIPError? {
@@ -108,6 +119,20 @@ public final class HubPin: LinkSecurity, @unchecked Sendable {
                     + "(a plaintext hub on loopback needs no --hub-id)")
         }
         return nil
+    }
+}
+
+/// Tells a ``HubPin`` that the handshake completed (the hub proved the key it showed).
+final class TrustOnHandshake: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let pin: HubPin
+
+    init(pin: HubPin) { self.pin = pin }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { pin.handshakeCompleted() }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

@@ -54,8 +54,19 @@ public struct NodeKey: Sendable {
                 throw TCPIPError(.noInput, "the key \(keyPath) is not a P-256 private key in PEM: \(error)")
             }
         } else {
-            key = P256.Signing.PrivateKey()
-            try write(Array(key.pemRepresentation.utf8), to: keyPath, mode: 0o600, exclusive: true)
+            let made = P256.Signing.PrivateKey()
+            // Whole and synced under a temporary name, then linked into place: a crash never leaves half a key, and
+            // of two first runs at once, the second uses the first one's key.
+            let temporary = keyPath + ".new\(getpid())"
+            try write(Array(made.pemRepresentation.utf8), to: temporary, mode: 0o600, exclusive: true)
+            defer { unlink(temporary) }
+            if link(temporary, keyPath) == 0 {
+                key = made
+            } else if errno == EEXIST {
+                return try loadOrCreate(in: directory)
+            } else {
+                throw TCPIPError(.cannotCreate, "cannot create \(keyPath): \(String(cString: strerror(errno)))")
+            }
         }
         // The certificate is remade whenever it is missing or does not carry this key.
         var certificatePEM: [UInt8]? = try? readContents(of: certificatePath, label: "certificate ", limit: 65536)

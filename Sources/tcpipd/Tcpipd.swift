@@ -48,7 +48,9 @@ struct Tcpipd: AsyncParsableCommand {
             "Require the token in this file from every client (or set TCPIP_TOKEN).", valueName: "path"))
     var tokenFile: String?
 
-    @Flag(name: .customLong("insecure-no-token"), help: "Allow a non-loopback address without a token.")
+    @Flag(
+        name: .customLong("insecure-no-token"),
+        help: "Let anyone who can reach a non-loopback address join: no token and no --authorized-peers.")
     var insecureNoToken = false
 
     @Flag(help: "Use TLS 1.3 on every connection, with this hub's node key (see 'tcpipd id').")
@@ -115,6 +117,8 @@ struct Tcpipd: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors("tcpipd") {
             StandardOutput.ignoreSIGPIPE()
+            // A reload (SIGHUP) that comes while the hub starts must not kill it.
+            signal(SIGHUP, SIG_IGN)
             StderrLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
             let logger = Logger(label: "tcpipd")
             let configuration = try hubConfiguration()
@@ -126,7 +130,6 @@ struct Tcpipd: AsyncParsableCommand {
             }
             let server = HubServer(configuration: configuration, logger: logger)
             if let authorizedPeers { try await server.useAuthorizedPeers(at: authorizedPeers) }
-            signal(SIGHUP, SIG_IGN)
             let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP)
             hangUp.setEventHandler { server.reloadAuthorizedPeers() }
             hangUp.resume()

@@ -113,6 +113,32 @@ import Testing
         try await scene.stop()
     }
 
+    /// --allow-from KEYID holds only for the key's holder; the sender's name does not satisfy it.
+    @Test func allowFromAKeyIDTakesOnlyThatKey() async throws {
+        let scene = try await Scene(peers: [
+            "{recv} archive receiver", "{recv} picky receiver", "{recv} strict receiver", "{cron} cron",
+        ])
+        let picky = try RunningProgram(
+            "tcpiprecvd",
+            ["--spool", scene.spool + "-picky", "--name", "picky", "--allow-from", scene.ids["cron"] ?? ""],
+            environment: scene.environment("recv"))
+        let strict = try RunningProgram(
+            "tcpiprecvd",
+            ["--spool", scene.spool + "-strict", "--name", "strict", "--allow-from", scene.ids["stranger"] ?? ""],
+            environment: scene.environment("recv"))
+        let path = try scene.file("k.txt", "key")
+        let taken = try await scene.run("cron", ["send-file", path, "--to", "picky", "--wait-for-peer", "10"])
+        #expect(taken.status == 0, "\(taken.stderr)")
+        let refused = try await scene.run("cron", ["send-file", path, "--to", "strict", "--wait-for-peer", "10"])
+        #expect(refused.status == 77, "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: scene.spool + "-strict/k.txt"))
+        for receiver in [picky, strict] {
+            receiver.signal(SIGTERM)
+            #expect(try await receiver.waitForExit() == 0)
+        }
+        try await scene.stop()
+    }
+
     @Test func wrongKeysAndWrongHubsAreRefusedWith77() async throws {
         let scene = try await Scene()
         try await scene.startReceiver()
@@ -126,6 +152,8 @@ import Testing
         // A client pinned to this hub that reaches another hub (its own key, its own state): refused before anything
         // is sent, naming both keys.
         let impostorState = scene.directory.appendingPathComponent("impostor").path
+        let impostorID = try await RunningProgram.run("tcpipd", ["id", "--state-dir", impostorState]).stdout
+            .trimmingCharacters(in: .newlines)
         let impostor = try await TestHub(["--tls", "--state-dir", impostorState])
         var environment = scene.environment("cron")
         environment["TCPIP_SERVER"] = impostor.address
@@ -133,6 +161,7 @@ import Testing
             "tcpipctl", ["send", "--to", "archive", "-m", "secret"], environment: environment, timeout: 30)
         #expect(fooled.status == 77, "\(fooled.stderr)")
         #expect(fooled.stderr.contains(scene.hubID))
+        #expect(fooled.stderr.contains(impostorID), "both keys are named")
         #expect(!impostor.program.stderr.contains("registered"), "the impostor saw a registration")
         try await impostor.stop()
         // The receiver was never disturbed.

@@ -315,6 +315,15 @@ public struct HubCore {
         } catch {
             return violation(id, .malformed, "bad CredentialsUpdate payload: \(error)", type: .credentialsUpdate)
         }
+        // A name or role is bound to a key as much after registering as at it: a change goes through the same list.
+        if let authorized = configuration.authorizedPeers, let key = connections[id]?.key,
+            update.name.map({ $0 != peer.name }) ?? false || update.role.map({ $0 != peer.role }) ?? false,
+            let problem = authorized.problem(id: key, name: update.name ?? peer.name, role: update.role ?? peer.role)
+        {
+            logger.warning(
+                "refused a credentials update", metadata: ["key": "\(key)", "peer": "\(describe(peer))"])
+            return [.send(id, errorPacket(.authenticationFailed, problem, type: .credentialsUpdate))]
+        }
         var changed = peer
         if let name = update.name, name != peer.name {
             if let problem = Self.problem(withName: name) {
@@ -434,9 +443,19 @@ public struct HubCore {
             } else if mine.isEmpty && authorized.entries(for: key).isEmpty, let enrollToken = configuration.enrollToken,
                 enrollToken.matches(credentials.token), !authorized.owns(requested)
             {
-                enrolled = AuthorizedPeers.Entry(
+                let entry = AuthorizedPeers.Entry(
                     id: key, name: requested, roles: [],
                     comment: "enrolled \(WireClock.rfc3339(now)) from \(connections[id]?.address ?? "?")")
+                // The line must read back as this entry: a name with a space or a '#' would come back as another name.
+                guard AuthorizedPeers.nameIsPlain(requested),
+                    (try? AuthorizedPeers(parsing: entry.line))?.entries == [entry]
+                else {
+                    return refuse(
+                        id, .invalidCredentials,
+                        "an enrolled name may hold only letters, digits and . _ @ + - (not '\(escapedForLog(requested.clipped))')"
+                    )
+                }
+                enrolled = entry
             }
             if enrolled == nil,
                 let problem = authorized.problem(id: key, name: requestedName, role: role)
@@ -450,10 +469,6 @@ public struct HubCore {
                 return refuse(id, .authenticationFailed, problem)
             }
         }
-        if let enrolled {
-            configuration.authorizedPeers?.add(enrolled)
-            logger.notice("enrolled a key", metadata: ["key": "\(enrolled.id)", "name": "\(enrolled.name)"])
-        }
         let peerID = nextPeerID
         var name = requestedName
         if byName[name] != nil {
@@ -465,6 +480,11 @@ public struct HubCore {
         }
         nextPeerID += 1
         guard var connection = connections[id] else { return [] }
+        if let enrolled {
+            // Only now that the registration goes through: a refused one must not leave the key authorized.
+            configuration.authorizedPeers?.add(enrolled)
+            logger.notice("enrolled a key", metadata: ["key": "\(enrolled.id)", "name": "\(enrolled.name)"])
+        }
         let peer = PeerRecord(
             id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
             address: connection.address, role: credentials.role ?? "client", connectedAt: now,

@@ -36,7 +36,11 @@ public struct AuthorizedPeers: Sendable, Equatable {
     /// Parses the file's text; a line that does not parse is an error naming its number (the hub must not start, or
     /// reload, with a list it half understood).
     public init(parsing text: String) throws {
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Split on bytes: "\r\n" is one Character to Swift, and a file edited on Windows must still parse.
+        let lines = Array(text.utf8).split(separator: 0x0A, omittingEmptySubsequences: false).map {
+            String(decoding: $0.filter { $0 != 0x0D }, as: UTF8.self)
+        }
+        for (number, rawLine) in lines.enumerated() {
             var line = Substring(rawLine)
             var comment = ""
             if let hash = line.firstIndex(of: "#") {
@@ -79,6 +83,15 @@ public struct AuthorizedPeers: Sendable, Equatable {
                 "'\(name)' may register only as \(entry.roles.joined(separator: " or ")), not '\(escapedForLog(role))'"
         }
         return nil
+    }
+
+    /// Whether a name can be written in the file and read back whole: letters, digits and `. _ @ + -`.
+    public static func nameIsPlain(_ name: String) -> Bool {
+        !name.isEmpty
+            && name.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                    || "._@+-".unicodeScalars.contains($0)
+            }
     }
 
     /// Whether some key owns `name`.

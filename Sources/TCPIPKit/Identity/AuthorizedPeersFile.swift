@@ -47,7 +47,15 @@ public final class AuthorizedPeersFile: @unchecked Sendable {
             return
         }
         defer { close(fd) }
-        let line = Array((entry.line + "\n").utf8)
+        // The operator's last line may lack its newline: the new line must not join it.
+        var last: UInt8 = 0x0A
+        let readable = open(path, O_RDONLY | O_CLOEXEC)
+        if readable >= 0 {
+            let size = lseek(readable, 0, SEEK_END)
+            if size > 0 { _ = pread(readable, &last, 1, size - 1) }
+            close(readable)
+        }
+        let line = Array(((last == 0x0A ? "" : "\n") + entry.line + "\n").utf8)
         let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if written != line.count {
             logger.error("cannot add an enrolled key to \(path): \(String(cString: strerror(errno)))")
