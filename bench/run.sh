@@ -239,10 +239,10 @@ record "messages over TLS (send --lines → listen, receipts)" "$(printf %.0f "$
 tls_send tlisten listen --name tlisten > /dev/null 2>&1 & pids+=($!)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
     -keyout "$work/mq.key" -out "$work/mq.crt" 2>/dev/null
-chmod 0644 "$work/mq.key"   # mosquitto started as root reads it after dropping to its own user; a throwaway key
 mqt=$(free_port)
-printf 'listener %s 127.0.0.1\ncertfile %s\nkeyfile %s\nallow_anonymous true\ntls_version tlsv1.3\n' "$mqt" "$work/mq.crt" \
-    "$work/mq.key" > "$work/mq-tls.conf"
+# `user root`: started as root, mosquitto would drop to its own user and could not read the key in $work (0700).
+printf 'listener %s 127.0.0.1\ncertfile %s\nkeyfile %s\nallow_anonymous true\ntls_version tlsv1.3\nuser root\n' "$mqt" \
+    "$work/mq.crt" "$work/mq.key" > "$work/mq-tls.conf"
 mosquitto -c "$work/mq-tls.conf" >/dev/null 2>&1 & pids+=($!); sleep 0.3
 mosquitto_sub -h localhost -p "$mqt" --cafile "$work/mq.crt" -t one -q 1 > /dev/null 2>&1 & pids+=($!)
 sleep 0.5
