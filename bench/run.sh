@@ -332,7 +332,9 @@ idle_run() {  # kind port pid -> "bytes-per-connection roster-packets bytes-to-i
     wait $idle
     echo "$(( (after - before) * 1024 / IDLE )) $(awk '/^roster/{print $2, $4}' "$work/idle.out") $(echo "$t1 - $t0" | bc -l)"
 }
-"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error > "$work/hub2.out" 2>/dev/null &
+# --max-unregistered: the storm opens all $IDLE connections at once, which the default cap (64 waiting to register)
+# turns away as `busy` by design.
+"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error --max-unregistered $((IDLE + 100)) > "$work/hub2.out" 2>/dev/null &
 hub2=$!; pids+=($hub2)
 for _ in $(seq 100); do grep -q '^listening' "$work/hub2.out" 2>/dev/null && break; sleep 0.05; done
 hub2_addr=$(sed -n 's/^listening on //p' "$work/hub2.out")
