@@ -20,7 +20,7 @@ function __tcpiprecvd_parse_tokens -S
     set -l unparsed_tokens (__tcpiprecvd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpiprecvd'
-        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'grace=' 'name-wait=' 'log-format=' 'version' 'h/help'
+        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'partial-max-age=' 'grace=' 'name-wait=' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'id'
             __tcpiprecvd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
@@ -96,6 +96,7 @@ complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" max-file-size' -l 'max-file-size' -d 'Refuse files larger than this many bytes.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" min-free-space' -l 'min-free-space' -d 'Refuse a file when fewer than this many bytes would stay free.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" always-store' -l 'always-store' -d 'Store every file, even one already in the spool under the name it was sent as with the same SHA-256 (by default that is acknowledged as already-stored and not stored twice).'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" partial-max-age' -l 'partial-max-age' -d 'Seconds to keep the partial file of a resumable transfer that broke off (default 3 days); older ones are removed at start-up and whenever a resumable transfer starts.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" grace' -l 'grace' -d 'Seconds running transfers may take to finish on SIGTERM.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" name-wait' -l 'name-wait' -d 'While the name is taken by another peer, retry for this long, then exit 75.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'

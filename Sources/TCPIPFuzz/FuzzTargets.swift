@@ -95,6 +95,8 @@ public enum FuzzTargets {
         roundTrip(FileEnd.self)
         roundTrip(FileReceipt.self)
         roundTrip(MessageReceipt.self)
+        roundTrip(FileResume.self)
+        roundTrip(FileSeek.self)
         if let start = try? FileStart(tlv: payload) {
             check(start.sha256 == nil || start.sha256?.count == FileStart.digestSize, "a FileStart sha256 of bad size")
         }

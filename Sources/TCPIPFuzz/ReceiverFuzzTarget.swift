@@ -22,8 +22,12 @@ extension FuzzTargets {
         else {
             fatalError("zlib")
         }
-        // The simulated spool: open temporary files by descriptor, with the transfer that owns each.
+        // The simulated spool: open temporary files by descriptor, with the transfer that owns each (and the partial
+        // file's name for a resumable one); partial files kept between attempts, by name.
         var files: [Int32: (key: TransferMachine.Key, bytes: [UInt8])] = [:]
+        var partialOf: [Int32: String] = [:]
+        var partials: [String: [UInt8]] = [:]
+        var offered: [TransferMachine.Key: UInt64] = [:]
         var nextDescriptor: Int32 = 3
         var failCreate = false
         var failWrite = false
@@ -49,14 +53,45 @@ extension FuzzTargets {
             case .send(let receipt, let to):
                 check(to < 3, "a receipt to \(to), who sent nothing")
                 _ = receipt.encoded()
+            case .offer(let resume, let to):
+                let key = TransferMachine.Key(from: to, id: resume.transferID)
+                guard let file = files.values.first(where: { $0.key == key }) else {
+                    fatalError("invariant broken: an offer for a transfer without a file")
+                }
+                check(resume.offset == UInt64(file.bytes.count), "offered \(resume.offset) of \(file.bytes.count) held")
+                if resume.offset > 0 {
+                    check(
+                        resume.prefixSHA256 == Array(SHA256.hash(data: file.bytes)), "offered a prefix hash that lies")
+                }
+                _ = resume.encoded()
+                offered[key] = resume.offset
+            case .keep(let temporary):
+                guard let file = files.removeValue(forKey: temporary.descriptor),
+                    let name = partialOf.removeValue(forKey: temporary.descriptor)
+                else { fatalError("invariant broken: kept a file that is not an open partial file") }
+                partials[name] = file.bytes
+            case .truncate(let temporary):
+                check(files[temporary.descriptor] != nil, "truncated a closed file")
+                files[temporary.descriptor]?.bytes = []
             case .log:
                 break
-            case .create(let key, _):
+            case .create(let key, _, let partial):
                 if failCreate { return .createFailed(key, reason: "simulated") }
                 let descriptor = nextDescriptor
                 nextDescriptor += 1
-                files[descriptor] = (key, [])
-                return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: "tmp/\(descriptor)"))
+                guard let partial else {
+                    files[descriptor] = (key, [])
+                    return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: "tmp/\(descriptor)"))
+                }
+                check(!partialOf.values.contains(partial), "two open transfers on one partial file")
+                let held = partials.removeValue(forKey: partial) ?? []
+                files[descriptor] = (key, held)
+                partialOf[descriptor] = partial
+                var hasher = SHA256()
+                hasher.update(data: held)
+                return .created(
+                    key, TransferMachine.Temporary(descriptor: descriptor, path: "partial/\(partial)"),
+                    held: UInt64(held.count), hasher: hasher)
             case .write(let key, let chunk, let temporary, let offset, let hasher):
                 guard let file = files[temporary.descriptor] else {
                     fatalError("invariant broken: a write to a closed file")
@@ -83,10 +118,12 @@ extension FuzzTargets {
                     key, hasher: updated, raw: UInt64(chunk.rawLength), wire: UInt64(chunk.data.readableBytes))
             case .discard(let temporary):
                 check(files.removeValue(forKey: temporary.descriptor) != nil, "discarded a file twice")
+                partialOf[temporary.descriptor] = nil
             case .commit(let commit):
                 guard let file = files.removeValue(forKey: commit.temporary.descriptor) else {
                     fatalError("invariant broken: published a file that is not open")
                 }
+                partialOf[commit.temporary.descriptor] = nil
                 let digest = Array(SHA256.hash(data: file.bytes))
                 check(file.key == commit.key, "published \(file.key)'s file for \(commit.key)")
                 check(digest == commit.sha256, "published a file whose SHA-256 is not the one checked")
@@ -113,7 +150,7 @@ extension FuzzTargets {
             let key = TransferMachine.Key(from: from, id: UInt32((who >> 2) % 4))
             failCreate = who & 0x40 != 0 && who & 0x80 != 0
             failWrite = who & 0x80 != 0 && op & 0x80 != 0
-            switch op % 9 {
+            switch op % 10 {
             case 0:
                 // FileStart: name, size (none or a byte's worth), chunk size, compression, digest (none, of the
                 // empty file, or of "hello").
@@ -124,11 +161,13 @@ extension FuzzTargets {
                     case 2: Array(SHA256.hash(data: Array("hello".utf8)))
                     default: nil
                     }
+                let size: UInt64? = b & 1 == 0 ? nil : UInt64((b >> 1) & 0x1F) * 4
                 let start = FileStart(
-                    transferID: key.id, name: names[Int(a % 10)], size: b & 1 == 0 ? nil : UInt64(b >> 1) * 4,
-                    chunkSize: UInt32((a >> 4) & 3) * 24, compression: (b >> 6) % 3, sha256: digest)
+                    transferID: key.id, name: names[Int(a % 10)], size: size,
+                    chunkSize: UInt32((a >> 4) & 3) * 24, compression: (b >> 6) % 3, sha256: digest,
+                    resumable: op & 0x40 != 0 && size != nil && digest != nil)
                 announced[key] = digest
-                run(.start(start, from: from, sender: nil))
+                run(.start(start, from: from, sender: PeerRecord(id: from, name: "sender\(from)")))
             case 1, 2:
                 // A chunk: raw (its length honest, or not) or compressed (really, or not).
                 guard let a = byte() else { return }
@@ -168,6 +207,16 @@ extension FuzzTargets {
                 check(!files.values.contains { $0.key.from == from }, "a sender that left keeps a file open")
             case 7:
                 run(.stopTaking)
+            case 9:
+                // FileSeek: to what was offered, to 0, or anywhere.
+                guard let a = byte() else { return }
+                let target: UInt64 =
+                    switch a % 3 {
+                    case 0: offered[key] ?? 0
+                    case 1: 0
+                    default: UInt64(a)
+                    }
+                run(.seek(FileSeek(transferID: key.id, offset: target), from: from))
             default:
                 run(.abandonAll(reason: "fuzz"))
                 check(files.isEmpty, "abandoning all keeps \(files.count) files open")

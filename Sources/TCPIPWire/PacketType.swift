@@ -23,6 +23,10 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let fileChunk = PacketType(14)
     public static let fileEnd = PacketType(15)
     public static let doneReceivingFile = PacketType(16)
+    /// Receiver → sender: where a resumable transfer starts (the bytes the receiver holds from an earlier attempt).
+    public static let fileResume = PacketType(17)
+    /// Sender → receiver: where the chunks that follow start (the offered offset, or 0 to start over).
+    public static let fileSeek = PacketType(18)
 
     /// An error report: a code and a human-readable text (see ``ErrorPayload``).
     public static let error = PacketType(64)
@@ -65,6 +69,8 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .fileChunk: "FileChunk"
         case .fileEnd: "FileEnd"
         case .doneReceivingFile: "DoneReceivingFile"
+        case .fileResume: "FileResume"
+        case .fileSeek: "FileSeek"
         case .error: "Error"
         case .peerQuery: "PeerQuery"
         case .peerQueryResult: "PeerQueryResult"

@@ -246,6 +246,7 @@ struct SendFile: AsyncParsableCommand {
             ("to", .object([("id", .int(Int64(result.recipient.id))), ("name", .string(result.recipient.name))])),
             ("status", .string(result.status.rawValue)),
             ("bytes", .int(Int64(result.bytes))), ("wireBytes", .int(Int64(result.wireBytes))),
+            ("resumedFrom", .int(Int64(result.resumedFrom))),
             (
                 "ratio",
                 .double(

@@ -25,6 +25,13 @@ struct Tcpiprecvd: AsyncParsableCommand {
             twice (--always-store stores it again). Messages land as SPOOL/message-TIME-FROMID-MSGID-FROM.txt. Entries whose names \
             start with a dot are the daemon's own: consumers ignore them.
 
+            A file of 4 MiB or more sent to this receiver alone is resumable: when its transfer breaks off (the \
+            sender, the hub or this daemon killed, the link cut), what arrived stays in SPOOL/.tcpip/partial, and when \
+            the same sender sends the same file again (same name, size and SHA-256) the receiver offers what it holds; \
+            the sender checks that prefix against its file and sends only the rest (or everything, if it differs). \
+            The whole file is still checked before it is published. Partial files nobody comes back for are removed \
+            after --partial-max-age.
+
             One daemon per spool: it holds SPOOL/.tcpip/lock while it runs, and a second one on the same spool exits \
             73 at once, naming the holder's PID, without touching anything. Published files get mode 0640 (less the \
             umask): readable by the daemon's group. While its name is taken by another peer (a restart race: the hub \
@@ -78,6 +85,13 @@ struct Tcpiprecvd: AsyncParsableCommand {
                 + "(by default that is acknowledged as already-stored and not stored twice)."))
     var alwaysStore = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Seconds to keep the partial file of a resumable transfer that broke off (default 3 days); older ones are "
+                + "removed at start-up and whenever a resumable transfer starts.",
+            valueName: "seconds"))
+    var partialMaxAge: Double = 259_200
+
     @Option(help: ArgumentHelp("Seconds running transfers may take to finish on SIGTERM.", valueName: "seconds"))
     var grace: Double = 10
 
@@ -93,6 +107,9 @@ struct Tcpiprecvd: AsyncParsableCommand {
         guard execJobs > 0 else { throw ValidationError("--exec-jobs must be at least 1") }
         guard grace >= 0, grace.isFinite else { throw ValidationError("--grace must be 0 or more seconds") }
         guard nameWait >= 0, nameWait.isFinite else { throw ValidationError("--name-wait must be 0 or more seconds") }
+        guard partialMaxAge >= 0, partialMaxAge.isFinite else {
+            throw ValidationError("--partial-max-age must be 0 or more seconds")
+        }
         if let exec, HookRunner.split(exec).isEmpty { throw ValidationError("--exec is empty") }
     }
 
@@ -112,6 +129,7 @@ struct Tcpiprecvd: AsyncParsableCommand {
             receiver.maxFileSize = maxFileSize
             receiver.minFreeSpace = minFreeSpace
             receiver.alwaysStore = alwaysStore
+            receiver.partialMaxAge = .seconds(partialMaxAge)
             var service = ReceiverService(client: client, receiver: receiver, logger: logger)
             service.grace = .milliseconds(Int64(grace * 1000))
             service.nameWait = .milliseconds(Int64(nameWait * 1000))

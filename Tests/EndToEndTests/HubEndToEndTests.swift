@@ -253,7 +253,8 @@ import Testing
         let started = Date()
         let (received, closed) = await socket.readToEnd()
         #expect(closed)
-        #expect(Date().timeIntervalSince(started) < 5)
+        // The deadline is 0.3 s; the bound only says "at the deadline, not never" on a loaded two-core machine.
+        #expect(Date().timeIntervalSince(started) < 9)
         var buffer = ByteBuffer(bytes: received)
         #expect(try FrameParser().nextPacket(from: &buffer)?.header.type == .requestCredentials)
         let error = try #require(try FrameParser().nextPacket(from: &buffer))

@@ -29,7 +29,7 @@ import Testing
             for action in machine.handle(next.removeFirst()) {
                 all.append(action)
                 switch action {
-                case .create(let key, _):
+                case .create(let key, _, _):
                     descriptor += 1
                     next.insert(.created(key, .init(descriptor: descriptor, path: "tmp/\(descriptor)")), at: 0)
                 case .write(let key, let chunk, _, _, let hasher):
@@ -186,4 +186,116 @@ import Testing
 
 extension Array where Element == UInt8 {
     fileprivate var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+/// Resume: a resumable transfer offers what it holds, waits for the sender's FileSeek, and keeps its partial file when
+/// the sender goes away.
+@Suite struct TransferMachineResumeTests {
+    typealias Key = TransferMachine.Key
+    static let content = Array((0..<200).map { UInt8($0) })
+    static let digest = Array(SHA256.hash(data: content))
+    static let sender = PeerRecord(id: 7, name: "cron")
+
+    static func start(_ id: UInt32 = 1) -> FileStart {
+        FileStart(
+            transferID: id, name: "big.bin", size: UInt64(content.count), chunkSize: 100, sha256: digest,
+            resumable: true)
+    }
+
+    static func chunk(_ bytes: ArraySlice<UInt8>, _ id: UInt32 = 1) -> FileChunk {
+        FileChunk(transferID: id, rawLength: UInt32(bytes.count), compressed: false, data: ByteBuffer(bytes: bytes))
+    }
+
+    static func end(_ id: UInt32 = 1) -> TransferMachine.Event {
+        .end(
+            FileEnd(transferID: id, size: UInt64(content.count), sha256: digest), aborted: false, from: 7,
+            sender: sender)
+    }
+
+    /// Runs events; answers create with a file holding `held` (the partial kept from before) and writes faithfully.
+    static func run(_ machine: inout TransferMachine, held: ArraySlice<UInt8> = [], _ events: [TransferMachine.Event])
+        -> [TransferMachine.Action]
+    {
+        var all: [TransferMachine.Action] = []
+        var next = events
+        while !next.isEmpty {
+            for action in machine.handle(next.removeFirst()) {
+                all.append(action)
+                switch action {
+                case .create(let key, _, let partial):
+                    #expect(partial != nil, "a resumable transfer names its partial file")
+                    var hasher = SHA256()
+                    hasher.update(data: Array(held))
+                    next.insert(
+                        .created(key, .init(descriptor: 9, path: "p"), held: UInt64(held.count), hasher: hasher), at: 0)
+                case .write(let key, let chunk, _, _, let hasher):
+                    var hasher = hasher
+                    hasher.update(data: Array(chunk.data.readableBytesView))
+                    next.insert(
+                        .wrote(
+                            key, hasher: hasher, raw: UInt64(chunk.rawLength), wire: UInt64(chunk.data.readableBytes)),
+                        at: 0)
+                default: break
+                }
+            }
+        }
+        return all
+    }
+
+    @Test func aKeptPrefixIsOfferedAndTheRestCompletesTheFile() throws {
+        var machine = TransferMachine(policy: .init())
+        let held = Self.content[..<120]
+        let actions = Self.run(
+            &machine, held: held,
+            [
+                .start(Self.start(), from: 7, sender: Self.sender),
+                .seek(FileSeek(transferID: 1, offset: 120), from: 7),
+                .chunk(Self.chunk(Self.content[120...]), from: 7), Self.end(),
+            ])
+        let offer = try #require(actions.lazy.compactMap { if case .offer(let r, _) = $0 { r } else { nil } }.first)
+        #expect(offer.offset == 120)
+        #expect(offer.prefixSHA256 == Array(SHA256.hash(data: Array(held))))
+        let commit = try #require(actions.lazy.compactMap { if case .commit(let c) = $0 { c } else { nil } }.first)
+        #expect(commit.sha256 == Self.digest)
+        #expect(commit.resumedFrom == 120)
+    }
+
+    @Test func aSenderWhoseFileDiffersStartsOverFromZero() throws {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(
+            &machine, held: Array(repeating: 0xEE, count: 50)[...],
+            [
+                .start(Self.start(), from: 7, sender: Self.sender), .seek(FileSeek(transferID: 1, offset: 0), from: 7),
+                .chunk(Self.chunk(Self.content[..<100]), from: 7), .chunk(Self.chunk(Self.content[100...]), from: 7),
+                Self.end(),
+            ])
+        #expect(actions.contains { if case .truncate = $0 { true } else { false } })
+        let commit = try #require(actions.lazy.compactMap { if case .commit(let c) = $0 { c } else { nil } }.first)
+        #expect(commit.sha256 == Self.digest)
+        #expect(commit.resumedFrom == 0)
+    }
+
+    @Test func chunksBeforeTheSeekOrASeekElsewhereAreInvalid() {
+        for events: [TransferMachine.Event] in [
+            [.chunk(Self.chunk(Self.content[..<100]), from: 7)], [.seek(FileSeek(transferID: 1, offset: 3), from: 7)],
+        ] {
+            var machine = TransferMachine(policy: .init())
+            let actions = Self.run(&machine, [.start(Self.start(), from: 7, sender: Self.sender)] + events)
+            let statuses = actions.compactMap { if case .send(let r, _) = $0 { r.status } else { nil } }
+            #expect(statuses == [.invalid])
+        }
+    }
+
+    @Test func aSenderThatLeavesLeavesItsPartialFileBehindForLater() {
+        var machine = TransferMachine(policy: .init())
+        let actions = Self.run(
+            &machine,
+            [
+                .start(Self.start(), from: 7, sender: Self.sender), .seek(FileSeek(transferID: 1, offset: 0), from: 7),
+                .chunk(Self.chunk(Self.content[..<100]), from: 7), .senderLeft(7),
+            ])
+        #expect(actions.contains { if case .keep = $0 { true } else { false } })
+        #expect(!actions.contains { if case .discard = $0 { true } else { false } })
+        #expect(machine.open == 0)
+    }
 }

@@ -96,6 +96,17 @@ enum GoldenVectors {
             "doneReceivingFile", header(.doneReceivingFile, mask: .client, to: 7, from: 3),
             FileReceipt(transferID: 1, status: .stored, storedAs: "a.txt", size: 3)
         ),
+        entry(
+            "fileStartResumable", header(.fileStart, mask: .group, from: 7),
+            FileStart(
+                transferID: 1, name: "a.txt", size: 3, chunkSize: 4, compression: 1,
+                sha256: Hex.bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"), resumable: true)),
+        entry(
+            "fileResume", header(.fileResume, mask: .client, to: 7, from: 3),
+            FileResume(
+                transferID: 1, offset: 2,
+                prefixSHA256: Hex.bytes("fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603"))),
+        entry("fileSeek", header(.fileSeek, mask: .group, from: 7), FileSeek(transferID: 1, offset: 2)),
         (
             "application",
             Packet(

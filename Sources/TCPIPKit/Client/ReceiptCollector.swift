@@ -28,7 +28,7 @@ enum ReceiptCollector {
     static func run(
         session: ClientSession, tracker: some ReceiptTracking, timeout: Duration, receiptType: PacketType,
         produce: @escaping @Sendable () async throws -> Void, receipt: (Packet, WireTime) throws -> Void,
-        linger: () -> Duration? = { nil }
+        linger: () -> Duration? = { nil }, other: (Packet) -> Void = { _ in }
     ) async throws {
         let sender = session.sender
         let producer = Task {
@@ -70,7 +70,7 @@ enum ReceiptCollector {
                 }
                 tracker.left(peer, now: now)
             default:
-                continue
+                other(packet)
             }
         }
         if let linger = linger() {

@@ -94,6 +94,12 @@ public enum FileSending {
                 // A malformed receipt (from any peer) is ignored: the file then waits for a good one or times out.
                 guard let receipt = try? FileReceipt(tlv: packet.payload) else { return }
                 tracker.receipt(receipt, from: packet.header.idFrom, now: now)
+            },
+            other: { packet in
+                guard packet.header.type == .fileResume, let resume = try? FileResume(tlv: packet.payload) else {
+                    return
+                }
+                tracker.offer(resume, from: packet.header.idFrom)
             }
         )
         if let failure = tracker.failure { throw failure }
@@ -113,6 +119,28 @@ public enum FileSending {
                 "\(escapedForLog(peer.name)) does not take files: it is a \(escapedForLog(peer.role)), not a receiver")
         }
         return recipients
+    }
+
+    /// Files at least this large are sent resumable (to one receiver): the round trip for FileResume costs them
+    /// nothing that matters.
+    public static let resumableSize = 4 << 20
+
+    /// The SHA-256 state over the first `count` bytes of a file (pread, on the thread pool).
+    static func hashState(of descriptor: Int32, upTo count: UInt64) async throws -> SHA256 {
+        try await NIOThreadPool.singleton.runIfActive {
+            var hasher = SHA256()
+            var block = [UInt8](repeating: 0, count: 1 << 20)
+            var offset: UInt64 = 0
+            while offset < count {
+                let wanted = Int(min(UInt64(block.count), count - offset))
+                let got = block.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
+                if got < 0 && errno == EINTR { continue }
+                guard got > 0 else { throw TCPIPError(.noInput, "cannot read the file back") }
+                block.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<got])) }
+                offset += UInt64(got)
+            }
+            return hasher
+        }
     }
 
     /// The SHA-256 of a whole regular file, read with pread on the thread pool (the descriptor's offset stays at 0).
@@ -184,14 +212,44 @@ public enum FileSending {
                     transferID, .changed, reason: "\(source.path ?? source.name) changed while being sent",
                     now: WireClock.now())
             }
+            // A file big enough to be worth it, to one receiver, is resumable: the receiver first says what it holds of
+            // it from an earlier attempt (FileResume), and the chunks start there if this file has the same bytes.
+            let resumable =
+                announced != nil && recipients.count == 1 && (size ?? 0) >= UInt64(Self.resumableSize)
             let start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
-                compression: compression == nil ? 0 : 1, sha256: announced
+                compression: compression == nil ? 0 : 1, sha256: announced, resumable: resumable
             )
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
             var hasher = SHA256()
             var sent: UInt64 = 0
+            var resumedFrom: UInt64 = 0
+            if resumable, let size {
+                try await outbox.flush()
+                tracker.awaitingOffer(transferID, now: WireClock.now())
+                guard let offer = await tracker.nextOffer(transferID) else { continue }
+                var seek: UInt64 = 0
+                if offer.offset > 0, offer.offset <= size, let prefix = offer.prefixSHA256,
+                    let held = try? await Self.hashState(of: descriptor, upTo: offer.offset),
+                    Array(held.finalize()) == prefix
+                {
+                    seek = offer.offset
+                    hasher = held
+                }
+                try await outbox.add(
+                    FileSeek(transferID: transferID, offset: seek).packet(
+                        PacketHeader(type: .fileSeek, maskTo: .group)))
+                guard lseek(descriptor, off_t(seek), SEEK_SET) >= 0 else {
+                    tracker.failed(
+                        transferID, .unreadable, reason: "cannot seek in \(source.path ?? source.name)",
+                        now: WireClock.now())
+                    continue
+                }
+                sent = seek
+                resumedFrom = seek
+                request.progress?(source.name, sent, size, false)
+            }
             var wire: UInt64 = 0
             var aborted = false
             var atEnd = false
@@ -250,7 +308,7 @@ public enum FileSending {
             request.progress?(source.name, sent, size, true)
             tracker.ended(
                 transferID, bytes: sent, wireBytes: wire, sha256: digest.map { String(format2: $0) }.joined(),
-                now: WireClock.now())
+                resumedFrom: resumedFrom, now: WireClock.now())
             if tracker.nobodyLeft { break }
         }
         try await outbox.flush()

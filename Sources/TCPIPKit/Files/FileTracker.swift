@@ -31,6 +31,8 @@ public struct FileResult: Sendable {
     public var reason: String?
     public var bytes: UInt64 = 0
     public var wireBytes: UInt64 = 0
+    /// Bytes the receiver already held from an earlier attempt, which did not cross again.
+    public var resumedFrom: UInt64 = 0
     public var sha256 = ""
     public var startedAt: WireTime
     public var finishedAt: WireTime?
@@ -61,11 +63,20 @@ public final class FileTracker: ReceiptTracking {
         var pending = 0
         var producerDone = false
         var failure: TCPIPError?
+        /// Resumable files whose FileStart went out and whose FileResume has not come yet, since when.
+        var offerDueSince: [UInt32: WireTime] = [:]
+        var offers: [UInt32: FileResume] = [:]
+        var waiting: [UInt32: CheckedContinuation<FileResume?, Never>] = [:]
 
         /// One pending result of file `id` was settled.
         mutating func settled(_ id: UInt32) {
             pending -= 1
-            if results[id]?.values.contains(where: { $0.status == .pending }) != true { endSentAt[id] = nil }
+            if results[id]?.values.contains(where: { $0.status == .pending }) != true {
+                endSentAt[id] = nil
+                offerDueSince[id] = nil
+                // Nobody will offer a resume for it any more (refused, already stored, gone, timed out).
+                waiting.removeValue(forKey: id)?.resume(returning: nil)
+            }
         }
     }
 
@@ -118,8 +129,48 @@ public final class FileTracker: ReceiptTracking {
         }
     }
 
+    /// A resumable FileStart went out: its FileResume is due from now on (within the receipt timeout).
+    public func awaitingOffer(_ id: UInt32, now: WireTime) {
+        state.withLockedValue { state in
+            if state.offers[id] == nil && state.results[id]?.values.contains(where: { $0.status == .pending }) == true {
+                state.offerDueSince[id] = now
+            }
+        }
+    }
+
+    /// A receiver's FileResume.
+    public func offer(_ resume: FileResume, from peer: UInt32) {
+        state.withLockedValue { state in
+            guard state.results[resume.transferID]?[peer]?.status == .pending else { return }
+            state.offerDueSince[resume.transferID] = nil
+            if let waiter = state.waiting.removeValue(forKey: resume.transferID) {
+                waiter.resume(returning: resume)
+            } else {
+                state.offers[resume.transferID] = resume
+            }
+        }
+    }
+
+    /// Waits for the FileResume of file `id`; nil when it will not come (the file was refused, already stored, its
+    /// receiver left, or the answer timed out).
+    public func nextOffer(_ id: UInt32) async -> FileResume? {
+        await withCheckedContinuation { continuation in
+            state.withLockedValue { state in
+                if let offer = state.offers.removeValue(forKey: id) {
+                    continuation.resume(returning: offer)
+                } else if state.results[id]?.values.contains(where: { $0.status == .pending }) != true {
+                    continuation.resume(returning: nil)
+                } else {
+                    state.waiting[id] = continuation
+                }
+            }
+        }
+    }
+
     /// FileEnd went out: receipts are due from now on.
-    public func ended(_ id: UInt32, bytes: UInt64, wireBytes: UInt64, sha256: String, now: WireTime) {
+    public func ended(
+        _ id: UInt32, bytes: UInt64, wireBytes: UInt64, sha256: String, resumedFrom: UInt64 = 0, now: WireTime
+    ) {
         state.withLockedValue { state in
             if state.results[id]?.values.contains(where: { $0.status == .pending }) == true {
                 state.endSentAt[id] = now
@@ -128,6 +179,7 @@ public final class FileTracker: ReceiptTracking {
                 state.results[id]?[peer]?.bytes = bytes
                 state.results[id]?[peer]?.wireBytes = wireBytes
                 state.results[id]?[peer]?.sha256 = sha256
+                state.results[id]?[peer]?.resumedFrom = resumedFrom
             }
         }
     }
@@ -174,6 +226,16 @@ public final class FileTracker: ReceiptTracking {
     public func expire(now: WireTime, timeout: UInt64) -> Bool {
         state.withLockedValue { state in
             var changed = false
+            for (id, since) in state.offerDueSince where now >= since + timeout {
+                for peer in state.results[id]?.keys.map({ $0 }) ?? [] where state.results[id]?[peer]?.status == .pending
+                {
+                    state.results[id]?[peer]?.status = .timeout
+                    state.results[id]?[peer]?.reason = "no answer to the resumable FileStart within the timeout"
+                    state.results[id]?[peer]?.finishedAt = now
+                    state.settled(id)
+                    changed = true
+                }
+            }
             for (id, sentAt) in state.endSentAt where now >= sentAt + timeout {
                 for peer in state.results[id]?.keys.map({ $0 }) ?? [] where state.results[id]?[peer]?.status == .pending
                 {

@@ -74,6 +74,8 @@ public final class FileReceiver {
                     end, aborted: aborted, from: from, sender: aborted ? nil : try await session.peer(id: from))
             case .message:
                 return try await messages.handle(packet, session: session)
+            case .fileSeek:
+                event = .seek(try FileSeek(tlv: packet.payload), from: from)
             case .clientDisconnecting:
                 messages.forget(sender: from)
                 event = .senderLeft(from)
@@ -100,7 +102,7 @@ public final class FileReceiver {
         switch packet.header.type {
         case .fileChunk:
             return packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt32.self)
-        case .fileStart, .fileEnd:
+        case .fileStart, .fileEnd, .fileSeek:
             var reader = TLVReader(packet.payload)
             while let field = try? reader.next() {
                 if field.tag == 1, let id = try? field.integer(as: UInt32.self) { return id }
@@ -120,10 +122,29 @@ public final class FileReceiver {
         switch action {
         case .send(let receipt, let to):
             try await session.send(receipt.packet(to: to))
-        case .create(let key, let tag):
+        case .offer(let resume, let to):
+            try await session.send(resume.packet(to: to))
+        case .create(let key, let tag, let partial):
             do {
-                let (descriptor, path) = try configuration.spool.createTemporary(tag: tag)
-                return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: path))
+                guard let partial else {
+                    let (descriptor, path) = try configuration.spool.createTemporary(tag: tag)
+                    return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: path))
+                }
+                let spool = configuration.spool
+                let maxAge = configuration.partialMaxAge
+                let (descriptor, path, held, hasher) = try await NIOThreadPool.singleton.runIfActive {
+                    // A long-running daemon ages out what nobody came back for here, too.
+                    _ = spool.removePartials(olderThan: maxAge)
+                    let (descriptor, path, held) = try spool.openPartial(partial)
+                    // What was kept is read back for the hash; a file that cannot be read starts over.
+                    guard held > 0, let hasher = Self.hash(descriptor, upTo: held) else {
+                        _ = ftruncate(descriptor, 0)
+                        return (descriptor, path, UInt64(0), SHA256())
+                    }
+                    return (descriptor, path, held, hasher)
+                }
+                return .created(
+                    key, TransferMachine.Temporary(descriptor: descriptor, path: path), held: held, hasher: hasher)
             } catch {
                 return .createFailed(key, reason: "\(error)")
             }
@@ -131,7 +152,7 @@ public final class FileReceiver {
             return await write(chunk, key: key, to: temporary, at: offset, hasher: hasher)
         case .commit(let commit):
             self.commit(commit)
-        case .discard, .log:
+        case .discard, .keep, .truncate, .log:
             perform([action])
         }
         return nil
@@ -144,9 +165,16 @@ public final class FileReceiver {
             case .discard(let temporary):
                 close(temporary.descriptor)
                 unlink(temporary.path)
+            case .keep(let temporary):
+                // Kept for a later attempt: what the kernel has is what the next attempt finds (after a power cut the
+                // whole-file SHA-256 still catches anything lost).
+                close(temporary.descriptor)
+            case .truncate(let temporary):
+                _ = ftruncate(temporary.descriptor, 0)
+                _ = lseek(temporary.descriptor, 0, SEEK_SET)
             case .log(let level, let message, let metadata):
                 logger.log(level: level, message, metadata: metadata)
-            case .send, .create, .write, .commit:
+            case .send, .offer, .create, .write, .commit:
                 assertionFailure("\(action) needs a session")
             }
         }
@@ -185,6 +213,22 @@ public final class FileReceiver {
         }
     }
 
+    /// The SHA-256 state over the first `count` bytes of a file, or nil when they cannot be read.
+    static func hash(_ descriptor: Int32, upTo count: UInt64) -> SHA256? {
+        var hasher = SHA256()
+        var block = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: UInt64 = 0
+        while offset < count {
+            let wanted = Int(min(UInt64(block.count), count - offset))
+            let got = block.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { return nil }
+            block.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<got])) }
+            offset += UInt64(got)
+        }
+        return hasher
+    }
+
     /// Hands a verified file to the committer, which owns its descriptor from here.
     private func commit(_ commit: TransferMachine.Commit) {
         let hex = commit.sha256.hex
@@ -192,6 +236,7 @@ public final class FileReceiver {
             commit.sentAs, commit.key.from, commit.senderName, commit.size, commit.wireBytes
         )
         let fromKey: JSON = commit.sender?.keyID.map { .string($0.description) } ?? .null
+        let resumedFrom = commit.resumedFrom
         let compression = commit.compression == 1 ? "zlib" : "none"
         let receivedAt = WireClock.rfc3339(WireClock.now())
         let file = Spool.Finished(
@@ -201,7 +246,8 @@ public final class FileReceiver {
                 ("name", .string(storedAs)), ("sentAs", .string(sentAs)),
                 ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName)), ("key", fromKey)])),
                 ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
-                ("wireBytes", .int(Int64(wireBytes))), ("receivedAt", .string(receivedAt)),
+                ("wireBytes", .int(Int64(wireBytes))), ("resumedFrom", .int(Int64(resumedFrom))),
+                ("receivedAt", .string(receivedAt)),
             ]).rendered()
         }
         committer.enqueue(

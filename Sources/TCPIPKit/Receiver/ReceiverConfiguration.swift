@@ -21,6 +21,9 @@ public struct ReceiverConfiguration: Sendable {
     /// Transfers open at once, from everyone.
     public var maxTransfers = 256
 
+    /// How long the partial file of a resumable transfer that broke off is kept for its sender to come back.
+    public var partialMaxAge: Duration = .seconds(3 * 86400)
+
     public init(spool: Spool) { self.spool = spool }
 
     /// Whether `allowFrom` lets peer `from` (record `sender`, if known) send.

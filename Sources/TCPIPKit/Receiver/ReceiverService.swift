@@ -102,6 +102,12 @@ public struct ReceiverService: Service {
         if removed > 0 {
             logger.notice("removed unfinished transfers left by an earlier run", metadata: ["count": "\(removed)"])
         }
+        let expired = receiver.spool.removePartials(olderThan: receiver.partialMaxAge)
+        if expired > 0 {
+            logger.notice(
+                "removed partial files nobody came back for",
+                metadata: ["count": "\(expired)", "older than": "\(receiver.partialMaxAge)"])
+        }
         let index = SpoolIndex(spool: receiver.spool)
         if !receiver.alwaysStore {
             let known = index.load()

@@ -19,6 +19,8 @@ public struct Spool: Sendable {
     public let root: String
     public var temporaryDirectory: String { root + "/.tcpip/tmp" }
     public var metadataDirectory: String { root + "/.tcpip/meta" }
+    /// Partial files of resumable transfers that ended early, kept for the sender to resume (`--partial-max-age`).
+    public var partialDirectory: String { root + "/.tcpip/partial" }
 
     public init(root: String) {
         var root = root
@@ -59,6 +61,7 @@ public struct Spool: Sendable {
         // Transfers in progress are the daemon's alone (0700); published files and records are for the service group.
         for (path, mode) in [
             (root, 0o755), (root + "/.tcpip", 0o750), (temporaryDirectory, 0o700), (metadataDirectory, 0o750),
+            (partialDirectory, 0o700),
         ] {
             if mkdir(path, mode_t(mode)) != 0 && errno != EEXIST {
                 throw SpoolError.cannotCreate(path, errno)
@@ -70,6 +73,36 @@ public struct Spool: Sendable {
             removed += 1
         }
         return removed
+    }
+
+    /// Removes partial files not written to for `age` (nobody came back to resume them). Returns how many.
+    public func removePartials(olderThan age: Duration) -> Int {
+        let limit = time(nil) - Int(age.components.seconds)
+        var removed = 0
+        for name in directoryEntries(partialDirectory) ?? [] {
+            let path = partialDirectory + "/" + name
+            var info = stat()
+            if stat(path, &info) == 0, info.st_mtim.tv_sec < limit, unlink(path) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
+    /// Opens (or makes) the partial file `name` of a resumable transfer; returns its descriptor, path and the bytes it
+    /// holds. Mode 0640 less the umask, as a temporary file: it is published by a hard link.
+    public func openPartial(_ name: String) throws -> (descriptor: Int32, path: String, held: UInt64) {
+        let path = partialDirectory + "/" + name
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        guard fd >= 0 else { throw SpoolError.cannotCreate(path, errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw SpoolError.cannotCreate(path, EINVAL)
+        }
+        guard lseek(fd, 0, SEEK_END) >= 0 else {
+            close(fd)
+            throw SpoolError.cannotCreate(path, errno)
+        }
+        return (fd, path, UInt64(info.st_size))
     }
 
     /// Bytes free for unprivileged users on the spool's file system.

@@ -68,8 +68,12 @@ public struct TransferMachine: Sendable {
         case stopTaking
         /// The connection ended or the daemon stops now: every unfinished transfer goes.
         case abandonAll(reason: String)
-        case created(Key, Temporary)
+        /// The temporary file was made (or, for a resumable transfer, found again holding `held` bytes, whose SHA-256
+        /// state `hasher` is: the driver read them back).
+        case created(Key, Temporary, held: UInt64 = 0, hasher: SHA256 = SHA256())
         case createFailed(Key, reason: String)
+        /// A FileSeek: the sender's chunks start at `offset` (what FileResume offered, or 0).
+        case seek(FileSeek, from: UInt32)
         /// A chunk was written: the hasher after its original bytes, and how many bytes it had and took on the wire.
         case wrote(Key, hasher: SHA256, raw: UInt64, wire: UInt64)
         case writeFailed(Key, FileReceipt.Status, reason: String)
@@ -77,13 +81,20 @@ public struct TransferMachine: Sendable {
 
     public enum Action: Sendable {
         case send(FileReceipt, to: UInt32)
-        /// Make a temporary file in the spool (`tag` goes in its name); answer with created or createFailed.
-        case create(Key, tag: String)
+        /// Tell the sender of a resumable transfer where to start.
+        case offer(FileResume, to: UInt32)
+        /// Make a temporary file in the spool (`tag` goes in its name); answer with created or createFailed. With
+        /// `partial`, the transfer is resumable: open (or make) the partial file of that name and report what it holds.
+        case create(Key, tag: String, partial: String?)
         /// Inflate the chunk if compressed (never past the transfer's chunk size), hash it into `hasher`, write it to
         /// the temporary file at `offset`; answer with wrote or writeFailed.
         case write(Key, FileChunk, to: Temporary, at: UInt64, hasher: SHA256)
         /// Close and remove the temporary file.
         case discard(Temporary)
+        /// Close the partial file of a resumable transfer and keep it, for the sender to resume later.
+        case keep(Temporary)
+        /// Empty the file (the sender starts over).
+        case truncate(Temporary)
         /// Sync and publish a verified file, then answer its sender.
         case commit(Commit)
         case log(Logger.Level, Logger.Message, Logger.Metadata)
@@ -102,6 +113,8 @@ public struct TransferMachine: Sendable {
         public var sender: PeerRecord?
         /// The sender's name as known when the file ended, or when it started.
         public var senderName: String
+        /// Bytes an earlier attempt had stored (0 when the file crossed whole this time).
+        public var resumedFrom: UInt64
     }
 
     struct Transfer: Sendable {
@@ -112,6 +125,11 @@ public struct TransferMachine: Sendable {
         var hasher = SHA256()
         var received: UInt64 = 0
         var wireBytes: UInt64 = 0
+        /// The partial file's name, for a resumable transfer.
+        var partial: String?
+        /// FileResume went out; chunks wait for the sender's FileSeek.
+        var awaitingSeek = false
+        var resumedFrom: UInt64 = 0
     }
 
     public var policy: Policy
@@ -151,10 +169,50 @@ public struct TransferMachine: Sendable {
             return []
         case .abandonAll(let reason):
             return abandon(where: { _ in true }, reason: reason)
-        case .created(let key, let temporary):
-            guard transfers[key] != nil, transfers[key]?.temporary == nil else { return [.discard(temporary)] }
-            transfers[key]?.temporary = temporary
+        case .created(let key, let temporary, let held, let hasher):
+            guard var transfer = transfers[key], transfer.temporary == nil else { return [.discard(temporary)] }
+            transfer.temporary = temporary
+            if transfer.partial != nil {
+                // Offer what is held; nothing is written until the sender says where its chunks start.
+                transfer.received = held
+                transfer.hasher = hasher
+                transfer.awaitingSeek = true
+                transfers[key] = transfer
+                let prefix = held > 0 ? Array(hasher.finalize()) : nil
+                return [.offer(FileResume(transferID: key.id, offset: held, prefixSHA256: prefix), to: key.from)]
+            }
+            transfers[key] = transfer
             return []
+        case .seek(let seek, let from):
+            let key = Key(from: from, id: seek.transferID)
+            guard var transfer = transfers[key], transfer.awaitingSeek, let temporary = transfer.temporary else {
+                return []
+            }
+            transfer.awaitingSeek = false
+            if seek.offset == transfer.received {
+                transfer.resumedFrom = seek.offset
+                transfers[key] = transfer
+                return seek.offset > 0
+                    ? [
+                        .log(
+                            .info, "resuming file",
+                            ["file": "\(escapedForLog(transfer.start.name))", "from": "\(seek.offset)"])
+                    ] : []
+            }
+            guard seek.offset == 0 else {
+                return remove(key) + [
+                    .send(
+                        FileReceipt(
+                            transferID: key.id, status: .invalid,
+                            reason: "FileSeek to \(seek.offset), neither 0 nor the offered \(transfer.received)"
+                        ), to: key.from)
+                ]
+            }
+            // The sender's file differs from what is held (or it chose to): start over.
+            transfer.received = 0
+            transfer.hasher = SHA256()
+            transfers[key] = transfer
+            return [.truncate(temporary)]
         case .createFailed(let key, let reason):
             guard transfers.removeValue(forKey: key) != nil else { return [] }
             return [.send(FileReceipt(transferID: key.id, status: .storageFailed, reason: reason), to: key.from)]
@@ -221,10 +279,20 @@ public struct TransferMachine: Sendable {
             ]
         }
         if let problem = policy.spaceProblem(start.size ?? 0) { return refuse(problem, .storageFailed) }
-        transfers[key] = Transfer(start: start, senderName: sender?.name ?? "")
-        return actions + [
+        var transfer = Transfer(start: start, senderName: sender?.name ?? "")
+        transfer.partial = Self.partialName(start, sender: sender)
+        // One attempt at a time per partial file: a second start of the same file (same sender, name, size and
+        // content) ends the first, which keeps what it wrote for the new one.
+        var previous: [Action] = []
+        if let partial = transfer.partial,
+            let other = transfers.first(where: { $0.value.partial == partial && $0.key != key })?.key
+        {
+            previous = release(other)
+        }
+        transfers[key] = transfer
+        return actions + previous + [
             .log(.debug, "receiving file", ["file": "\(escapedForLog(start.name))", "from": "\(from)"]),
-            .create(key, tag: "\(from)-\(start.transferID)"),
+            .create(key, tag: "\(from)-\(start.transferID)", partial: transfer.partial),
         ]
     }
 
@@ -234,6 +302,7 @@ public struct TransferMachine: Sendable {
         func fail(_ status: FileReceipt.Status, _ reason: String) -> [Action] {
             remove(key) + [.send(FileReceipt(transferID: key.id, status: status, reason: reason), to: key.from)]
         }
+        if transfer.awaitingSeek { return fail(.invalid, "a chunk before FileSeek in a resumable transfer") }
         let rawLength = UInt64(chunk.rawLength)
         if rawLength > UInt64(transfer.start.chunkSize) {
             return fail(
@@ -256,6 +325,13 @@ public struct TransferMachine: Sendable {
         guard let transfer = transfers.removeValue(forKey: key) else { return [] }
         let name = escapedForLog(transfer.start.name)
         guard let temporary = transfer.temporary else { return [] }
+        if transfer.awaitingSeek && !aborted {
+            return [
+                .discard(temporary),
+                .send(
+                    FileReceipt(transferID: key.id, status: .invalid, reason: "FileEnd before FileSeek"), to: key.from),
+            ]
+        }
         if aborted {
             return [
                 .log(
@@ -283,11 +359,30 @@ public struct TransferMachine: Sendable {
                 Commit(
                     key: key, temporary: temporary, sentAs: transfer.start.name, sha256: digest,
                     size: transfer.received, wireBytes: transfer.wireBytes, compression: transfer.start.compression,
-                    sender: sender, senderName: sender?.name ?? transfer.senderName))
+                    sender: sender, senderName: sender?.name ?? transfer.senderName, resumedFrom: transfer.resumedFrom))
         ]
     }
 
     // MARK: helpers
+
+    /// The name of a resumable transfer's partial file: the same sender (its proved key, else its name), file name, size
+    /// and SHA-256 find the same file again. Nil when the transfer is not resumable.
+    static func partialName(_ start: FileStart, sender: PeerRecord?) -> String? {
+        guard start.resumable, let size = start.size, let digest = start.sha256, let sender else { return nil }
+        let who = sender.keyID.map { "key:\($0)" } ?? "name:\(sender.name)"
+        let text = [who, start.name, String(size), digest.hex].joined(separator: "\u{0}")
+        return Array(SHA256.hash(data: Array(text.utf8))).hex
+    }
+
+    /// Ends one transfer without a receipt: a resumable one keeps what it wrote for a later attempt, another
+    /// discards it.
+    private mutating func release(_ key: Key) -> [Action] {
+        guard let transfer = transfers[key], transfer.partial != nil, let temporary = transfer.temporary else {
+            return remove(key)
+        }
+        transfers[key] = nil
+        return [.keep(temporary)]
+    }
 
     /// Ends one transfer without a receipt, discarding what it wrote.
     private mutating func remove(_ key: Key) -> [Action] {
@@ -299,8 +394,8 @@ public struct TransferMachine: Sendable {
         var actions: [Action] = []
         for key in transfers.keys.sorted(by: { ($0.from, $0.id) < ($1.from, $1.id) }) where matches(key) {
             let name = transfers[key].map { escapedForLog($0.start.name) } ?? ""
-            actions.append(.log(.info, "discarding unfinished transfer", ["file": "\(name)", "reason": "\(reason)"]))
-            actions += remove(key)
+            actions.append(.log(.info, "ending unfinished transfer", ["file": "\(name)", "reason": "\(reason)"]))
+            actions += release(key)
         }
         return actions
     }

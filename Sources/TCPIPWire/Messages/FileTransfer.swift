@@ -11,6 +11,7 @@ import NIOCore
 /// | 5 | compression | u8: 0 none, 1 zlib per chunk (each chunk says whether it is compressed) |
 /// | 6 | sha256 | 32 bytes, the whole file's SHA-256, sent up front when the sender knows it (a regular file): a
 ///   receiver that already stored this name with this content answers "already stored" at once |
+/// | 7 | resumable | u8 1: the sender waits for FileResume (17) before sending chunks, and can start past 0 |
 public struct FileStart: ControlPayload, Hashable {
     public static let digestSize = 32
 
@@ -21,11 +22,14 @@ public struct FileStart: ControlPayload, Hashable {
     public var compression: UInt8
     /// The SHA-256 of the whole file, when known before sending.
     public var sha256: [UInt8]?
+    /// The sender waits for FileResume before its chunks (only with `size` and `sha256`).
+    public var resumable = false
 
     public init(
         transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0,
-        sha256: [UInt8]? = nil
+        sha256: [UInt8]? = nil, resumable: Bool = false
     ) {
+        self.resumable = resumable
         self.transferID = transferID
         self.name = name
         self.size = size
@@ -50,11 +54,15 @@ public struct FileStart: ControlPayload, Hashable {
                     throw WireError.invalidValue("a FileStart sha256 must be \(Self.digestSize) bytes")
                 }
                 sha256 = Array(field.value.readableBytesView)
+            case 7: resumable = try field.integer(as: UInt8.self) == 1
             default: break
             }
         }
         guard let transferID else { throw WireError.missingField("transfer id") }
         guard let name else { throw WireError.missingField("file name") }
+        if resumable && (size == nil || sha256 == nil) {
+            throw WireError.invalidValue("a resumable FileStart needs its size and sha256")
+        }
         self.transferID = transferID
         self.name = name
     }
@@ -66,6 +74,90 @@ public struct FileStart: ControlPayload, Hashable {
         writer.write(4, integer: chunkSize)
         writer.write(5, integer: compression)
         if let sha256 { writer.write(6, bytes: ByteBuffer(bytes: sha256)) }
+        if resumable { writer.write(7, integer: UInt8(1)) }
+    }
+}
+
+/// Where a resumable transfer starts (FileResume, 17), from the receiver to the sender.
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | transferID | u32 |
+/// | 2 | offset | u64, the bytes the receiver holds (0: none) |
+/// | 3 | prefixSHA256 | 32 bytes, the SHA-256 of those bytes (absent when offset is 0) |
+public struct FileResume: ControlPayload, Hashable {
+    public var transferID: UInt32
+    public var offset: UInt64
+    public var prefixSHA256: [UInt8]?
+
+    public init(transferID: UInt32, offset: UInt64, prefixSHA256: [UInt8]?) {
+        self.transferID = transferID
+        self.offset = offset
+        self.prefixSHA256 = prefixSHA256
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        var transferID: UInt32?
+        self.init(transferID: 0, offset: 0, prefixSHA256: nil)
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1: transferID = try field.integer(as: UInt32.self)
+            case 2: offset = try field.integer()
+            case 3:
+                guard field.value.readableBytes == FileStart.digestSize else {
+                    throw WireError.invalidValue("a FileResume prefix SHA-256 must be \(FileStart.digestSize) bytes")
+                }
+                prefixSHA256 = Array(field.value.readableBytesView)
+            default: break
+            }
+        }
+        guard let transferID else { throw WireError.missingField("transfer id") }
+        self.transferID = transferID
+        if offset > 0 && prefixSHA256 == nil { throw WireError.missingField("prefix SHA-256") }
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, integer: transferID)
+        writer.write(2, integer: offset)
+        if let prefixSHA256 { writer.write(3, bytes: ByteBuffer(bytes: prefixSHA256)) }
+    }
+}
+
+/// Where the chunks that follow start (FileSeek, 18), from the sender to the receiver: the offset FileResume offered
+/// when the sender's file has the same bytes there, else 0.
+///
+/// | tag | field | encoding |
+/// |---|---|---|
+/// | 1 | transferID | u32 |
+/// | 2 | offset | u64 |
+public struct FileSeek: ControlPayload, Hashable {
+    public var transferID: UInt32
+    public var offset: UInt64
+
+    public init(transferID: UInt32, offset: UInt64) {
+        self.transferID = transferID
+        self.offset = offset
+    }
+
+    public init(tlv: ByteBuffer) throws {
+        var transferID: UInt32?
+        var offset: UInt64?
+        try TLVReader.forEach(in: tlv) { field in
+            switch field.tag {
+            case 1: transferID = try field.integer(as: UInt32.self)
+            case 2: offset = try field.integer()
+            default: break
+            }
+        }
+        guard let transferID else { throw WireError.missingField("transfer id") }
+        guard let offset else { throw WireError.missingField("offset") }
+        self.transferID = transferID
+        self.offset = offset
+    }
+
+    public func write(to writer: inout TLVWriter) {
+        writer.write(1, integer: transferID)
+        writer.write(2, integer: offset)
     }
 }
 

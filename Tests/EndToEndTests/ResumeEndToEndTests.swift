@@ -1,0 +1,106 @@
+import Foundation
+import TCPIPTestSupport
+import Testing
+
+/// Resume: a transfer that broke off (the sender or the receiver killed with SIGKILL) continues where it stopped when
+/// the same command runs again, and only the rest crosses the wire. One at a time: each moves hundreds of MiB, and
+/// in parallel they starve the timing-bound tests of the other suites on two cores.
+@Suite(.serialized) struct ResumeEndToEndTests {
+    typealias Fixture = FileTransferEndToEndTests.Fixture
+    static let size = 128 << 20
+
+    /// The bytes the receiver holds of the transfer in progress (its partial file), if any.
+    static func held(_ fixture: Fixture) -> Int {
+        let directory = fixture.spool + "/.tcpip/partial"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap {
+            (try? FileManager.default.attributesOfItem(atPath: directory + "/" + $0))?[.size] as? Int
+        }.max() ?? 0
+    }
+
+    /// Starts `send-file` and SIGKILLs the sender (or the receiver) once the receiver holds a quarter of the file.
+    /// Returns the sender.
+    static func interrupt(_ fixture: Fixture, _ path: String, killReceiver: Bool = false) async throws -> RunningProgram
+    {
+        let sender = try RunningProgram(
+            "tcpipctl", ["send-file", path, "--to", "archive", "--json", "--timeout", "60"],
+            environment: fixture.hub.environment)
+        let deadline = Date().addingTimeInterval(60)
+        while Self.held(fixture) < Self.size / 4 {
+            guard Date() < deadline, sender.process.isRunning else {
+                throw TestFailure("the transfer never got a quarter in: \(sender.stderr)")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        if killReceiver {
+            fixture.receiver?.signal(SIGKILL)
+            _ = try await fixture.receiver?.waitForExit()
+        } else {
+            sender.signal(SIGKILL)
+        }
+        _ = try await sender.waitForExit()
+        return sender
+    }
+
+    static func summary(_ text: String) throws -> [String: Any] {
+        let line = text.split(separator: "\n").last.map(String.init) ?? ""
+        return try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+    }
+
+    @Test func aSenderKilledHalfWaySendsOnlyTheRestTheSecondTime() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let content = FileTransferEndToEndTests.random(Self.size, seed: 11)
+        let path = try fixture.file("big.bin", content)
+        _ = try await Self.interrupt(fixture, path)
+        let again = try await fixture.sendFile([path, "--to", "archive", "--json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        let summary = try Self.summary(again.stdout)
+        let resumed = summary["resumedFrom"] as? Int ?? 0
+        let wire = summary["wireBytes"] as? Int ?? Int.max
+        #expect(resumed >= Self.size / 8, "resumed from \(resumed)")
+        #expect(wire <= Self.size - resumed + (1 << 20), "\(wire) bytes crossed the second time, \(resumed) were held")
+        #expect(fixture.spooled("big.bin") == content)
+        #expect(Self.held(fixture) == 0, "the partial file was published, not left behind")
+        try await fixture.stop()
+    }
+
+    @Test func aReceiverKilledAndRestartedResumesToo() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let content = FileTransferEndToEndTests.random(Self.size, seed: 12)
+        let path = try fixture.file("big.bin", content)
+        let first = try await Self.interrupt(fixture, path, killReceiver: true)
+        #expect(first.process.terminationStatus == 75, "\(first.stderr)")
+        // The hub drops the killed receiver when its connection ends; the new one may register its name after that.
+        for _ in 0..<300 {
+            let peers = try await RunningProgram.run("tcpipctl", ["peers"], environment: fixture.hub.environment)
+            if !peers.stdout.contains("\"archive\"") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await fixture.startReceiver()
+        let again = try await fixture.sendFile([path, "--to", "archive", "--json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try Self.summary(again.stdout)["resumedFrom"] as? Int ?? 0 > 0)
+        #expect(fixture.spooled("big.bin") == content)
+        try await fixture.stop()
+    }
+
+    /// A file changed between the two runs is another file (its SHA-256 differs): it starts from zero, and the stored
+    /// file is the new one, never a mix.
+    @Test func aFileChangedBetweenRunsStartsFromZero() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        var content = FileTransferEndToEndTests.random(Self.size, seed: 13)
+        let path = try fixture.file("big.bin", content)
+        _ = try await Self.interrupt(fixture, path)
+        content[0] ^= 0xFF
+        content[content.count - 1] ^= 0xFF
+        _ = try fixture.file("big.bin", content)
+        let again = try await fixture.sendFile([path, "--to", "archive", "--json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try Self.summary(again.stdout)["resumedFrom"] as? Int == 0)
+        #expect(fixture.spooled("big.bin") == content)
+        try await fixture.stop()
+    }
+}
