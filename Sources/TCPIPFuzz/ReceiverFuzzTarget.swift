@@ -167,7 +167,9 @@ extension FuzzTargets {
                     chunkSize: UInt32((a >> 4) & 3) * 24, compression: (b >> 6) % 3, sha256: digest,
                     resumable: op & 0x40 != 0 && size != nil && digest != nil)
                 announced[key] = digest
-                run(.start(start, from: from, sender: PeerRecord(id: from, name: "sender\(from)")))
+                run(
+                    .start(start, from: from, sender: b & 0x20 == 0 ? PeerRecord(id: from, name: "sender\(from)") : nil)
+                )
             case 1, 2:
                 // A chunk: raw (its length honest, or not) or compressed (really, or not).
                 guard let a = byte() else { return }

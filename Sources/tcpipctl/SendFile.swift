@@ -250,7 +250,11 @@ struct SendFile: AsyncParsableCommand {
             (
                 "ratio",
                 .double(
-                    result.bytes == 0 ? 1 : (Double(result.wireBytes) / Double(result.bytes) * 1000).rounded() / 1000)
+                    // Of what crossed this time: bytes resumed did not.
+                    result.bytes <= result.resumedFrom
+                        ? 1
+                        : (Double(result.wireBytes) / Double(result.bytes - result.resumedFrom) * 1000).rounded()
+                            / 1000)
             ),
             ("sha256", .string(result.sha256)),
             ("storedAs", result.storedAs.map { .string($0) } ?? .null),

@@ -30,7 +30,8 @@ struct Tcpiprecvd: AsyncParsableCommand {
             the same sender sends the same file again (same name, size and SHA-256) the receiver offers what it holds; \
             the sender checks that prefix against its file and sends only the rest (or everything, if it differs). \
             The whole file is still checked before it is published. Partial files nobody comes back for are removed \
-            after --partial-max-age.
+            once older than --partial-max-age (at start-up and when a resumable transfer starts). On a hub without \
+            TLS a partial file is tied to the sender's name, which any peer the hub lets in can register.
 
             One daemon per spool: it holds SPOOL/.tcpip/lock while it runs, and a second one on the same spool exits \
             73 at once, naming the holder's PID, without touching anything. Published files get mode 0640 (less the \
@@ -38,7 +39,8 @@ struct Tcpiprecvd: AsyncParsableCommand {
             drops a vanished predecessor within three heartbeats), it retries for --name-wait seconds, then exits 75.
 
             SIGTERM or SIGINT: new transfers are refused (the sender hears 75, retry), running ones may finish for \
-            --grace seconds, what is left is removed, and the daemon exits 0. In every other state (connecting, \
+            --grace seconds, what is left is removed (a resumable transfer's partial file is kept for its sender), \
+            and the daemon exits 0. In every other state (connecting, \
             waiting to reconnect, idle) it exits at once.
 
             Across machines the link to the hub is TLS 1.3 with the hub's key pinned (--hub-id, or known_hubs in the \
@@ -87,8 +89,9 @@ struct Tcpiprecvd: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Seconds to keep the partial file of a resumable transfer that broke off (default 3 days); older ones are "
-                + "removed at start-up and whenever a resumable transfer starts.",
+            "Seconds to keep the partial file of a resumable transfer that broke off, counted from its last write "
+                + "(default 3 days, 60 at least); older ones are removed at start-up and whenever a resumable "
+                + "transfer starts.",
             valueName: "seconds"))
     var partialMaxAge: Double = 259_200
 
@@ -107,8 +110,8 @@ struct Tcpiprecvd: AsyncParsableCommand {
         guard execJobs > 0 else { throw ValidationError("--exec-jobs must be at least 1") }
         guard grace >= 0, grace.isFinite else { throw ValidationError("--grace must be 0 or more seconds") }
         guard nameWait >= 0, nameWait.isFinite else { throw ValidationError("--name-wait must be 0 or more seconds") }
-        guard partialMaxAge >= 0, partialMaxAge.isFinite else {
-            throw ValidationError("--partial-max-age must be 0 or more seconds")
+        guard partialMaxAge >= 60, partialMaxAge <= 10 * 365 * 86400 else {
+            throw ValidationError("--partial-max-age must be from 60 seconds to 10 years")
         }
         if let exec, HookRunner.split(exec).isEmpty { throw ValidationError("--exec is empty") }
     }

@@ -86,6 +86,29 @@ import Testing
         try await fixture.stop()
     }
 
+    /// The same content under the same name twice in one batch: the second start of a resumable file must never open
+    /// the partial file of the first while that one is being published (a review found it could, and truncate it).
+    @Test func theSameFileTwiceInOneBatchIsStoredIntact() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let content = FileTransferEndToEndTests.random(8 << 20, seed: 14)
+        for directory in ["a", "b"] {
+            try FileManager.default.createDirectory(
+                atPath: fixture.directory.appendingPathComponent(directory).path, withIntermediateDirectories: true)
+            _ = try fixture.file("\(directory)/big.bin", content)
+        }
+        let paths = ["a", "b"].map { fixture.directory.appendingPathComponent("\($0)/big.bin").path }
+        for _ in 0..<3 {
+            let sent = try await fixture.sendFile(paths + ["--to", "archive"])
+            #expect(sent.status == 0, "\(sent.stderr)")
+        }
+        for name in fixture.visible {
+            #expect(fixture.spooled(name) == content, "\(name)")
+        }
+        #expect(fixture.visible.contains("big.bin"))
+        try await fixture.stop()
+    }
+
     /// A file changed between the two runs is another file (its SHA-256 differs): it starts from zero, and the stored
     /// file is the new one, never a mix.
     @Test func aFileChangedBetweenRunsStartsFromZero() async throws {

@@ -228,7 +228,18 @@ public enum FileSending {
             if resumable, let size {
                 try await outbox.flush()
                 tracker.awaitingOffer(transferID, now: WireClock.now())
-                guard let offer = await tracker.nextOffer(transferID) else { continue }
+                func abort(_ reason: String) async throws {
+                    let end = FileEnd(transferID: transferID, size: 0, sha256: [], reason: reason)
+                    try await outbox.add(
+                        Packet(
+                            header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
+                            payload: end.encoded()))
+                }
+                guard let offer = await tracker.nextOffer(transferID) else {
+                    // Refused, already stored, its receiver gone, or no answer: whatever the receiver holds is closed.
+                    try await abort("no resume offer")
+                    continue
+                }
                 var seek: UInt64 = 0
                 if offer.offset > 0, offer.offset <= size, let prefix = offer.prefixSHA256,
                     let held = try? await Self.hashState(of: descriptor, upTo: offer.offset),
@@ -241,6 +252,7 @@ public enum FileSending {
                     FileSeek(transferID: transferID, offset: seek).packet(
                         PacketHeader(type: .fileSeek, maskTo: .group)))
                 guard lseek(descriptor, off_t(seek), SEEK_SET) >= 0 else {
+                    try await abort("cannot seek")
                     tracker.failed(
                         transferID, .unreadable, reason: "cannot seek in \(source.path ?? source.name)",
                         now: WireClock.now())

@@ -138,7 +138,11 @@ public final class FileReceiver {
                     let (descriptor, path, held) = try spool.openPartial(partial)
                     // What was kept is read back for the hash; a file that cannot be read starts over.
                     guard held > 0, let hasher = Self.hash(descriptor, upTo: held) else {
-                        _ = ftruncate(descriptor, 0)
+                        guard ftruncate(descriptor, 0) == 0 else {
+                            let code = errno
+                            close(descriptor)
+                            throw SpoolError.writeFailed(code)
+                        }
                         return (descriptor, path, UInt64(0), SHA256())
                     }
                     return (descriptor, path, held, hasher)
@@ -150,7 +154,19 @@ public final class FileReceiver {
             }
         case .write(let key, let chunk, let temporary, let offset, let hasher):
             return await write(chunk, key: key, to: temporary, at: offset, hasher: hasher)
-        case .commit(let commit):
+        case .commit(var commit):
+            // What is published must be exactly what was checked: its size on disk too (a truncate that failed
+            // would leave a stale tail).
+            var info = stat()
+            guard fstat(commit.temporary.descriptor, &info) == 0, UInt64(info.st_size) == commit.size else {
+                perform([.discard(commit.temporary)])
+                let receipt = FileReceipt(
+                    transferID: commit.key.id, status: .storageFailed,
+                    reason: "the stored bytes do not have the announced size")
+                try await session.send(receipt.packet(to: commit.key.from))
+                return nil
+            }
+            commit.temporary.path = configuration.spool.retirePartial(commit.temporary.path)
             self.commit(commit)
         case .discard, .keep, .truncate, .log:
             perform([action])
@@ -170,8 +186,9 @@ public final class FileReceiver {
                 // whole-file SHA-256 still catches anything lost).
                 close(temporary.descriptor)
             case .truncate(let temporary):
+                // Writes go at explicit offsets, and the size is checked before publishing: a truncate that failed
+                // leaves a file that is refused, never a mixed one.
                 _ = ftruncate(temporary.descriptor, 0)
-                _ = lseek(temporary.descriptor, 0, SEEK_SET)
             case .log(let level, let message, let metadata):
                 logger.log(level: level, message, metadata: metadata)
             case .send, .offer, .create, .write, .commit:
@@ -194,7 +211,8 @@ public final class FileReceiver {
                     chunk.compressed ? try decompressor.decompress(chunk.data, rawLength: rawLength) : chunk.data
                 try bytes.withUnsafeReadableBytes { pointer in
                     hasher.update(bufferPointer: pointer)
-                    try Spool.writeAll(temporary.descriptor, pointer)
+                    // At the machine's offset: the bytes on disk are exactly the ones hashed, whatever the file held.
+                    try Spool.writeAll(temporary.descriptor, pointer, at: Int64(offset))
                 }
                 Spool.startWriteback(temporary.descriptor, wrote: Int64(bytes.readableBytes), at: Int64(offset))
                 return hasher

@@ -91,12 +91,21 @@ public struct Spool: Sendable {
     /// holds. Mode 0640 less the umask, as a temporary file: it is published by a hard link.
     public func openPartial(_ name: String) throws -> (descriptor: Int32, path: String, held: UInt64) {
         let path = partialDirectory + "/" + name
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         guard fd >= 0 else { throw SpoolError.cannotCreate(path, errno) }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
             throw SpoolError.cannotCreate(path, EINVAL)
+        }
+        if info.st_nlink > 1 {
+            // Also published (the daemon died between linking it in and removing this name): never write to that
+            // inode; start a new partial file instead.
+            close(fd)
+            unlink(path)
+            fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o640)
+            guard fd >= 0 else { throw SpoolError.cannotCreate(path, errno) }
+            return (fd, path, 0)
         }
         guard lseek(fd, 0, SEEK_END) >= 0 else {
             close(fd)
@@ -110,6 +119,20 @@ public struct Spool: Sendable {
         var stats = statvfs()
         guard statvfs(root, &stats) == 0 else { return nil }
         return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+    }
+
+    /// Moves a resumable transfer's partial file out of the partial directory before it is published, so that a new
+    /// attempt at the same file can never open (and truncate, or write to) the inode being published. Returns the new
+    /// path, or the old one if it could not be moved.
+    public func retirePartial(_ path: String) -> String {
+        guard path.hasPrefix(partialDirectory + "/") else { return path }
+        for attempt in 0..<100 {
+            let target = "\(temporaryDirectory)/resumed.\(getpid()).\(attempt).part"
+            if access(target, F_OK) == 0 { continue }
+            if rename(path, target) == 0 { return target }
+            break
+        }
+        return path
     }
 
     /// Creates a new temporary file, exclusively, mode 0640 less the umask (it is published by a hard link, so that
@@ -352,6 +375,19 @@ public struct Spool: Sendable {
         var offset = 0
         while offset < bytes.count {
             let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError.writeFailed(errno)
+            }
+            offset += written
+        }
+    }
+
+    /// Writes all of `bytes` at `position`, whatever the descriptor's own offset says.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int64) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(position) + off_t(offset))
             if written < 0 {
                 if errno == EINTR { continue }
                 throw SpoolError.writeFailed(errno)

@@ -287,7 +287,13 @@ public struct TransferMachine: Sendable {
         if let partial = transfer.partial,
             let other = transfers.first(where: { $0.value.partial == partial && $0.key != key })?.key
         {
-            previous = release(other)
+            previous =
+                release(other) + [
+                    .send(
+                        FileReceipt(
+                            transferID: other.id, status: .unavailable,
+                            reason: "superseded by a newer attempt at the same file"), to: other.from)
+                ]
         }
         transfers[key] = transfer
         return actions + previous + [
