@@ -86,6 +86,38 @@ import Testing
         try await fixture.stop()
     }
 
+    /// The hub SIGKILLed mid-transfer and started again on the same address: the receiver reconnects, keeps what it
+    /// had, and the rerun resumes.
+    @Test func aHubKilledAndRestartedResumesToo() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let content = FileTransferEndToEndTests.random(Self.size, seed: 15)
+        let path = try fixture.file("big.bin", content)
+        let sender = try RunningProgram(
+            "tcpipctl", ["send-file", path, "--to", "archive", "--json", "--timeout", "60"],
+            environment: fixture.hub.environment)
+        let deadline = Date().addingTimeInterval(60)
+        while Self.held(fixture) < Self.size / 4 {
+            guard Date() < deadline, sender.process.isRunning else {
+                throw TestFailure("the transfer never got a quarter in: \(sender.stderr)")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        fixture.hub.program.signal(SIGKILL)
+        _ = try await fixture.hub.program.waitForExit()
+        #expect(try await sender.waitForExit() == 75, "\(sender.stderr)")
+        let hub = try await TestHub(["--listen", fixture.hub.address])
+        try await hub.waitForPeers(["archive"], timeout: 60)
+        let again = try await RunningProgram.run(
+            "tcpipctl", ["send-file", path, "--to", "archive", "--json"], environment: hub.environment, timeout: 60)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try Self.summary(again.stdout)["resumedFrom"] as? Int ?? 0 > 0)
+        #expect(fixture.spooled("big.bin") == content)
+        fixture.receiver?.signal(SIGTERM)
+        _ = try await fixture.receiver?.waitForExit()
+        try await hub.stop()
+    }
+
     /// The same content under the same name twice in one batch: the second start of a resumable file must never open
     /// the partial file of the first while that one is being published (a review found it could, and truncate it).
     @Test func theSameFileTwiceInOneBatchIsStoredIntact() async throws {
