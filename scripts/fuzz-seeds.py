@@ -52,6 +52,18 @@ hub = (connect(0) + send(0, credentials(b"alice", 3)) + connect(1) + send(1, cre
        + send(2, frame(7, tlv(1, struct.pack(">I", 9)), data_type=2, mask=2))
        + bytes([5, 1]) + tick(0, 60) + send(1, frame(10)) + bytes([1, 0]))
 write("hub", "register-route-leave", hub)
+
+# The TLS hub with authorized peers (hubkeys): an op byte with the high bit proves key (byte >> 4) % 3 on a connection.
+def prove(c, key): return bytes([0x80 | (key << 4), c])
+def creds(name, role=b"client", token=None, flags=0):
+    return frame(4, tlv(1, name) + tlv(4, role) + (tlv(6, token) if token else b"") + tlv(7, struct.pack(">I", flags)))
+hubkeys = (connect(0) + prove(0, 0) + send(0, creds(b"alice"))
+           + connect(1) + prove(1, 1) + send(1, creds(b"bob", b"receiver"))
+           + connect(2) + prove(2, 2) + send(2, creds(b"carol", token=b"t"))
+           + connect(3) + send(3, creds(b"dave"))
+           + send(0, frame(9, tlv(1, b"bob"), mask=0)) + send(0, frame(9, tlv(4, b"receiver"), mask=0))
+           + connect(3) + prove(3, 0) + send(3, creds(b"root@box", flags=4)))
+write("hubkeys", "prove-register-enrol-steal", hubkeys)
 # The receiver's transfer machine (Sources/TCPIPFuzz/ReceiverFuzzTarget.swift): op, who (sender = who % 3, transfer =
 # (who >> 2) % 4), then the op's bytes.
 def start(who, name, chunk, size=None, compression=0, digest=0):

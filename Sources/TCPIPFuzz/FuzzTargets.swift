@@ -8,7 +8,7 @@ import TCPIPWire
 /// driver (`tcpip-fuzz`, built with `-sanitize=fuzzer,address`) and the regression replay in `swift test` both call
 /// these.
 public enum FuzzTargets {
-    public static let names = ["frames", "payloads", "assembler", "hub", "receiver"]
+    public static let names = ["frames", "payloads", "assembler", "hub", "hubkeys", "receiver"]
 
     /// Runs target `name` on `bytes`.
     public static func run(_ name: String, _ bytes: [UInt8]) {
@@ -17,6 +17,7 @@ public enum FuzzTargets {
         case "payloads": payloads(bytes)
         case "assembler": assembler(bytes)
         case "hub": hub(bytes)
+        case "hubkeys": hub(bytes, keyed: true)
         case "receiver": receiver(bytes)
         default: fatalError("no fuzz target named \(name)")
         }
@@ -144,9 +145,28 @@ public enum FuzzTargets {
     /// The hub core driven by events from four connections (the bytes say which event, from which connection, and
     /// carry the frames): it never relays a packet type only the hub may send, every packet it sends encodes within
     /// the frame limit, and it never keeps a connection it asked to close.
-    static func hub(_ bytes: [UInt8]) {
+    /// Stands in for TLS in the `hubkeys` target: the core only needs to know that links are secured.
+    struct FakeTLS: LinkSecurity {
+        func makeHandlers() throws -> [any ChannelHandler] { [] }
+        func explain(_ error: any Error, address: HostPort) -> TCPIPError? { nil }
+    }
+
+    static let fuzzKeys = (1...3).map { NodeID(bytes: Array(repeating: UInt8($0), count: 32))! }
+
+    /// `keyed` (the `hubkeys` target): a TLS hub with an authorized-peers list (keys 1 and 2 own "alice" and "bob") and
+    /// an enrolment token ("t"); an op byte with its high bit set proves a key (1–3, the next byte says which) on its
+    /// connection instead. Whatever happens, every peer the hub announces (Registered, a CredentialsUpdate notice) has a
+    /// key, and a name its key owns (or that name with the hub's `#ID` suffix).
+    static func hub(_ bytes: [UInt8], keyed: Bool = false) {
         var configuration = HubConfiguration()
         configuration.maxFrameSize = 2048
+        if keyed {
+            configuration.security = FakeTLS()
+            configuration.authorizedPeers = AuthorizedPeers(entries: [
+                .init(id: fuzzKeys[0], name: "alice"), .init(id: fuzzKeys[1], name: "bob", roles: ["receiver"]),
+            ])
+            configuration.enrollToken = Token("t")
+        }
         var core = HubCore(
             configuration: configuration,
             logger: Logger(
@@ -173,13 +193,37 @@ public enum FuzzTargets {
                     }
                 case .close(let id):
                     closed.insert(id)
-                case .enrolled:
-                    fatalError("invariant broken: enrolled a key on a hub without TLS")
+                case .enrolled(let entry):
+                    check(keyed, "enrolled a key on a hub without TLS")
+                    check(
+                        (try? AuthorizedPeers(parsing: entry.line))?.entries == [entry], "an enrolled line reads back")
+                }
+                if keyed, case .send(_, let packet) = action, packet.header.idFrom == PacketHeader.hubID,
+                    packet.header.type == .registered || packet.header.type == .credentialsUpdate
+                {
+                    let peer =
+                        packet.header.type == .registered
+                        ? (try? Registered(tlv: packet.payload))?.peer : try? PeerRecord(tlv: packet.payload)
+                    guard let peer else { continue }
+                    guard let key = peer.key.flatMap(NodeID.init(bytes:)) else {
+                        fatalError("invariant broken: \(peer.name) announced without a key on a TLS hub")
+                    }
+                    let owned = core.configuration.authorizedPeers?.entries(for: key).map(\.name) ?? []
+                    check(
+                        owned.contains { peer.name == $0 || peer.name.hasPrefix($0 + "#") },
+                        "\(peer.name) announced for key \(key.short), which owns \(owned)")
                 }
             }
             for id in closed { check(!core.isOpen(id), "kept \(id) after asking to close it") }
         }
         while index + 2 <= bytes.count {
+            if keyed && bytes[index] & 0x80 != 0 {
+                let id = ConnectionID(UInt64(bytes[index + 1] % 4))
+                let key = fuzzKeys[Int((bytes[index] >> 4) % 3)]
+                index += 2
+                verify(core.authenticated(id, key: key), after: nil)
+                continue
+            }
             let op = bytes[index] % 6
             let id = ConnectionID(UInt64(bytes[index + 1] % 4))
             index += 2
