@@ -141,6 +141,28 @@ import Testing
         try await fixture.stop()
     }
 
+    /// What the receiver holds no longer matches the sender's file (damaged on the receiver's disk): the sender sees
+    /// that the prefix's SHA-256 differs, answers FileSeek 0, and the whole file crosses again — never a mixed file.
+    @Test func aHeldPrefixThatDiffersIsSentAgainWhole() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let content = FileTransferEndToEndTests.random(Self.size, seed: 16)
+        let path = try fixture.file("big.bin", content)
+        _ = try await Self.interrupt(fixture, path)
+        let directory = fixture.spool + "/.tcpip/partial"
+        let partial = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
+        let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + partial))
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: 4096))
+        try handle.close()
+        let again = try await fixture.sendFile([path, "--to", "archive", "--json"])
+        #expect(again.status == 0, "\(again.stderr)")
+        let summary = try Self.summary(again.stdout)
+        #expect(summary["resumedFrom"] as? Int == 0)
+        #expect(summary["wireBytes"] as? Int == Self.size)
+        #expect(fixture.spooled("big.bin") == content)
+        try await fixture.stop()
+    }
+
     /// A file changed between the two runs is another file (its SHA-256 differs): it starts from zero, and the stored
     /// file is the new one, never a mix.
     @Test func aFileChangedBetweenRunsStartsFromZero() async throws {
