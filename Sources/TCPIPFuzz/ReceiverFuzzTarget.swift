@@ -83,14 +83,14 @@ extension FuzzTargets {
                     files[descriptor] = (key, [])
                     return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: "tmp/\(descriptor)"))
                 }
-                check(!partialOf.values.contains(partial), "two open transfers on one partial file")
-                let held = partials.removeValue(forKey: partial) ?? []
+                check(!partialOf.values.contains(partial.name), "two open transfers on one partial file")
+                let held = partials.removeValue(forKey: partial.name) ?? []
                 files[descriptor] = (key, held)
-                partialOf[descriptor] = partial
+                partialOf[descriptor] = partial.name
                 var hasher = SHA256()
                 hasher.update(data: held)
                 return .created(
-                    key, TransferMachine.Temporary(descriptor: descriptor, path: "partial/\(partial)"),
+                    key, TransferMachine.Temporary(descriptor: descriptor, path: "partial/\(partial.name)"),
                     held: UInt64(held.count), hasher: hasher)
             case .write(let key, let chunk, let temporary, let offset, let hasher):
                 guard let file = files[temporary.descriptor] else {

@@ -62,6 +62,9 @@ import Testing
         #expect(wire <= Self.size - resumed + (1 << 20), "\(wire) bytes crossed the second time, \(resumed) were held")
         #expect(fixture.spooled("big.bin") == content)
         #expect(Self.held(fixture) == 0, "the partial file was published, not left behind")
+        #expect(
+            (try? FileManager.default.contentsOfDirectory(atPath: fixture.spool + "/.tcpip/partial"))?.isEmpty == true,
+            "nor its record")
         try await fixture.stop()
     }
 
@@ -150,7 +153,13 @@ import Testing
         let path = try fixture.file("big.bin", content)
         _ = try await Self.interrupt(fixture, path)
         let directory = fixture.spool + "/.tcpip/partial"
-        let partial = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
+        let partial = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: directory).first { !$0.hasSuffix(".json") })
+        // The state record beside it says what it is.
+        let record = try JSONSerialization.jsonObject(
+            with: try #require(FileManager.default.contents(atPath: directory + "/" + partial + ".json")))
+        #expect((record as? [String: Any])?["sentAs"] as? String == "big.bin")
+        #expect((record as? [String: Any])?["size"] as? Int == Self.size)
         let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + partial))
         try handle.write(contentsOf: Data(repeating: 0xA5, count: 4096))
         try handle.close()

@@ -135,7 +135,8 @@ public final class FileReceiver {
                 let (descriptor, path, held, hasher) = try await NIOThreadPool.singleton.runIfActive {
                     // A long-running daemon ages out what nobody came back for here, too.
                     _ = spool.removePartials(olderThan: maxAge)
-                    let (descriptor, path, held) = try spool.openPartial(partial)
+                    let (descriptor, path, held) = try spool.openPartial(partial.name)
+                    if held == 0 { spool.writePartialRecord(partial.name, partial.record) }
                     // What was kept is read back for the hash; a file that cannot be read starts over.
                     guard held > 0, let hasher = Self.hash(descriptor, upTo: held) else {
                         guard ftruncate(descriptor, 0) == 0 else {
@@ -166,6 +167,9 @@ public final class FileReceiver {
                 try await session.send(receipt.packet(to: commit.key.from))
                 return nil
             }
+            if commit.temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {
+                unlink(commit.temporary.path + ".json")
+            }
             commit.temporary.path = configuration.spool.retirePartial(commit.temporary.path)
             self.commit(commit)
         case .discard, .keep, .truncate, .log:
@@ -181,6 +185,9 @@ public final class FileReceiver {
             case .discard(let temporary):
                 close(temporary.descriptor)
                 unlink(temporary.path)
+                if temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {
+                    unlink(temporary.path + ".json")
+                }
             case .keep(let temporary):
                 // Kept for a later attempt: what the kernel has is what the next attempt finds (after a power cut the
                 // whole-file SHA-256 still catches anything lost).

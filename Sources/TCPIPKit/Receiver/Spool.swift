@@ -75,16 +75,34 @@ public struct Spool: Sendable {
         return removed
     }
 
-    /// Removes partial files not written to for `age` (nobody came back to resume them). Returns how many.
+    /// Removes partial files not written to for `age` (nobody came back to resume them), with their records, and
+    /// records whose file is gone. Returns how many files.
     public func removePartials(olderThan age: Duration) -> Int {
         let limit = time(nil) - Int(age.components.seconds)
         var removed = 0
-        for name in directoryEntries(partialDirectory) ?? [] {
+        let names = directoryEntries(partialDirectory) ?? []
+        for name in names where !name.hasSuffix(".json") {
             let path = partialDirectory + "/" + name
             var info = stat()
-            if stat(path, &info) == 0, info.st_mtim.tv_sec < limit, unlink(path) == 0 { removed += 1 }
+            if stat(path, &info) == 0, info.st_mtim.tv_sec < limit, unlink(path) == 0 {
+                unlink(path + ".json")
+                removed += 1
+            }
+        }
+        for name in names where name.hasSuffix(".json") {
+            let path = partialDirectory + "/" + name
+            if access(String(path.dropLast(5)), F_OK) != 0 { unlink(path) }
         }
         return removed
+    }
+
+    /// Writes the state record beside a new partial file (best effort: it is for operators, not for resuming).
+    public func writePartialRecord(_ name: String, _ record: String) {
+        let path = partialDirectory + "/" + name + ".json"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        try? Self.writeAll(fd, Array((record + "\n").utf8))
     }
 
     /// Opens (or makes) the partial file `name` of a resumable transfer; returns its descriptor, path and the bytes it

@@ -85,7 +85,7 @@ public struct TransferMachine: Sendable {
         case offer(FileResume, to: UInt32)
         /// Make a temporary file in the spool (`tag` goes in its name); answer with created or createFailed. With
         /// `partial`, the transfer is resumable: open (or make) the partial file of that name and report what it holds.
-        case create(Key, tag: String, partial: String?)
+        case create(Key, tag: String, partial: Partial?)
         /// Inflate the chunk if compressed (never past the transfer's chunk size), hash it into `hasher`, write it to
         /// the temporary file at `offset`; answer with wrote or writeFailed.
         case write(Key, FileChunk, to: Temporary, at: UInt64, hasher: SHA256)
@@ -98,6 +98,13 @@ public struct TransferMachine: Sendable {
         /// Sync and publish a verified file, then answer its sender.
         case commit(Commit)
         case log(Logger.Level, Logger.Message, Logger.Metadata)
+    }
+
+    /// A resumable transfer's partial file: its name in the spool's partial directory, and the state record that goes
+    /// beside it (`NAME.json`: who sent it, the file's name, size and SHA-256, when it started), for operators.
+    public struct Partial: Sendable, Hashable {
+        public var name: String
+        public var record: String
     }
 
     /// A file whose size and SHA-256 were checked, ready to be made durable and published.
@@ -125,8 +132,8 @@ public struct TransferMachine: Sendable {
         var hasher = SHA256()
         var received: UInt64 = 0
         var wireBytes: UInt64 = 0
-        /// The partial file's name, for a resumable transfer.
-        var partial: String?
+        /// The partial file, for a resumable transfer.
+        var partial: Partial?
         /// FileResume went out; chunks wait for the sender's FileSeek.
         var awaitingSeek = false
         var resumedFrom: UInt64 = 0
@@ -280,12 +287,26 @@ public struct TransferMachine: Sendable {
         }
         if let problem = policy.spaceProblem(start.size ?? 0) { return refuse(problem, .storageFailed) }
         var transfer = Transfer(start: start, senderName: sender?.name ?? "")
-        transfer.partial = Self.partialName(start, sender: sender)
+        transfer.partial = Self.partialName(start, sender: sender).map { name in
+            Partial(
+                name: name,
+                record: JSON.object([
+                    ("sentAs", .string(start.name)), ("size", .int(Int64(start.size ?? 0))),
+                    ("sha256", .string(start.sha256?.hex ?? "")),
+                    (
+                        "from",
+                        .object([
+                            ("id", .int(Int64(from))), ("name", .string(sender?.name ?? "")),
+                            ("key", sender?.keyID.map { .string($0.description) } ?? .null),
+                        ])
+                    ),
+                ]).rendered())
+        }
         // One attempt at a time per partial file: a second start of the same file (same sender, name, size and
         // content) ends the first, which keeps what it wrote for the new one.
         var previous: [Action] = []
         if let partial = transfer.partial,
-            let other = transfers.first(where: { $0.value.partial == partial && $0.key != key })?.key
+            let other = transfers.first(where: { $0.value.partial?.name == partial.name && $0.key != key })?.key
         {
             previous =
                 release(other) + [
