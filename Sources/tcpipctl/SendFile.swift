@@ -265,21 +265,31 @@ struct SendFile: AsyncParsableCommand {
     }
 }
 
-/// Bytes, rate and ETA per file on stderr, redrawn at most five times a second.
+/// Bytes, rate and ETA per file on stderr, redrawn at most five times a second. The rate is this file's, from its
+/// first report: bytes a resume did not send again (the first report starts there) do not count as speed.
 final class ProgressPrinter: Sendable {
-    private let started = WireClock.now()
+    private struct Base {
+        var name = ""
+        var since: WireTime = 0
+        var bytes: UInt64 = 0
+    }
     private let lastDrawn = NIOLockedValueBox<WireTime>(0)
+    private let base = NIOLockedValueBox(Base())
 
     func update(_ name: String, _ bytes: UInt64, _ total: UInt64?, _ done: Bool) {
         let now = WireClock.now()
-        let seconds = max(Double(now - started) / 1e6, 0.001)
+        let from = base.withLockedValue { base in
+            if base.name != name || base.since == 0 { base = Base(name: name, since: now, bytes: bytes) }
+            return base
+        }
+        let seconds = max(Double(now - from.since) / 1e6, 0.001)
         let due = lastDrawn.withLockedValue { last in
             guard done || now >= last + 200_000 else { return false }
             last = now
             return true
         }
         guard due else { return }
-        let rate = Double(bytes) / seconds
+        let rate = Double(bytes &- min(bytes, from.bytes)) / seconds
         var line = "\r\u{1B}[K\(escapedForLog(name))  \(Self.size(Double(bytes)))"
         if let total { line += " / \(Self.size(Double(total)))" }
         line += "  \(Self.size(rate))/s"

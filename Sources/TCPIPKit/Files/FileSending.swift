@@ -260,8 +260,9 @@ public enum FileSending {
                 }
                 sent = seek
                 resumedFrom = seek
-                request.progress?(source.name, sent, size, false)
             }
+            // The first report says where this file starts (0, or where a resume picks up): rates count from there.
+            request.progress?(source.name, sent, size, false)
             var wire: UInt64 = 0
             var aborted = false
             var atEnd = false
