@@ -100,15 +100,6 @@ public struct KnownHubs: Sendable {
 
     /// Remembers `id` for `address`.
     public func add(_ id: NodeID, for address: HostPort) throws {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw TCPIPError(.cannotCreate, "cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        let line = Array("\(address) \(id)\n".utf8)
-        let written = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard written == line.count, fsync(fd) == 0 else {
-            throw TCPIPError(.cannotCreate, "cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        try appendLine("\(address) \(id)", to: path, creatingWithMode: 0o600)
     }
 }

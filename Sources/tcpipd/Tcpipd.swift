@@ -129,7 +129,6 @@ struct Tcpipd: AsyncParsableCommand {
                     metadata: ["address": "\(configuration.listen)"])
             }
             let server = HubServer(configuration: configuration, logger: logger)
-            if let authorizedPeers { try await server.useAuthorizedPeers(at: authorizedPeers) }
             let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP)
             hangUp.setEventHandler { server.reloadAuthorizedPeers() }
             hangUp.resume()
@@ -159,7 +158,11 @@ struct Tcpipd: AsyncParsableCommand {
                 .filter { $0.key == "TCPIP_TOKEN" || $0.key == "TCPIP_TOKEN_FILE" })
         configuration.allowInsecure = insecureNoToken
         configuration.allowPlaintext = insecurePlaintext
-        if let authorizedPeers { configuration.authorizedPeers = try AuthorizedPeersFile(path: authorizedPeers).load() }
+        if let authorizedPeers {
+            let file = AuthorizedPeersFile(path: authorizedPeers)
+            configuration.authorizedPeers = try file.load()
+            configuration.authorizedPeersFile = file
+        }
         if tls || authorizedPeers != nil {
             let key = try state.key()
             configuration.security = try HubTLS(key: key)

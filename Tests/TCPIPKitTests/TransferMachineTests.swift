@@ -20,8 +20,12 @@ import Testing
         FileChunk(transferID: id, rawLength: UInt32(bytes.count), compressed: false, data: ByteBuffer(bytes: bytes))
     }
 
-    /// Performs the machine's requests as a faithful disk would, and returns every action it took.
-    static func run(_ machine: inout TransferMachine, _ events: [TransferMachine.Event]) -> [TransferMachine.Action] {
+    /// Performs the machine's requests as a faithful disk would, and returns every action it took. A partial file
+    /// (a resumable transfer's) is found holding `held`; with `resumable`, every transfer must ask for one.
+    static func run(
+        _ machine: inout TransferMachine, held: ArraySlice<UInt8> = [], resumable: Bool = false,
+        _ events: [TransferMachine.Event]
+    ) -> [TransferMachine.Action] {
         var all: [TransferMachine.Action] = []
         var next = events
         var descriptor: Int32 = 10
@@ -29,9 +33,15 @@ import Testing
             for action in machine.handle(next.removeFirst()) {
                 all.append(action)
                 switch action {
-                case .create(let key, _, _):
+                case .create(let key, _, let partial):
+                    if resumable { #expect(partial != nil, "a resumable transfer names its partial file") }
                     descriptor += 1
-                    next.insert(.created(key, .init(descriptor: descriptor, path: "tmp/\(descriptor)")), at: 0)
+                    var hasher = SHA256()
+                    hasher.update(data: Array(partial == nil ? [] : held))
+                    next.insert(
+                        .created(
+                            key, .init(descriptor: descriptor, path: "tmp/\(descriptor)"),
+                            held: partial == nil ? 0 : UInt64(held.count), hasher: hasher), at: 0)
                 case .write(let key, let chunk, _, _, let hasher):
                     var hasher = hasher
                     hasher.update(data: Array(chunk.data.readableBytesView))
@@ -212,34 +222,10 @@ extension Array where Element == UInt8 {
             sender: sender)
     }
 
-    /// Runs events; answers create with a file holding `held` (the partial kept from before) and writes faithfully.
     static func run(_ machine: inout TransferMachine, held: ArraySlice<UInt8> = [], _ events: [TransferMachine.Event])
         -> [TransferMachine.Action]
     {
-        var all: [TransferMachine.Action] = []
-        var next = events
-        while !next.isEmpty {
-            for action in machine.handle(next.removeFirst()) {
-                all.append(action)
-                switch action {
-                case .create(let key, _, let partial):
-                    #expect(partial != nil, "a resumable transfer names its partial file")
-                    var hasher = SHA256()
-                    hasher.update(data: Array(held))
-                    next.insert(
-                        .created(key, .init(descriptor: 9, path: "p"), held: UInt64(held.count), hasher: hasher), at: 0)
-                case .write(let key, let chunk, _, _, let hasher):
-                    var hasher = hasher
-                    hasher.update(data: Array(chunk.data.readableBytesView))
-                    next.insert(
-                        .wrote(
-                            key, hasher: hasher, raw: UInt64(chunk.rawLength), wire: UInt64(chunk.data.readableBytes)),
-                        at: 0)
-                default: break
-                }
-            }
-        }
-        return all
+        TransferMachineTests.run(&machine, held: held, resumable: true, events)
     }
 
     @Test func aKeptPrefixIsOfferedAndTheRestCompletesTheFile() throws {

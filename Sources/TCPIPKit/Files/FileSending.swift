@@ -125,42 +125,9 @@ public enum FileSending {
     /// nothing that matters.
     public static let resumableSize = 4 << 20
 
-    /// The SHA-256 state over the first `count` bytes of a file (pread, on the thread pool).
-    static func hashState(of descriptor: Int32, upTo count: UInt64) async throws -> SHA256 {
-        try await NIOThreadPool.singleton.runIfActive {
-            var hasher = SHA256()
-            var block = [UInt8](repeating: 0, count: 1 << 20)
-            var offset: UInt64 = 0
-            while offset < count {
-                let wanted = Int(min(UInt64(block.count), count - offset))
-                let got = block.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
-                if got < 0 && errno == EINTR { continue }
-                guard got > 0 else { throw TCPIPError(.noInput, "cannot read the file back") }
-                block.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<got])) }
-                offset += UInt64(got)
-            }
-            return hasher
-        }
-    }
-
-    /// The SHA-256 of a whole regular file, read with pread on the thread pool (the descriptor's offset stays at 0).
-    static func digest(of descriptor: Int32, path: String) async throws -> [UInt8] {
-        try await NIOThreadPool.singleton.runIfActive {
-            var hasher = SHA256()
-            var block = [UInt8](repeating: 0, count: 1 << 20)
-            var offset: off_t = 0
-            while true {
-                let count = block.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, offset) }
-                if count < 0 && errno == EINTR { continue }
-                guard count >= 0 else {
-                    throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
-                }
-                if count == 0 { break }
-                block.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
-                offset += off_t(count)
-            }
-            return Array(hasher.finalize())
-        }
+    /// The SHA-256 state over the first `count` bytes of a file, or the whole file when nil, on the thread pool.
+    static func hashState(of descriptor: Int32, upTo count: UInt64? = nil, path: String) async throws -> SHA256 {
+        try await NIOThreadPool.singleton.runIfActive { try sha256State(of: descriptor, upTo: count, path: path) }
     }
 
     private static func sendAll(
@@ -192,7 +159,8 @@ public enum FileSending {
             var announced: [UInt8]?
             if size != nil {
                 do {
-                    announced = try await digest(of: descriptor, path: source.path ?? source.name)
+                    announced = Array(
+                        try await Self.hashState(of: descriptor, path: source.path ?? source.name).finalize())
                 } catch let error as TCPIPError {
                     tracker.failed(transferID, .unreadable, reason: error.message, now: WireClock.now())
                     continue
@@ -200,14 +168,17 @@ public enum FileSending {
             }
             // The file changed while it was read (a log still being written): that file is aborted and reported
             // (retry later), the others go on.
-            func abandonChanged() async throws {
-                _ = try await compression?.drain()
-                let end = FileEnd(
-                    transferID: transferID, size: 0, sha256: [], reason: "the file changed while being sent")
+            // Tells the receivers to drop what they have of this file.
+            func abort(_ reason: String) async throws {
+                let end = FileEnd(transferID: transferID, size: 0, sha256: [], reason: reason)
                 try await outbox.add(
                     Packet(
                         header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
                         payload: end.encoded()))
+            }
+            func abandonChanged() async throws {
+                _ = try await compression?.drain()
+                try await abort("the file changed while being sent")
                 tracker.failed(
                     transferID, .changed, reason: "\(source.path ?? source.name) changed while being sent",
                     now: WireClock.now())
@@ -228,13 +199,6 @@ public enum FileSending {
             if resumable, let size {
                 try await outbox.flush()
                 tracker.awaitingOffer(transferID, now: WireClock.now())
-                func abort(_ reason: String) async throws {
-                    let end = FileEnd(transferID: transferID, size: 0, sha256: [], reason: reason)
-                    try await outbox.add(
-                        Packet(
-                            header: PacketHeader(type: .fileEnd, dataType: FileEnd.abort, maskTo: .group),
-                            payload: end.encoded()))
-                }
                 guard let offer = await tracker.nextOffer(transferID) else {
                     // Refused, already stored, its receiver gone, or no answer: whatever the receiver holds is closed.
                     try await abort("no resume offer")
@@ -242,7 +206,8 @@ public enum FileSending {
                 }
                 var seek: UInt64 = 0
                 if offer.offset > 0, offer.offset <= size, let prefix = offer.prefixSHA256,
-                    let held = try? await Self.hashState(of: descriptor, upTo: offer.offset),
+                    let held = try? await Self.hashState(
+                        of: descriptor, upTo: offer.offset, path: source.path ?? source.name),
                     Array(held.finalize()) == prefix
                 {
                     seek = offer.offset

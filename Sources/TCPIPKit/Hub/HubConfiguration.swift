@@ -31,6 +31,8 @@ public struct HubConfiguration: Sendable {
     public var security: (any LinkSecurity)?
     /// Who may join, by key (`--authorized-peers`); nil lets any key, or any plaintext client, register any name.
     public var authorizedPeers: AuthorizedPeers?
+    /// Where `authorizedPeers` was read from: read again when it changes and on SIGHUP, appended to at enrolment.
+    public var authorizedPeersFile: AuthorizedPeersFile?
     /// A secret that lets an unknown key add itself to the authorized peers once (`--enroll-token-file`).
     public var enrollToken: Token?
     /// Listen on a non-loopback address without TLS (`--insecure-plaintext`).

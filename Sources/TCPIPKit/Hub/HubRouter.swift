@@ -73,8 +73,6 @@ final class HubRouter: @unchecked Sendable {
         perform(core.authenticated(handler.id, key: key), source: nil)
     }
 
-    func setAuthorizedPeers(_ peers: AuthorizedPeers) { core.setAuthorizedPeers(peers) }
-
     /// SIGHUP: reads the authorized peers again.
     func reloadAuthorizedPeers() {
         if let peers = authorizedFile?.reloadIfChanged(force: true, logger: logger) { core.setAuthorizedPeers(peers) }

@@ -22,17 +22,7 @@ public final class HubServer: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         router = HubRouter(
             core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
-    }
-
-    /// Reads the authorized-peers file (`path`) now and whenever it changes; call before ``start()``.
-    public func useAuthorizedPeers(at path: String) async throws {
-        let file = AuthorizedPeersFile(path: path)
-        let peers = try file.load()
-        let router = self.router
-        try await router.loop.submit {
-            router.authorizedFile = file
-            router.setAuthorizedPeers(peers)
-        }.get()
+        router.authorizedFile = configuration.authorizedPeersFile
     }
 
     /// SIGHUP: reads the authorized peers again (connected peers stay).

@@ -41,26 +41,11 @@ public final class AuthorizedPeersFile: @unchecked Sendable {
 
     /// Adds an enrolled key's line.
     public func append(_ entry: AuthorizedPeers.Entry, logger: Logger) {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard fd >= 0 else {
-            logger.error("cannot add an enrolled key to \(path): \(String(cString: strerror(errno)))")
-            return
+        do {
+            try appendLine(entry.line, to: path)
+        } catch {
+            logger.error("cannot add an enrolled key", metadata: ["error": "\(error)"])
         }
-        defer { close(fd) }
-        // The operator's last line may lack its newline: the new line must not join it.
-        var last: UInt8 = 0x0A
-        let readable = open(path, O_RDONLY | O_CLOEXEC)
-        if readable >= 0 {
-            let size = lseek(readable, 0, SEEK_END)
-            if size > 0 { _ = pread(readable, &last, 1, size - 1) }
-            close(readable)
-        }
-        let line = Array(((last == 0x0A ? "" : "\n") + entry.line + "\n").utf8)
-        let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written != line.count {
-            logger.error("cannot add an enrolled key to \(path): \(String(cString: strerror(errno)))")
-        }
-        fsync(fd)
         seen = stamp()
     }
 

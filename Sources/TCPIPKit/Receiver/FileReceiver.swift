@@ -138,7 +138,7 @@ public final class FileReceiver {
                     let (descriptor, path, held) = try spool.openPartial(partial.name)
                     if held == 0 { spool.writePartialRecord(partial.name, partial.record) }
                     // What was kept is read back for the hash; a file that cannot be read starts over.
-                    guard held > 0, let hasher = Self.hash(descriptor, upTo: held) else {
+                    guard held > 0, let hasher = try? sha256State(of: descriptor, upTo: held, path: path) else {
                         guard ftruncate(descriptor, 0) == 0 else {
                             let code = errno
                             close(descriptor)
@@ -236,22 +236,6 @@ public final class FileReceiver {
         case .failure(let error):
             return .writeFailed(key, .storageFailed, reason: "\(error)")
         }
-    }
-
-    /// The SHA-256 state over the first `count` bytes of a file, or nil when they cannot be read.
-    static func hash(_ descriptor: Int32, upTo count: UInt64) -> SHA256? {
-        var hasher = SHA256()
-        var block = [UInt8](repeating: 0, count: 1 << 20)
-        var offset: UInt64 = 0
-        while offset < count {
-            let wanted = Int(min(UInt64(block.count), count - offset))
-            let got = block.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
-            if got < 0 && errno == EINTR { continue }
-            guard got > 0 else { return nil }
-            block.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<got])) }
-            offset += UInt64(got)
-        }
-        return hasher
     }
 
     /// Hands a verified file to the committer, which owns its descriptor from here.
