@@ -36,6 +36,10 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let peerQueryResult = PacketType(66)
     /// A client names the peers that packets with maskTo ``MaskTo/group`` go to (see ``Recipients``).
     public static let recipients = PacketType(67)
+    /// A client asks the hub's store what waits in it or what became of queued files (see ``StoreQuery``).
+    public static let storeQuery = PacketType(68)
+    /// The store's answer to a ``storeQuery`` (see ``StoreReport``).
+    public static let storeReport = PacketType(69)
 
     /// Types reserved for applications; the hub relays them without looking inside.
     public static let applicationRange: ClosedRange<UInt16> = 4096...UInt16.max
@@ -75,6 +79,8 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .peerQuery: "PeerQuery"
         case .peerQueryResult: "PeerQueryResult"
         case .recipients: "Recipients"
+        case .storeQuery: "StoreQuery"
+        case .storeReport: "StoreReport"
         default: "Type(\(rawValue))"
         }
     }

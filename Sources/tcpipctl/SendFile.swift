@@ -29,6 +29,13 @@ struct SendFile: AsyncParsableCommand {
             the most severe of the files' (a failure to fix outranks one a retry may cure, 75). A recipient that is \
             not a receiver (a listener, a plain client) is refused at once with 77, before anything is sent.
 
+            When the receiver is away: with --queue (or TCPIP_QUEUE=1) a receiver that is not connected gets the \
+            files through the hub's store (tcpipd --store), which holds them, verified and synced, until it \
+            connects; each file then reports status queued and send-file exits 0. Only a receiver the hub's store \
+            knows can be queued for (68 otherwise), and a full store refuses with 73 before the file is sent. \
+            Without --queue an absent receiver is 68, as always. 'tcpipctl receipts' shows later what became of \
+            queued files.
+
             \(ExitStatuses.client)
             """
     )
@@ -81,6 +88,12 @@ struct SendFile: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Wait up to this long for the recipients to join.", valueName: "seconds"))
     var waitForPeer: Double?
 
+    @Flag(
+        help: ArgumentHelp(
+            "If the recipient is not connected, queue the files in the hub's store for it (or set TCPIP_QUEUE=1). "
+                + "One --to only."))
+    var queue = false
+
     @Flag(help: "Print one JSON line per file and recipient to stdout.")
     var json = false
 
@@ -103,12 +116,16 @@ struct SendFile: AsyncParsableCommand {
                 + "and recipient with status would-send (or unreadable)."))
     var dryRun = false
 
+    /// `--queue`, or TCPIP_QUEUE=1 in the environment.
+    var queueing: Bool { queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1" }
+
     enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
         case auto, always, never
     }
 
     func validate() throws {
         if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
+        if queueing && to.count > 1 { throw ValidationError("--queue (TCPIP_QUEUE) takes one --to") }
         if files.isEmpty && filesFrom == nil {
             throw ValidationError("name at least one file, or - for stdin, or --files-from LIST")
         }
@@ -167,6 +184,7 @@ struct SendFile: AsyncParsableCommand {
             request.compressionLevel = compress ? compressLevel : nil
             request.chunkSize = chunkSize
             request.timeout = configuration.timeout
+            request.queue = queueing
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
             if progress == .always || (progress == .auto && isatty(2) == 1) {
                 request.progress = ProgressPrinter().update
@@ -207,7 +225,7 @@ struct SendFile: AsyncParsableCommand {
                 var stored: [String: Bool] = [:]
                 for result in results {
                     if let path = result.path {
-                        let kept = result.status == .stored || result.status == .alreadyStored
+                        let kept = [.stored, .alreadyStored, .queued].contains(result.status)
                         stored[path, default: true] = stored[path, default: true] && kept
                     }
                 }

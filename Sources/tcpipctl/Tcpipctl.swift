@@ -13,6 +13,8 @@ struct Tcpipctl: AsyncParsableCommand {
             \(ExitStatuses.client)
             """,
         version: tcpipVersion,
-        subcommands: [Peers.self, Ping.self, Send.self, Listen.self, SendFile.self, ShowID.self]
+        subcommands: [
+            Peers.self, Ping.self, Send.self, Listen.self, SendFile.self, Queue.self, Receipts.self, ShowID.self,
+        ]
     )
 }

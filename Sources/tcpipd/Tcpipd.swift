@@ -33,6 +33,16 @@ struct Tcpipd: AsyncParsableCommand {
             for. On any other address than loopback the hub requires TLS (or --insecure-plaintext) and a way to \
             tell who joins: --authorized-peers, a token (TCPIP_TOKEN or --token-file), or --insecure-no-token.
 
+            With --store DIR the hub also holds files for receivers that are away: 'tcpipctl send-file --queue' to \
+            a receiver that is not connected hands the file to the store, which checks and syncs it like a receiver \
+            and answers queued (the sender exits 0). Only receivers the store knows can be queued for: a name that \
+            registered as a receiver while the store was on (with the key it had then), or one the authorized peers \
+            give a key. When the receiver connects, its files are delivered in the order they came, each removed \
+            from the store only after the receiver's receipt. What became of each file (delivered, refused, expired \
+            after --store-max-age) is kept as a receipt for --store-receipt-max-age: 'tcpipctl receipts' shows a \
+            sender its own, 'tcpipctl queue' what still waits. A file that would take the store past \
+            --store-max-bytes is refused (73) before any of it crosses. The store is locked for one hub at a time.
+
             \(ExitStatuses.hub)
             """,
         version: tcpipVersion,
@@ -76,6 +86,27 @@ struct Tcpipd: AsyncParsableCommand {
 
     @OptionGroup var state: StateOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "Hold files queued for receivers that are away in this directory (send-file --queue).", valueName: "dir"),
+        completion: .directory)
+    var store: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Bytes the store may hold; a file that would pass it is refused before it is sent.", valueName: "bytes"))
+    var storeMaxBytes: UInt64?
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a queued file waits for its receiver before it expires (default 7 days).", valueName: "seconds"))
+    var storeMaxAge: Double = 604_800
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds the store keeps receipts for senders to read (default 30 days).", valueName: "seconds"))
+    var storeReceiptMaxAge: Double = 2_592_000
+
     @Option(help: ArgumentHelp("Largest frame accepted, header included.", valueName: "bytes"))
     var maxFrameSize = FrameParser.defaultMaxFrameSize
 
@@ -108,6 +139,14 @@ struct Tcpipd: AsyncParsableCommand {
     var logFormat: LogFormat = .text
 
     func validate() throws {
+        if store == nil && storeMaxBytes != nil {
+            throw ValidationError("--store-max-bytes describes --store: give both")
+        }
+        for (value, option) in [(storeMaxAge, "--store-max-age"), (storeReceiptMaxAge, "--store-receipt-max-age")] {
+            guard value >= 1, value <= 10 * 365 * 86400 else {
+                throw ValidationError("\(option) must be from 1 second to 10 years")
+            }
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError(
                 "--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -129,6 +168,26 @@ struct Tcpipd: AsyncParsableCommand {
                     metadata: ["address": "\(configuration.listen)"])
             }
             let server = HubServer(configuration: configuration, logger: logger)
+            // The store is locked and ready before the hub takes anyone, so a second hub on it stops here (73).
+            var storeService: StoreService?
+            var storeLock: SpoolLock?
+            if let store {
+                var settings = StoreConfiguration(directory: store)
+                settings.maxBytes = storeMaxBytes
+                settings.maxAge = .milliseconds(Int64(storeMaxAge * 1000))
+                settings.receiptMaxAge = .milliseconds(Int64(storeReceiptMaxAge * 1000))
+                // Expiry is checked at a quarter of the age, at most every 30 s.
+                settings.sweepInterval = .milliseconds(Int64(min(30, max(0.2, storeMaxAge / 4)) * 1000))
+                settings.authorizedPeers = configuration.authorizedPeersFile
+                let service = StoreService(configuration: settings, hub: server, logger: logger)
+                do {
+                    storeLock = try service.open()
+                } catch let error as SpoolError {
+                    throw TCPIPError(.cannotCreate, "--store: \(error)")
+                }
+                storeService = service
+            }
+            defer { withExtendedLifetime(storeLock) {} }
             let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP)
             hangUp.setEventHandler { server.reloadAuthorizedPeers() }
             hangUp.resume()
@@ -141,8 +200,10 @@ struct Tcpipd: AsyncParsableCommand {
                 throw error
             }
             try StandardOutput.write("listening on \(address.text)\n")
+            // Services stop in reverse order: the store ends its sessions before the hub says HostExiting.
+            let services: [any Service] = [WaitForShutdown(server: server)] + (storeService.map { [$0] } ?? [])
             let group = ServiceGroup(
-                services: [WaitForShutdown(server: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
             try await group.run()

@@ -27,6 +27,9 @@ public struct ClientConfiguration: Sendable {
     /// TLS with the hub's key pinned (``LinkSecurity``, from TCPIPTLS); nil is plaintext.
     public var security: (any LinkSecurity)?
     public var version = tcpipVersion
+    /// A socket already connected to the hub, used instead of `server`: how the hub's own store joins it (see
+    /// ``HubServer/connectLocal()``). The session takes ownership of it.
+    public var connectedSocket: Int32?
 
     /// A configuration with this machine's identity and the default name.
     public init(name: String? = nil) {

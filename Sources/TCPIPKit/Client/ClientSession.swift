@@ -41,6 +41,9 @@ public final class ClientSession {
     public var acceptsFiles = false
     /// The role of a peer that takes files.
     public static let receiverRole = "receiver"
+    /// The role of the hub's store (`tcpipd --store`): the hub lets no other connection register it, so a peer with
+    /// this role is the hub's own.
+    public static let storeRole = "store"
 
     /// This client as the hub knows it.
     public var me: PeerRecord { registered.peer }
@@ -117,7 +120,9 @@ public final class ClientSession {
                     return try NIOAsyncChannel<[Packet], Packet>(wrappingChannelSynchronously: channel)
                 }
             }
-            if let address = try? SocketAddress(ipAddress: server.host, port: server.port) {
+            if let socket = configuration.connectedSocket {
+                connection = try await bootstrap.withConnectedSocket(socket, channelInitializer: initializer)
+            } else if let address = try? SocketAddress(ipAddress: server.host, port: server.port) {
                 // An address needs no resolver thread and no Happy Eyeballs race: a one-shot send starts sooner.
                 connection = try await bootstrap.connect(to: address, channelInitializer: initializer)
             } else {
@@ -288,6 +293,14 @@ public final class ClientSession {
         let found = try await lookUp(id: id)
         if let found { peerCache[id] = found }
         return found
+    }
+
+    /// The hub's store (`tcpipd --store`), or nil when the hub keeps none.
+    public func lookUpStore() async throws -> PeerRecord? {
+        guard let store = try await lookUp(PeerQuery(requestID: 0, store: true)), store.role == Self.storeRole else {
+            return nil
+        }
+        return store
     }
 
     /// Finds a connected peer by id, or nil.

@@ -16,6 +16,8 @@ public struct FileSendRequest: Sendable {
         public var name: String
         /// Why this source cannot be sent (found before opening it, e.g. an unreadable directory).
         public var problem: String?
+        /// Who queued it, when the hub's store delivers it (FileStart tag 9).
+        public var origin: PeerRecord?
 
         public init(path: String?, name: String) {
             self.path = path
@@ -26,6 +28,8 @@ public struct FileSendRequest: Sendable {
     public var sources: [Source]
     public var recipients: [String]
     public var waitForPeer: Duration?
+    /// A recipient that is not connected gets the files through the hub's store (`send-file --queue`; one recipient).
+    public var queue = false
     /// zlib level for per-chunk compression, or nil for none.
     public var compressionLevel: Int32?
     /// Original bytes per chunk.
@@ -110,9 +114,20 @@ public enum FileSending {
     /// refuse every file: say so at once (77), with nothing sent, as `send` does for a peer that takes no messages.
     public static func resolveReceivers(_ request: FileSendRequest, session: ClientSession) async throws -> [PeerRecord]
     {
-        let recipients = try await MessageSending.resolveRecipients(
-            request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
-        )
+        let recipients: [PeerRecord]
+        do {
+            recipients = try await MessageSending.resolveRecipients(
+                request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
+            )
+        } catch let error as TCPIPError where request.queue && error.kind == .unknownPeer {
+            guard request.recipients.count == 1, let name = request.recipients.first else { throw error }
+            guard var store = try await session.lookUpStore() else {
+                throw TCPIPError.unknownPeer("\(error.message), and the hub keeps no store to queue for it")
+            }
+            // The store stands in for the receiver: its answers are about the file queued for `name`.
+            store.name = name
+            return [store]
+        }
         for peer in recipients where peer.role != ClientSession.receiverRole {
             throw TCPIPError(
                 .permissionDenied,
@@ -137,6 +152,8 @@ public enum FileSending {
         var compression = try request.compressionLevel.map { try CompressionPipeline(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
         var outbox = Outbox(sender: sender, limit: request.chunkSize)
+        // Sending to the hub's store (`--queue`): each file names the receiver it is for.
+        let queueFor = recipients.count == 1 && recipients[0].role == ClientSession.storeRole ? recipients[0].name : nil
         files: for (index, source) in request.sources.enumerated() {
             let transferID = UInt32(index + 1)
             let descriptor: Int32
@@ -185,12 +202,16 @@ public enum FileSending {
             }
             // A file big enough to be worth it, to one receiver, is resumable: the receiver first says what it holds of
             // it from an earlier attempt (FileResume), and the chunks start there if this file has the same bytes.
+            // To the hub's store always: it says no (unknown receiver, full store) before any chunk crosses.
             let resumable =
-                announced != nil && recipients.count == 1 && (size ?? 0) >= UInt64(Self.resumableSize)
-            let start = FileStart(
+                announced != nil && recipients.count == 1
+                && ((size ?? 0) >= UInt64(Self.resumableSize) || queueFor != nil)
+            var start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
                 compression: compression == nil ? 0 : 1, sha256: announced, resumable: resumable
             )
+            start.queueFor = queueFor
+            start.origin = source.origin
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
             var hasher = SHA256()

@@ -21,6 +21,10 @@ public struct FileResult: Sendable {
         case unreadable
         /// The file changed while it was being sent (a log still being written): aborted, retry later (75).
         case changed
+        /// The hub's store holds the file, verified and synced, for a receiver that is away (`--queue`): 0.
+        case queued
+        /// The hub's store does not know the receiver (68).
+        case unknownRecipient = "unknown-recipient"
     }
 
     public var name: String
@@ -40,7 +44,8 @@ public struct FileResult: Sendable {
     /// The exit status this result alone calls for.
     public var exitStatus: Int32 {
         switch status {
-        case .pending, .stored, .alreadyStored: 0
+        case .pending, .stored, .alreadyStored, .queued: 0
+        case .unknownRecipient: TCPIPError.Kind.unknownPeer.exitStatus
         case .refused: TCPIPError.Kind.permissionDenied.exitStatus
         case .corrupt, .invalid: TCPIPError.Kind.dataError.exitStatus
         case .storageFailed: TCPIPError.Kind.cannotCreate.exitStatus
@@ -200,6 +205,11 @@ public final class FileTracker: ReceiptTracking {
             case .invalid: result.status = .invalid
             case .unavailable: result.status = .unavailable
             case .alreadyStored: result.status = .alreadyStored
+            case .unknownRecipient: result.status = .unknownRecipient
+            }
+            // The store answers like a receiver; what it stored is queued, not delivered.
+            if result.recipient.role == ClientSession.storeRole && [.stored, .alreadyStored].contains(result.status) {
+                result.status = .queued
             }
             result.storedAs = receipt.storedAs
             result.reason = receipt.reason

@@ -14,15 +14,20 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     /// Set once the hub decided to close the connection: nothing more is read.
     var closing = false
     private var paused = false
+    /// A connection the hub made to itself (its store), not one accepted from the network.
+    let local: Bool
 
-    init(router: HubRouter) { self.router = router }
+    init(router: HubRouter, local: Bool = false) {
+        self.router = router
+        self.local = local
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelActive(context: ChannelHandlerContext) {
-        id = router.connected(self, address: Self.describe(context.channel.remoteAddress))
+        id = router.connected(self, address: local ? "local" : Self.describe(context.channel.remoteAddress))
         context.fireChannelActive()
     }
 

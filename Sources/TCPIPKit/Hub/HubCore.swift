@@ -30,6 +30,9 @@ public struct HubCore {
         var flags: RegistrationFlags = []
         /// The key the peer proved over TLS.
         var key: NodeID?
+        /// A connection the hub made to itself (``HubServer/connectLocal()``): its store. Only such a connection may
+        /// register the role `store`, and it needs no token or key.
+        var local = false
     }
 
     public private(set) var configuration: HubConfiguration
@@ -42,6 +45,8 @@ public struct HubCore {
     private var groups: [ConnectionID: [UInt32]] = [:]
     private var inGroupsOf: [UInt32: Set<ConnectionID>] = [:]
     private var nextPeerID: UInt32 = 1
+    /// The hub's store: the first local connection that registered the role `store` (PeerQuery tag 4 finds it).
+    private var storeConnection: ConnectionID?
     private var lastPingAt: WireTime = 0
     private var pingSequence: UInt32 = 0
 
@@ -81,7 +86,9 @@ public struct HubCore {
     }
 
     /// A connection was accepted: greet it with RequestCredentials.
-    public mutating func connected(_ id: ConnectionID, address: String, now: WireTime) -> [HubAction] {
+    public mutating func connected(_ id: ConnectionID, address: String, now: WireTime, local: Bool = false)
+        -> [HubAction]
+    {
         // The server never reuses an id; were it to, the old connection's peer must not stay behind under it (a
         // fuzzer found the hub then pinging a connection it had just closed).
         var actions: [HubAction] = []
@@ -93,7 +100,7 @@ public struct HubCore {
                 .close(id),
             ]
         }
-        connections[id] = Connection(address: address, openedAt: now, lastHeard: now)
+        connections[id] = Connection(address: address, openedAt: now, lastHeard: now, local: local)
         let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
         return actions + [.send(id, request.packet(hubHeader(.requestCredentials)))]
     }
@@ -242,6 +249,7 @@ public struct HubCore {
         byPeerID.removeAll()
         byName.removeAll()
         watchers.removeAll()
+        storeConnection = nil
         return actions
     }
 
@@ -288,7 +296,9 @@ public struct HubCore {
             do {
                 let query = try PeerQuery(tlv: packet.payload)
                 var found: PeerRecord?
-                if let name = query.name, let peerID = byName[name] {
+                if query.store {
+                    found = storeConnection.flatMap { connections[$0]?.peer }
+                } else if let name = query.name, let peerID = byName[name] {
                     found = record(of: peerID)
                 } else if let wanted = query.id {
                     found = record(of: wanted)
@@ -323,6 +333,9 @@ public struct HubCore {
             logger.warning(
                 "refused a credentials update", metadata: ["key": "\(key)", "peer": "\(describe(peer))"])
             return [.send(id, errorPacket(.authenticationFailed, problem, type: .credentialsUpdate))]
+        }
+        if update.role == ClientSession.storeRole && connections[id]?.local != true && peer.role != update.role {
+            return [.send(id, errorPacket(.invalidCredentials, Self.storeRoleReserved, type: .credentialsUpdate))]
         }
         var changed = peer
         if let name = update.name, name != peer.name {
@@ -418,7 +431,12 @@ public struct HubCore {
         } catch {
             return refuse(id, .malformed, "bad MyCredentials payload: \(error)")
         }
-        if let token = configuration.token, !token.matches(credentials.token) {
+        // The hub's own store comes through a socket the hub made: no token, key or list applies to it.
+        let local = connections[id]?.local ?? false
+        if credentials.role == ClientSession.storeRole && !local {
+            return refuse(id, .invalidCredentials, Self.storeRoleReserved)
+        }
+        if !local, let token = configuration.token, !token.matches(credentials.token) {
             return refuse(
                 id, .authenticationFailed, credentials.token == nil ? "this hub requires a token" : "wrong token")
         }
@@ -427,12 +445,12 @@ public struct HubCore {
         }
         if let problem = Self.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
         let key = connections[id]?.key
-        if configuration.security != nil && key == nil {
+        if !local && configuration.security != nil && key == nil {
             return refuse(id, .authenticationFailed, "this hub takes only clients that prove a key over TLS")
         }
         var requestedName = requested
         var enrolled: AuthorizedPeers.Entry?
-        if let authorized = configuration.authorizedPeers, let key {
+        if !local, let authorized = configuration.authorizedPeers, let key {
             let role = credentials.role ?? "client"
             let mine = authorized.entries(for: key).filter { $0.roles.isEmpty || $0.roles.contains(role) }
             if credentials.flags.contains(.allowRename), !mine.contains(where: { $0.name == requested }),
@@ -519,12 +537,15 @@ public struct HubCore {
         byPeerID[peerID] = id
         byName[name] = peerID
         if credentials.flags.contains(.wantsUpdates) { watchers.insert(id) }
+        if local && peer.role == ClientSession.storeRole && storeConnection == nil { storeConnection = id }
         logger.info(
             "registered",
             metadata: ["peer": "\(describe(peer))", "role": "\(peer.role)", "address": "\(peer.address)"]
         )
         return actions
     }
+
+    static let storeRoleReserved = "the role 'store' is reserved for the hub's own store"
 
     /// Why a name cannot be registered, or nil when it can.
     public static func problem(withName name: String) -> String? {
@@ -547,6 +568,7 @@ public struct HubCore {
     private mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
         guard let connection = connections.removeValue(forKey: id) else { return [] }
         watchers.remove(id)
+        if storeConnection == id { storeConnection = nil }
         leaveGroups(of: id)
         guard let peer = connection.peer else { return [] }
         byPeerID[peer.id] = nil

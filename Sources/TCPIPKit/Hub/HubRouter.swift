@@ -50,7 +50,7 @@ final class HubRouter: @unchecked Sendable {
             handler.context?.close(promise: nil)
             return id
         }
-        perform(core.connected(id, address: address, now: now), source: nil)
+        perform(core.connected(id, address: address, now: now, local: handler.local), source: nil)
         flushPending()
         return id
     }

@@ -5,6 +5,10 @@ import NIOPosix
 import ServiceLifecycle
 import TCPIPWire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The hub: accepts clients on one event loop and relays their packets through a ``HubCore``.
 ///
 /// One loop keeps routing free of locks and hops; the hub's work per packet is a header rewrite and a vectored write.
@@ -72,6 +76,38 @@ public final class HubServer: Sendable {
         guard let address = channel.localAddress else { throw TCPIPError.internalError("bound socket has no address") }
         logger.info("listening", metadata: ["address": "\(HubConnectionHandler.describe(address))"])
         return address
+    }
+
+    /// Makes a connection to this hub that no one else can make: a socket pair, one end served like an accepted
+    /// connection, marked local (it may register the role `store`, needs no token or key), the other end returned for
+    /// a ``ClientConfiguration/connectedSocket``. The hub's store joins through it.
+    public func connectLocal() async throws -> Int32 {
+        var ends: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+            throw TCPIPError.internalError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        let router = self.router
+        let configuration = self.configuration
+        let high = configuration.maxQueuedBytes / 2
+        do {
+            _ = try await ClientBootstrap(group: group)
+                .channelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(PacketDecoder(maxFrameSize: configuration.maxFrameSize)),
+                            PacketEncoder(),
+                            HubConnectionHandler(router: router, local: true),
+                        ])
+                    }
+                }
+                .withConnectedSocket(ends[0]).get()
+        } catch {
+            close(ends[0])
+            close(ends[1])
+            throw error
+        }
+        return ends[1]
     }
 
     /// Sends HostExiting to every client, closes every connection and stops accepting.

@@ -127,6 +127,8 @@ public struct TransferMachine: Sendable {
     struct Transfer: Sendable {
         var start: FileStart
         var senderName: String
+        /// Who the file is from: the peer that sent it, or for a file the hub's store delivers, the peer that queued it.
+        var sender: PeerRecord?
         /// Nil until the driver made the temporary file.
         var temporary: Temporary?
         var hasher = SHA256()
@@ -239,6 +241,9 @@ public struct TransferMachine: Sendable {
 
     private mutating func begin(_ start: FileStart, from: UInt32, sender: PeerRecord?) -> [Action] {
         let key = Key(from: from, id: start.transferID)
+        // A file the hub's store delivers is from whoever queued it: for --allow-from, the record and resuming. Only
+        // the hub's own store can register that role, so no peer can speak for another this way.
+        let sender = sender?.role == ClientSession.storeRole ? (start.origin ?? sender) : sender
         // The same transfer started again replaces the old one.
         let actions = remove(key)
         func refuse(_ reason: String, _ status: FileReceipt.Status = .refused) -> [Action] {
@@ -286,7 +291,7 @@ public struct TransferMachine: Sendable {
             ]
         }
         if let problem = policy.spaceProblem(start.size ?? 0) { return refuse(problem, .storageFailed) }
-        var transfer = Transfer(start: start, senderName: sender?.name ?? "")
+        var transfer = Transfer(start: start, senderName: sender?.name ?? "", sender: sender)
         transfer.partial = Self.partialName(start, sender: sender).map { name in
             Partial(
                 name: name,
@@ -386,7 +391,9 @@ public struct TransferMachine: Sendable {
                 Commit(
                     key: key, temporary: temporary, sentAs: transfer.start.name, sha256: digest,
                     size: transfer.received, wireBytes: transfer.wireBytes, compression: transfer.start.compression,
-                    sender: sender, senderName: sender?.name ?? transfer.senderName, resumedFrom: transfer.resumedFrom))
+                    sender: transfer.sender ?? sender,
+                    senderName: transfer.sender?.name ?? sender?.name ?? transfer.senderName,
+                    resumedFrom: transfer.resumedFrom))
         ]
     }
 

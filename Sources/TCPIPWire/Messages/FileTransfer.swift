@@ -12,6 +12,8 @@ import NIOCore
 /// | 6 | sha256 | 32 bytes, the whole file's SHA-256, sent up front when the sender knows it (a regular file): a
 ///   receiver that already stored this name with this content answers "already stored" at once |
 /// | 7 | resumable | u8 1: the sender waits for FileResume (17) before sending chunks, and can start past 0 |
+/// | 8 | queueFor | UTF-8, only to the hub's store: the receiver the file is queued for |
+/// | 9 | origin | nested ``PeerRecord``, only from the hub's store: who sent the file that it delivers |
 public struct FileStart: ControlPayload, Hashable {
     public static let digestSize = 32
 
@@ -24,6 +26,11 @@ public struct FileStart: ControlPayload, Hashable {
     public var sha256: [UInt8]?
     /// The sender waits for FileResume before its chunks (only with `size` and `sha256`).
     public var resumable = false
+    /// To the hub's store: the receiver to queue the file for.
+    public var queueFor: String?
+    /// From the hub's store: the peer that queued the file (believed only from a peer whose role is `store`, which
+    /// only the hub's own store can register).
+    public var origin: PeerRecord?
 
     public init(
         transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0,
@@ -55,6 +62,8 @@ public struct FileStart: ControlPayload, Hashable {
                 }
                 sha256 = Array(field.value.readableBytesView)
             case 7: resumable = try field.integer(as: UInt8.self) == 1
+            case 8: queueFor = try field.string()
+            case 9: origin = try PeerRecord(tlv: field.value)
             default: break
             }
         }
@@ -75,6 +84,11 @@ public struct FileStart: ControlPayload, Hashable {
         writer.write(5, integer: compression)
         if let sha256 { writer.write(6, bytes: ByteBuffer(bytes: sha256)) }
         if resumable { writer.write(7, integer: UInt8(1)) }
+        writer.write(8, string: queueFor)
+        // A record decoded from the wire may re-encode larger (integers at their natural width): never past a field.
+        if let origin = origin?.encoded(), origin.readableBytes <= TLVWriter.maxValueLength {
+            writer.write(9, bytes: origin)
+        }
     }
 }
 
@@ -299,6 +313,9 @@ public struct FileReceipt: ControlPayload, Hashable {
         /// The receiver already stored this name with this content (FileStart's sha256), under `storedAs`; it is not
         /// stored twice.
         case alreadyStored = 6
+        /// The hub's store holds files only for receivers it knows (FileStart's queueFor): nobody with this name ever
+        /// registered as a receiver, or it is not in the authorized peers.
+        case unknownRecipient = 7
     }
 
     public var transferID: UInt32

@@ -7,15 +7,19 @@ import NIOCore
 /// | 1 | requestID | u32, echoed in the result |
 /// | 2 | name | UTF-8 |
 /// | 3 | id | u32 |
+/// | 4 | store | u8 1: the hub's store (`tcpipd --store`), whatever its name |
 public struct PeerQuery: ControlPayload, Hashable {
     public var requestID: UInt32
     public var name: String?
     public var id: UInt32?
+    /// Asks for the hub's store (`tcpipd --store`) instead of a peer by name or id.
+    public var store = false
 
-    public init(requestID: UInt32, name: String? = nil, id: UInt32? = nil) {
+    public init(requestID: UInt32, name: String? = nil, id: UInt32? = nil, store: Bool = false) {
         self.requestID = requestID
         self.name = name
         self.id = id
+        self.store = store
     }
 
     public init(tlv: ByteBuffer) throws {
@@ -25,6 +29,7 @@ public struct PeerQuery: ControlPayload, Hashable {
             case 1: requestID = try field.integer(as: UInt32.self)
             case 2: name = try field.string()
             case 3: id = try field.integer(as: UInt32.self)
+            case 4: store = try field.integer(as: UInt8.self) == 1
             default: break
             }
         }
@@ -34,6 +39,7 @@ public struct PeerQuery: ControlPayload, Hashable {
         writer.write(1, integer: requestID)
         writer.write(2, string: name)
         writer.write(3, integer: id)
+        if store { writer.write(4, integer: UInt8(1)) }
     }
 }
 

@@ -1,0 +1,207 @@
+import Crypto
+import FoundationEssentials
+import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The hub's store (`tcpipd --store DIR`): files verified and synced for receivers that are away, until they come back.
+/// It is a spool (the same checks, temporary files, partial files and group commit as a receiver's), one directory per
+/// receiver:
+///
+/// ```
+/// DIR/qHEX/NAME                        a queued file, for the receiver whose name hashes to HEX (NAME.1 on a clash)
+/// DIR/.tcpip/meta/qHEX.d/NAME.json     its record: who queued it, the name it was sent as, size, SHA-256, when
+/// DIR/.tcpip/tmp/, DIR/.tcpip/partial/ files arriving, and partial files to resume, as in a receiver's spool
+/// DIR/.tcpip/store/receivers.jsonl     the receivers the store knows: name, key, when first seen
+/// DIR/.tcpip/store/receipts.jsonl      what became of each queued file: delivered, expired, refused
+/// ```
+public struct HubStore: Sendable {
+    public let spool: Spool
+    public var stateDirectory: String { spool.root + "/.tcpip/store" }
+    var receiversPath: String { stateDirectory + "/receivers.jsonl" }
+    var receiptsPath: String { stateDirectory + "/receipts.jsonl" }
+
+    public init(directory: String) { spool = Spool(root: directory) }
+
+    /// Creates the store's directories and removes what a crash left in its temporary directory. Call it only while
+    /// holding the spool's lock.
+    public func prepare() throws {
+        try spool.prepare()
+        if mkdir(stateDirectory, 0o750) != 0 && errno != EEXIST { throw SpoolError.cannotCreate(stateDirectory, errno) }
+    }
+
+    /// The directory a receiver's queue lives in: a hash of its name, so that any name makes a safe, short one.
+    public static func queueDirectory(for receiver: String) -> String {
+        "q" + String(Array(SHA256.hash(data: Array(receiver.utf8))).hex.prefix(32))
+    }
+
+    // MARK: receivers
+
+    /// A receiver the store knows: it registered with the hub, with this key (nil on a plaintext link).
+    public struct KnownReceiver: Codable, Sendable, Equatable {
+        public var name: String
+        public var key: String?
+        public var firstSeen: String
+    }
+
+    /// Every receiver that ever registered while the store was on, by name (the first key seen for a name stays).
+    public func knownReceivers() -> [String: KnownReceiver] {
+        var known: [String: KnownReceiver] = [:]
+        let decoder = JSONDecoder()
+        for line in lines(of: receiversPath) {
+            guard let receiver = try? decoder.decode(KnownReceiver.self, from: Data(line.utf8)) else { continue }
+            if known[receiver.name] == nil { known[receiver.name] = receiver }
+        }
+        return known
+    }
+
+    /// Remembers a receiver (appended and synced).
+    public func remember(_ receiver: KnownReceiver) throws {
+        let line = JSON.object([
+            ("name", .string(receiver.name)), ("key", receiver.key.map { .string($0) } ?? .null),
+            ("firstSeen", .string(receiver.firstSeen)),
+        ]).rendered()
+        try appendLine(line, to: receiversPath, creatingWithMode: 0o640)
+    }
+
+    // MARK: queued files
+
+    /// A file waiting in the store.
+    public struct Item: Sendable {
+        /// `qHEX`: whose queue it is in.
+        public var queue: String
+        /// Its path in the store, `qHEX/NAME`.
+        public var storedAs: String
+        /// The name it was sent as, which it is delivered under.
+        public var sentAs: String
+        public var fromName: String
+        public var fromKey: String?
+        public var size: UInt64
+        public var sha256: String
+        public var queuedAt: String
+        var recordPath: String
+        /// When it was published in the store (its record's mtime): the order of delivery.
+        var order: timespec
+
+        /// Who queued it, as the receiver is told (FileStart tag 9).
+        public var origin: PeerRecord {
+            var origin = PeerRecord(id: 0, name: fromName)
+            origin.key = fromKey.flatMap(NodeID.init).map(\.bytes)
+            return origin
+        }
+    }
+
+    /// The files waiting, oldest first; only `queue`'s (a ``queueDirectory(for:)``) when given.
+    public func items(in queue: String? = nil) -> [Item] {
+        struct Record: Decodable {
+            struct From: Decodable {
+                var name: String
+                var key: String?
+            }
+            var name: String
+            var sentAs: String
+            var from: From
+            var size: UInt64
+            var sha256: String
+            var receivedAt: String
+        }
+        let decoder = JSONDecoder()
+        var items: [Item] = []
+        let top =
+            queue.map { [$0] }
+            ?? (directoryEntries(spool.metadataDirectory) ?? []).compactMap {
+                $0.hasSuffix(Spool.recordDirectorySuffix) ? String($0.dropLast(Spool.recordDirectorySuffix.count)) : nil
+            }
+        for queue in top {
+            let directory = spool.metadataDirectory + "/" + queue + Spool.recordDirectorySuffix
+            for path in SpoolIndex.files(under: directory) where path.hasSuffix(".json") {
+                guard let bytes = try? readContents(of: path, label: "", limit: 1 << 20),
+                    let record = try? decoder.decode(Record.self, from: Data(bytes)),
+                    record.name.hasPrefix(queue + "/"), record.sentAs.hasPrefix(queue + "/")
+                else { continue }
+                var info = stat()
+                guard stat(spool.root + "/" + record.name, &info) == 0 else {
+                    // Its file is gone (delivered while the record's removal was cut short): the record goes too.
+                    unlink(path)
+                    continue
+                }
+                var recordInfo = stat()
+                _ = stat(path, &recordInfo)
+                items.append(
+                    Item(
+                        queue: queue, storedAs: record.name, sentAs: String(record.sentAs.dropFirst(queue.count + 1)),
+                        fromName: record.from.name, fromKey: record.from.key, size: record.size,
+                        sha256: record.sha256, queuedAt: record.receivedAt, recordPath: path,
+                        order: recordInfo.st_mtim))
+            }
+        }
+        return items.sorted {
+            ($0.order.tv_sec, $0.order.tv_nsec, $0.storedAs) < ($1.order.tv_sec, $1.order.tv_nsec, $1.storedAs)
+        }
+    }
+
+    /// Removes a queued file and its record (delivered, refused or expired).
+    public func remove(_ item: Item) {
+        unlink(spool.root + "/" + item.storedAs)
+        unlink(item.recordPath)
+    }
+
+    /// Bytes the store holds: queued files, and files arriving or partly arrived.
+    public func bytesHeld() -> UInt64 {
+        var total: UInt64 = 0
+        for directory in [spool.temporaryDirectory, spool.partialDirectory] {
+            for path in SpoolIndex.files(under: directory) { total += Self.size(of: path) }
+        }
+        for name in directoryEntries(spool.root) ?? [] where name.hasPrefix("q") {
+            for path in SpoolIndex.files(under: spool.root + "/" + name) { total += Self.size(of: path) }
+        }
+        return total
+    }
+
+    private static func size(of path: String) -> UInt64 {
+        var info = stat()
+        return lstat(path, &info) == 0 ? UInt64(max(0, info.st_size)) : 0
+    }
+
+    // MARK: receipts
+
+    /// Records what became of a queued file (appended and synced).
+    public func appendReceipt(_ receipt: JSON) throws {
+        try appendLine(receipt.rendered(), to: receiptsPath, creatingWithMode: 0o640)
+    }
+
+    /// Every receipt kept, oldest first, as JSON lines.
+    public func receipts() -> [String] { lines(of: receiptsPath) }
+
+    /// Drops receipts written before `cutoff` (an RFC 3339 time as ``WireClock/rfc3339(_:)`` writes it). Returns how
+    /// many went.
+    @discardableResult
+    public func pruneReceipts(before cutoff: String) -> Int {
+        struct Stamp: Decodable { var at: String }
+        let all = receipts()
+        let decoder = JSONDecoder()
+        let kept = all.filter { line in
+            guard let stamp = try? decoder.decode(Stamp.self, from: Data(line.utf8)) else { return false }
+            return stamp.at >= cutoff
+        }
+        guard kept.count < all.count else { return 0 }
+        let temporary = receiptsPath + ".new"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        guard fd >= 0 else { return 0 }
+        let bytes = Array(kept.map { $0 + "\n" }.joined().utf8)
+        let written = (try? Spool.writeAll(fd, bytes)) != nil && fsync(fd) == 0
+        close(fd)
+        guard written, rename(temporary, receiptsPath) == 0 else {
+            unlink(temporary)
+            return 0
+        }
+        return all.count - kept.count
+    }
+
+    private func lines(of path: String) -> [String] {
+        guard let bytes = try? readContents(of: path, label: "", limit: 256 << 20) else { return [] }
+        return bytes.split(separator: 0x0A).map { String(decoding: $0, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,451 @@
+import FoundationEssentials
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import TCPIPWire
+
+/// What `tcpipd --store` keeps and for how long.
+public struct StoreConfiguration: Sendable {
+    public var directory: String
+    /// Bytes the store may hold (queued files and files arriving); a file that would pass it is refused at its
+    /// FileStart, before any of it crosses (73). Nil: only the disk's free space limits it.
+    public var maxBytes: UInt64?
+    /// A file not delivered within this is removed, with an `expired` receipt.
+    public var maxAge: Duration = .seconds(7 * 86400)
+    /// Receipts are kept this long for senders to read (`tcpipctl receipts`).
+    public var receiptMaxAge: Duration = .seconds(30 * 86400)
+    /// Partial files of transfers into the store that broke off are kept this long for their senders to resume.
+    public var partialMaxAge: Duration = .seconds(3 * 86400)
+    /// How often the store looks for expired files and retries deliveries that failed.
+    public var sweepInterval: Duration = .seconds(30)
+    /// The hub's authorized peers: a name they give a receiver (or any role) may be queued for before it ever joined.
+    public var authorizedPeers: AuthorizedPeersFile?
+
+    public init(directory: String) { self.directory = directory }
+}
+
+/// The hub's store as a peer of its own hub: it joins through a local socket (so it alone may have the role `store`),
+/// takes files queued for receivers that are away (FileStart tag 8) into a ``HubStore`` with the receiver's
+/// machinery (verified, synced, resumable), learns receivers as they register, and when one (with the key it was
+/// first seen with) is connected, delivers its queue in order with the sender's machinery, naming who queued each
+/// file (tag 9). A file leaves the store only after the receiver's receipt; each outcome is a receipt of the store's.
+public final class StoreService: Service, Sendable {
+    private struct State {
+        var known: [String: HubStore.KnownReceiver] = [:]
+        /// Receivers connected now, by name.
+        var connected: [String: PeerRecord] = [:]
+        /// Queues being delivered now.
+        var delivering: Set<String> = []
+        /// The sessions open now, closed at shutdown.
+        var senders: [UInt64: PacketSender] = [:]
+        var nextSession: UInt64 = 0
+        var stopping = false
+        var requests: AsyncStream<PeerRecord>.Continuation?
+    }
+
+    public let store: HubStore
+    public let configuration: StoreConfiguration
+    private let hub: HubServer
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    public init(configuration: StoreConfiguration, hub: HubServer, logger: Logger) {
+        self.configuration = configuration
+        store = HubStore(directory: configuration.directory)
+        self.hub = hub
+        self.logger = logger
+    }
+
+    /// Takes the store's lock and prepares it; call before ``run()`` so a store another hub holds stops this one at
+    /// start-up. The lock lasts while the returned value lives.
+    public func open() throws -> SpoolLock {
+        let lock = try store.spool.lock()
+        try store.prepare()
+        let known = store.knownReceivers()
+        state.withLockedValue { $0.known = known }
+        sweep()
+        return lock
+    }
+
+    public func run() async throws {
+        let (requests, continuation) = AsyncStream.makeStream(of: PeerRecord.self)
+        state.withLockedValue { $0.requests = continuation }
+        try await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.intakeLoop() }
+                group.addTask { await self.sweepLoop() }
+                for await receiver in requests {
+                    let queue = HubStore.queueDirectory(for: receiver.name)
+                    let start = state.withLockedValue { $0.delivering.insert(queue).inserted && !$0.stopping }
+                    guard start else { continue }
+                    group.addTask {
+                        await self.deliver(to: receiver)
+                        _ = self.state.withLockedValue { $0.delivering.remove(queue) }
+                    }
+                }
+                // Stopping: the sweeper's and the intake's waits end now.
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.stop()
+        }
+    }
+
+    /// Ends every session and stops taking work: files arriving keep their partial data for their senders' retries.
+    func stop() {
+        let (senders, requests) = state.withLockedValue { state in
+            state.stopping = true
+            defer { state.requests = nil }
+            return (Array(state.senders.values), state.requests)
+        }
+        requests?.finish()
+        for sender in senders { sender.close() }
+    }
+
+    private var stopping: Bool { state.withLockedValue { $0.stopping } }
+
+    /// Remembers a session's sender, to close it at shutdown; returns the key to forget it by.
+    private func opened(_ sender: PacketSender) -> UInt64 {
+        state.withLockedValue { state in
+            state.nextSession += 1
+            state.senders[state.nextSession] = sender
+            return state.nextSession
+        }
+    }
+
+    // MARK: taking files in
+
+    private func intakeLoop() async {
+        while !stopping {
+            do {
+                try await intake()
+            } catch {
+                if stopping { break }
+                logger.warning("the store's session ended: \(error)")
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func session(_ name: String, flags: RegistrationFlags = []) async throws -> ClientConfiguration {
+        var client = ClientConfiguration(name: name)
+        client.nameIsDefault = true
+        client.role = ClientSession.storeRole
+        client.flags = flags
+        client.connectedSocket = try await hub.connectLocal()
+        return client
+    }
+
+    private func intake() async throws {
+        let client = try await session("store", flags: [.wantsRoster, .wantsUpdates])
+        let index = SpoolIndex(spool: store.spool)
+        index.load()
+        var receiving = ReceiverConfiguration(spool: store.spool)
+        receiving.partialMaxAge = configuration.partialMaxAge
+        receiving.maxFileSize = configuration.maxBytes
+        try await ClientSession.run(client, logger: logger) { session in
+            session.acceptsFiles = true
+            let files = try FileReceiver(
+                configuration: receiving, logger: logger, receiverName: "the hub's store", index: index)
+            let sender = session.sender
+            let key = opened(sender)
+            defer {
+                _ = state.withLockedValue { $0.senders.removeValue(forKey: key) }
+                files.abandonAll(reason: "the store's session ended")
+            }
+            guard !stopping else { return }
+            logger.info("store ready", metadata: ["directory": "\(store.spool.root)", "id": "\(session.me.id)"])
+            for peer in session.roster { noticed(peer) }
+            let committer = files.committer
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await committer.run(sender: sender) }
+                defer { committer.finish() }
+                while true {
+                    let packet = try await session.next()
+                    switch packet.header.type {
+                    case .fileStart:
+                        guard let admitted = try await admit(packet, session: session) else { continue }
+                        try await files.handle(admitted, session: session)
+                    case .clientData, .credentialsUpdate:
+                        // Believed only about the peer the hub stamped in idFrom.
+                        if let peer = try? PeerRecord(tlv: packet.payload), peer.id == packet.header.idFrom {
+                            noticed(peer)
+                        }
+                    case .clientDisconnecting:
+                        if let peer = try? PeerRecord(tlv: packet.payload), peer.id == packet.header.idFrom {
+                            state.withLockedValue { state in
+                                if state.connected[peer.name]?.id == peer.id { state.connected[peer.name] = nil }
+                            }
+                        }
+                        try await files.handle(packet, session: session)
+                    case .storeQuery:
+                        try await answer(packet, session: session)
+                    default:
+                        try await files.handle(packet, session: session)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks a FileStart sent to the store and turns it into one for the receiver's queue directory; nil when it was
+    /// refused (its receipt sent). A FileStart that does not decode goes on as it is, for the receiver's machinery to
+    /// refuse.
+    private func admit(_ packet: Packet, session: ClientSession) async throws -> Packet? {
+        guard var start = try? FileStart(tlv: packet.payload) else { return packet }
+        func refuse(_ status: FileReceipt.Status, _ reason: String) async throws -> Packet? {
+            logger.notice(
+                "refused a file for the store",
+                metadata: ["file": "\(escapedForLog(start.name.clipped))", "reason": "\(escapedForLog(reason))"])
+            let receipt = FileReceipt(transferID: start.transferID, status: status, reason: reason)
+            try await session.send(receipt.packet(to: packet.header.idFrom))
+            return nil
+        }
+        guard let receiver = start.queueFor else {
+            return try await refuse(
+                .invalid, "the hub's store takes only files queued for a receiver (send-file --queue)")
+        }
+        guard knows(receiver) else {
+            return try await refuse(
+                .unknownRecipient,
+                "no receiver named '\(escapedForLog(receiver.clipped))' is known to the hub's store: it never "
+                    + "registered while the store was on, and no authorized peer line gives it that name")
+        }
+        if let limit = configuration.maxBytes {
+            let held = store.bytesHeld()
+            let size = start.size ?? 0
+            if held > limit || size > limit - held {
+                return try await refuse(
+                    .storageFailed,
+                    "the hub's store is full: it holds \(held) of \(limit) bytes, the file needs \(size)")
+            }
+        }
+        start.name = HubStore.queueDirectory(for: receiver) + "/" + start.name
+        start.queueFor = nil
+        start.origin = nil
+        return start.packet(packet.header)
+    }
+
+    /// Whether files may be queued for `name`: it registered as a receiver before, or the authorized peers give it
+    /// to a key as a receiver.
+    private func knows(_ name: String) -> Bool {
+        if state.withLockedValue({ $0.known[name] != nil }) { return true }
+        guard let peers = try? configuration.authorizedPeers?.load() else { return false }
+        return peers.entries.contains { $0.name == name && ($0.roles.isEmpty || $0.roles.contains("receiver")) }
+    }
+
+    /// A peer registered or changed: a receiver is remembered, and its queue delivered if it is the one it was.
+    private func noticed(_ peer: PeerRecord) {
+        guard peer.role == ClientSession.receiverRole else { return }
+        let key = peer.keyID?.description
+        let (new, known) = state.withLockedValue { state in
+            state.connected[peer.name] = peer
+            if let known = state.known[peer.name] { return (false, known) }
+            let known = HubStore.KnownReceiver(name: peer.name, key: key, firstSeen: WireClock.rfc3339(WireClock.now()))
+            state.known[peer.name] = known
+            return (true, known)
+        }
+        if new {
+            do {
+                try store.remember(known)
+                logger.info("store knows a new receiver", metadata: ["name": "\(escapedForLog(peer.name))"])
+            } catch {
+                logger.error("cannot remember a receiver: \(error)")
+            }
+        }
+        requestDelivery(to: peer, known: known)
+    }
+
+    private func requestDelivery(to peer: PeerRecord, known: HubStore.KnownReceiver) {
+        // A name is the receiver it was first seen as: the same key (or, with authorized peers, whatever key the hub's
+        // list lets register it, which the hub has just checked).
+        guard configuration.authorizedPeers != nil || known.key == peer.keyID?.description else {
+            logger.warning(
+                "not delivering: the receiver's key is not the one it was first seen with",
+                metadata: ["name": "\(escapedForLog(peer.name))", "key": "\(peer.keyID?.description ?? "none")"])
+            return
+        }
+        guard !store.items(in: HubStore.queueDirectory(for: peer.name)).isEmpty else { return }
+        _ = state.withLockedValue { $0.requests?.yield(peer) }
+    }
+
+    // MARK: delivering
+
+    private func deliver(to receiver: PeerRecord) async {
+        let items = store.items(in: HubStore.queueDirectory(for: receiver.name))
+        guard !items.isEmpty, !stopping else { return }
+        logger.info(
+            "delivering queued files", metadata: ["to": "\(escapedForLog(receiver.name))", "files": "\(items.count)"])
+        do {
+            let client = try await session("store-courier")
+            let results = try await ClientSession.run(client, logger: logger) { session in
+                let sender = session.sender
+                let key = opened(sender)
+                defer { _ = state.withLockedValue { $0.senders.removeValue(forKey: key) } }
+                let sources = items.map { item in
+                    var source = FileSendRequest.Source(path: store.spool.root + "/" + item.storedAs, name: item.sentAs)
+                    source.origin = item.origin
+                    return source
+                }
+                let request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
+                return try await FileSending.run(request, descriptors: try request.openInputs(), session: session)
+            }
+            for (item, result) in zip(items, results) { settle(item, result) }
+        } catch {
+            logger.notice(
+                "delivery broke off; the files stay queued",
+                metadata: ["to": "\(escapedForLog(receiver.name))", "error": "\(error)"])
+        }
+    }
+
+    /// What the receiver said about one queued file: delivered and refused files leave the store with a receipt;
+    /// anything a retry may cure stays.
+    private func settle(_ item: HubStore.Item, _ result: FileResult) {
+        let status: String
+        switch result.status {
+        case .stored, .alreadyStored: status = "delivered"
+        case .refused, .invalid: status = "refused"
+        default:
+            logger.notice(
+                "delivery failed; the file stays queued",
+                metadata: [
+                    "file": "\(escapedForLog(item.sentAs))", "status": "\(result.status.rawValue)",
+                    "reason": "\(escapedForLog(result.reason ?? ""))",
+                ])
+            return
+        }
+        record(item, status: status, storedAs: result.storedAs, reason: result.reason)
+        store.remove(item)
+    }
+
+    private func record(_ item: HubStore.Item, status: String, storedAs: String? = nil, reason: String? = nil) {
+        let receipt = JSON.object([
+            ("file", .string(item.sentAs)), ("recipient", .string(recipient(of: item))),
+            ("from", .object([("name", .string(item.fromName)), ("key", item.fromKey.map { .string($0) } ?? .null)])),
+            ("size", .int(Int64(item.size))), ("sha256", .string(item.sha256)), ("queuedAt", .string(item.queuedAt)),
+            ("status", .string(status)), ("at", .string(WireClock.rfc3339(WireClock.now()))),
+            ("storedAs", storedAs.map { .string($0) } ?? .null), ("reason", reason.map { .string($0) } ?? .null),
+        ])
+        do {
+            try store.appendReceipt(receipt)
+        } catch {
+            logger.error("cannot write a receipt: \(error)")
+        }
+        logger.info(
+            "queued file \(status)",
+            metadata: ["file": "\(escapedForLog(item.sentAs))", "to": "\(escapedForLog(recipient(of: item)))"])
+    }
+
+    /// The receiver a queued file is for.
+    private func recipient(of item: HubStore.Item) -> String {
+        state.withLockedValue { state in
+            state.known.values.first { HubStore.queueDirectory(for: $0.name) == item.queue }?.name
+        } ?? configuration.authorizedPeers.flatMap { try? $0.load() }?.entries
+            .first { HubStore.queueDirectory(for: $0.name) == item.queue }?.name ?? item.queue
+    }
+
+    // MARK: expiry and retries
+
+    private func sweepLoop() async {
+        while !stopping {
+            try? await Task.sleep(for: configuration.sweepInterval)
+            guard !stopping else { break }
+            sweep()
+            let (connected, known) = state.withLockedValue { ($0.connected, $0.known) }
+            for (name, peer) in connected {
+                if let known = known[name] { requestDelivery(to: peer, known: known) }
+            }
+        }
+    }
+
+    /// Removes what is too old: queued files (with an `expired` receipt), receipts, partial files.
+    func sweep() {
+        let now = WireClock.now()
+        let cutoff = WireClock.rfc3339(now - min(now, configuration.maxAge.microseconds))
+        let busy = state.withLockedValue { $0.delivering }
+        for item in store.items() where item.queuedAt < cutoff && !busy.contains(item.queue) {
+            record(item, status: "expired", reason: "not delivered within \(configuration.maxAge)")
+            store.remove(item)
+        }
+        store.pruneReceipts(before: WireClock.rfc3339(now - min(now, configuration.receiptMaxAge.microseconds)))
+        _ = store.spool.removePartials(olderThan: configuration.partialMaxAge)
+    }
+
+    // MARK: queries
+
+    /// Answers `tcpipctl queue` and `tcpipctl receipts`: the asker's own files (by key over TLS, else by name), or
+    /// everyone's for an operator.
+    private func answer(_ packet: Packet, session: ClientSession) async throws {
+        guard let query = try? StoreQuery(tlv: packet.payload) else { return }
+        let asker = try await session.peer(id: packet.header.idFrom)
+        func reply(_ entries: [String], final: Bool, refusal: String? = nil) async throws {
+            let report = StoreReport(requestID: query.requestID, entries: entries, final: final, refusal: refusal)
+            try await session.send(
+                report.packet(PacketHeader(type: .storeReport, maskTo: .client, idTo: packet.header.idFrom)))
+        }
+        guard let asker else { return }
+        if query.all, let problem = operatorProblem(asker) { return try await reply([], final: true, refusal: problem) }
+        let mine: (String, String?) -> Bool = { name, key in
+            query.all || (asker.keyID.map { $0.description == key } ?? (key == nil && name == asker.name))
+        }
+        var entries: [String] = []
+        switch query.kind {
+        case .queue:
+            for item in store.items() where mine(item.fromName, item.fromKey) {
+                entries.append(
+                    JSON.object([
+                        ("file", .string(item.sentAs)), ("recipient", .string(recipient(of: item))),
+                        (
+                            "from",
+                            .object([
+                                ("name", .string(item.fromName)), ("key", item.fromKey.map { .string($0) } ?? .null),
+                            ])
+                        ),
+                        ("size", .int(Int64(item.size))), ("sha256", .string(item.sha256)),
+                        ("queuedAt", .string(item.queuedAt)), ("status", .string("queued")),
+                        ("queuedAs", .string(item.storedAs)),
+                    ]).rendered())
+            }
+        case .receipts:
+            struct From: Decodable {
+                struct Who: Decodable {
+                    var name: String
+                    var key: String?
+                }
+                var from: Who
+            }
+            let decoder = JSONDecoder()
+            for line in store.receipts() {
+                guard let from = try? decoder.decode(From.self, from: Data(line.utf8)),
+                    mine(from.from.name, from.from.key)
+                else { continue }
+                entries.append(line)
+            }
+        }
+        // Reports of a few hundred KiB each: well inside a frame.
+        var batch: [String] = []
+        var bytes = 0
+        for entry in entries {
+            if bytes + entry.utf8.count > 256 << 10 && !batch.isEmpty {
+                try await reply(batch, final: false)
+                batch.removeAll()
+                bytes = 0
+            }
+            batch.append(entry)
+            bytes += entry.utf8.count + 3
+        }
+        try await reply(batch, final: true)
+    }
+
+    /// Why `peer` may not see everyone's files, or nil when it may: it registered as an operator, and where the hub
+    /// has authorized peers, its key's line gives it that role by name.
+    private func operatorProblem(_ peer: PeerRecord) -> String? {
+        let problem = "only an operator may list everyone's files (register with role operator"
+        guard peer.role == "operator" else { return problem + ": tcpipctl … --all does)" }
+        guard let file = configuration.authorizedPeers else { return nil }
+        guard let key = peer.keyID, let peers = try? file.load(),
+            peers.entries(for: key).contains(where: { $0.roles.contains("operator") })
+        else { return problem + ", and a line in the authorized peers that names the role operator for your key)" }
+        return nil
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import TCPIPTestSupport
+import Testing
+
+/// Store and forward: `tcpipd --store` holds files queued with `send-file --queue` for a receiver that is away and
+/// delivers them when it connects; `tcpipctl queue` and `tcpipctl receipts` say where they are.
+struct StoreEndToEndTests {
+    final class Fixture: @unchecked Sendable {
+        var hub: TestHub
+        let directory: URL
+        var store: String { directory.appendingPathComponent("store").path }
+        var spool: String { directory.appendingPathComponent("spool").path }
+        var receiver: RunningProgram?
+        let hubArguments: [String]
+
+        init(_ hubArguments: [String] = []) async throws {
+            directory = try Unprivileged.makeDirectory("store")
+            self.hubArguments = hubArguments
+            hub = try await TestHub(["--store", directory.appendingPathComponent("store").path] + hubArguments)
+            try await hub.waitForPeers(["store"])
+        }
+
+        deinit { try? FileManager.default.removeItem(at: directory) }
+
+        func startReceiver(_ extra: [String] = []) async throws {
+            receiver = try RunningProgram(
+                "tcpiprecvd", ["--spool", spool, "--name", "archive"] + extra, environment: hub.environment)
+            try await hub.waitForPeers(["archive"])
+        }
+
+        func stopReceiver() async throws {
+            receiver?.signal(SIGTERM)
+            if let receiver { #expect(try await receiver.waitForExit() == 0, "\(receiver.stderr)") }
+            receiver = nil
+            // Gone from the hub before anything is queued for it.
+            for _ in 0..<200 {
+                let peers = try await run(["peers"])
+                if !peers.stdout.contains("\"archive\"") { return }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+
+        /// A hub that has seen the receiver once, with the receiver gone again.
+        static func knowingTheReceiver(_ hubArguments: [String] = []) async throws -> Fixture {
+            let fixture = try await Fixture(hubArguments)
+            try await fixture.startReceiver()
+            try await fixture.stopReceiver()
+            return fixture
+        }
+
+        func file(_ name: String, _ bytes: [UInt8]) throws -> String {
+            let path = directory.appendingPathComponent(name).path
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+
+        func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (
+            status: Int32, stdout: String, stderr: String
+        ) {
+            try await RunningProgram.run(
+                "tcpipctl", arguments, environment: hub.environment.merging(environment) { $1 }, timeout: 60)
+        }
+
+        func spooled(_ name: String) -> [UInt8]? {
+            (try? Data(contentsOf: URL(fileURLWithPath: spool + "/" + name))).map(Array.init)
+        }
+
+        /// Every file left in the store, past its lock and its receivers and receipts.
+        var storeFiles: [String] {
+            let root = URL(fileURLWithPath: store)
+            let keep: Set = [".tcpip/lock", ".tcpip/store/receivers.jsonl", ".tcpip/store/receipts.jsonl"]
+            let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+            var files: [String] = []
+            while let url = walker?.nextObject() as? URL {
+                guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
+                let relative = String(url.path.dropFirst(root.path.count + 1))
+                if !keep.contains(relative) { files.append(relative) }
+            }
+            return files.sorted()
+        }
+
+        func stop() async throws {
+            receiver?.signal(SIGTERM)
+            if let receiver { _ = try await receiver.waitForExit() }
+            #expect(try await hub.stop() == 0, "\(hub.program.stderr)")
+        }
+    }
+
+    static func lines(_ text: String) -> [[String: Any]] {
+        text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    @Test func filesForAnAbsentReceiverAreQueuedAndDeliveredInOrderWhenItConnects() async throws {
+        let fixture = try await Fixture.knowingTheReceiver()
+        let small = try fixture.file("note.txt", Array("first\n".utf8))
+        let content = FileTransferEndToEndTests.random(6 << 20, seed: 21)
+        let big = try fixture.file("big.bin", content)
+
+        let absent = try await fixture.run(["send-file", small, "--to", "archive", "--name", "cron"])
+        #expect(absent.status == 68, "without --queue an absent receiver is 68, as before: \(absent.stderr)")
+
+        let queued =
+            try await fixture.run(["send-file", small, big, "--to", "archive", "--name", "cron", "--json"])
+            .status == 68
+        #expect(queued, "nor does the environment say queue")
+        let sent = try await fixture.run(
+            ["send-file", small, big, "--to", "archive", "--name", "cron", "--json"], environment: ["TCPIP_QUEUE": "1"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let results = Self.lines(sent.stdout)
+        #expect(results.map { $0["status"] as? String } == ["queued", "queued"])
+        #expect(results.map { ($0["to"] as? [String: Any])?["name"] as? String } == ["archive", "archive"])
+
+        let waiting = try await fixture.run(["queue", "--name", "cron"])
+        #expect(waiting.status == 0, "\(waiting.stderr)")
+        let entries = Self.lines(waiting.stdout)
+        #expect(entries.map { $0["file"] as? String } == ["note.txt", "big.bin"], "oldest first")
+        #expect(entries.allSatisfy { $0["recipient"] as? String == "archive" && $0["status"] as? String == "queued" })
+        #expect(try await fixture.run(["queue", "--name", "someone-else"]).stdout.isEmpty, "a sender sees its own")
+        #expect(Self.lines(try await fixture.run(["queue", "--all"]).stdout).count == 2, "an operator sees all")
+
+        // The receiver lets only cron send: the store's delivery counts as cron's.
+        try await fixture.startReceiver(["--allow-from", "cron"])
+        let deadline = Date().addingTimeInterval(30)
+        while fixture.spooled("big.bin") == nil || !fixture.storeFiles.isEmpty, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(fixture.spooled("note.txt") == Array("first\n".utf8))
+        #expect(fixture.spooled("big.bin") == content)
+        #expect(fixture.storeFiles.isEmpty, "delivered files leave the store: \(fixture.storeFiles)")
+        let record = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: fixture.spool + "/.tcpip/meta/big.bin.json")))
+        #expect(((record as? [String: Any])?["from"] as? [String: Any])?["name"] as? String == "cron")
+
+        let receipts = Self.lines(try await fixture.run(["receipts", "--name", "cron"]).stdout)
+        #expect(receipts.map { $0["status"] as? String } == ["delivered", "delivered"])
+        #expect(receipts.map { $0["storedAs"] as? String } == ["note.txt", "big.bin"])
+        #expect(try await fixture.run(["receipts", "--name", "someone-else"]).stdout.isEmpty)
+        #expect(try await fixture.run(["queue", "--name", "cron"]).stdout.isEmpty, "nothing waits any more")
+        try await fixture.stop()
+    }
+
+    @Test func onlyAReceiverTheStoreKnowsCanBeQueuedFor() async throws {
+        let fixture = try await Fixture()
+        let small = try fixture.file("note.txt", Array("x".utf8))
+        let unknown = try await fixture.run(["send-file", small, "--to", "archive", "--queue", "--json"])
+        #expect(unknown.status == 68, "\(unknown.stderr)")
+        #expect(Self.lines(unknown.stdout).first?["status"] as? String == "unknown-recipient")
+        #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
+        let two = try await fixture.run(["send-file", small, "--to", "a", "--to", "b", "--queue"])
+        #expect(two.status == 64, "--queue takes one recipient: \(two.stderr)")
+        try await fixture.stop()
+
+        let plain = try await TestHub()
+        let noStore = try await RunningProgram.run(
+            "tcpipctl", ["send-file", small, "--to", "archive", "--queue"], environment: plain.environment)
+        #expect(noStore.status == 68, "\(noStore.stderr)")
+        #expect(noStore.stderr.contains("no store"), "\(noStore.stderr)")
+        let receipts = try await RunningProgram.run("tcpipctl", ["receipts"], environment: plain.environment)
+        #expect(receipts.status == 69, "\(receipts.stderr)")
+        try await plain.stop()
+    }
+
+    @Test func aHubRestartLosesNothingFromTheStore() async throws {
+        let fixture = try await Fixture.knowingTheReceiver()
+        let content = FileTransferEndToEndTests.random(1 << 20, seed: 22)
+        let path = try fixture.file("data.bin", content)
+        let sent = try await fixture.run(["send-file", path, "--to", "archive", "--queue", "--name", "cron"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        // Killed outright: what the store confirmed was synced.
+        fixture.hub.program.signal(SIGKILL)
+        _ = try await fixture.hub.program.waitForExit()
+        fixture.hub = try await TestHub(["--listen", fixture.hub.address, "--store", fixture.store])
+        try await fixture.hub.waitForPeers(["store"])
+        try await fixture.startReceiver()
+        let deadline = Date().addingTimeInterval(30)
+        while fixture.spooled("data.bin") == nil || !fixture.storeFiles.isEmpty, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(fixture.spooled("data.bin") == content)
+        #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
+        try await fixture.stop()
+    }
+
+    @Test func aFullStoreRefusesWith73BeforeAnyDataCrosses() async throws {
+        let fixture = try await Fixture.knowingTheReceiver(["--store-max-bytes", "1000000"])
+        let path = try fixture.file("big.bin", FileTransferEndToEndTests.random(2_000_000, seed: 23))
+        let sent = try await fixture.run(["send-file", path, "--to", "archive", "--queue", "--json"])
+        #expect(sent.status == 73, "\(sent.stderr)")
+        let result = Self.lines(sent.stdout).first
+        #expect(result?["status"] as? String == "storage-failed")
+        #expect(result?["wireBytes"] as? Int == 0, "no chunk crossed")
+        #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
+        let small = try fixture.file("small.bin", FileTransferEndToEndTests.random(500_000, seed: 24))
+        #expect(try await fixture.run(["send-file", small, "--to", "archive", "--queue"]).status == 0)
+        try await fixture.stop()
+    }
+
+    @Test func aFileNobodyCollectsExpiresWithAReceipt() async throws {
+        let fixture = try await Fixture.knowingTheReceiver(["--store-max-age", "1"])
+        let path = try fixture.file("old.txt", Array("old\n".utf8))
+        #expect(try await fixture.run(["send-file", path, "--to", "archive", "--queue", "--name", "cron"]).status == 0)
+        var receipts: [[String: Any]] = []
+        let deadline = Date().addingTimeInterval(20)
+        while receipts.isEmpty, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            receipts = Self.lines(try await fixture.run(["receipts", "--name", "cron"]).stdout)
+        }
+        #expect(receipts.first?["status"] as? String == "expired")
+        #expect(receipts.first?["file"] as? String == "old.txt")
+        #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
+        try await fixture.startReceiver()
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(fixture.spooled("old.txt") == nil, "an expired file is never delivered")
+        try await fixture.stop()
+    }
+}
