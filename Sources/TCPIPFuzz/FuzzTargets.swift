@@ -166,6 +166,7 @@ public enum FuzzTargets {
                 .init(id: fuzzKeys[0], name: "alice"), .init(id: fuzzKeys[1], name: "bob", roles: ["receiver"]),
             ])
             configuration.enrollToken = Token("t")
+            configuration.ownID = fuzzKeys[2]
         }
         var core = HubCore(
             configuration: configuration,
@@ -208,11 +209,30 @@ public enum FuzzTargets {
                     guard let key = peer.key.flatMap(NodeID.init(bytes:)) else {
                         fatalError("invariant broken: \(peer.name) announced without a key on a TLS hub")
                     }
+                    if peer.id == core.peerID(of: ConnectionID(3)) {
+                        // The hub's own connection is announced with the hub's own key.
+                        check(key == fuzzKeys[2], "\(peer.name) on the local connection announced with another key")
+                        continue
+                    }
                     let owned = core.configuration.authorizedPeers?.entries(for: key).map(\.name) ?? []
                     check(
                         owned.contains { peer.name == $0 || peer.name.hasPrefix($0 + "#") },
                         "\(peer.name) announced for key \(key.short), which owns \(owned)")
                 }
+            }
+            for case .send(let to, let packet) in actions {
+                let peer: PeerRecord?
+                switch packet.header.type {
+                case .registered: peer = (try? Registered(tlv: packet.payload))?.peer
+                case .clientData, .credentialsUpdate: peer = try? PeerRecord(tlv: packet.payload)
+                case .peerQueryResult: peer = (try? PeerQueryResult(tlv: packet.payload))?.peer
+                default: peer = nil
+                }
+                guard let peer, peer.role == ClientSession.storeRole else { continue }
+                let store = packet.header.type == .registered ? core.peerID(of: to) : core.peerID(of: ConnectionID(3))
+                check(
+                    store == peer.id && (packet.header.type != .registered || to == ConnectionID(3)),
+                    "peer \(peer.id) announced with the role store, which only the local connection may have")
             }
             for id in closed { check(!core.isOpen(id), "kept \(id) after asking to close it") }
         }
@@ -229,7 +249,10 @@ public enum FuzzTargets {
             index += 2
             switch op {
             case 0:
-                verify(core.connected(id, address: "127.0.0.1:\(id.rawValue)", now: now), after: nil)
+                // Connection 3 is the hub's own store (a local connection): only it may have the role store.
+                verify(
+                    core.connected(id, address: "127.0.0.1:\(id.rawValue)", now: now, local: id.rawValue == 3),
+                    after: nil)
             case 1:
                 buffers[id.rawValue] = nil
                 verify(core.disconnected(id), after: nil)

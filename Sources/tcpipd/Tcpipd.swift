@@ -227,6 +227,7 @@ struct Tcpipd: AsyncParsableCommand {
         if tls || authorizedPeers != nil {
             let key = try state.key()
             configuration.security = try HubTLS(key: key)
+            configuration.ownID = key.id
             Logger(label: "tcpipd").info("TLS on", metadata: ["id": "\(key.id)", "key": "\(key.keyPath)"])
         }
         if let enrollTokenFile {

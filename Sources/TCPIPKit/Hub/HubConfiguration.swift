@@ -29,6 +29,8 @@ public struct HubConfiguration: Sendable {
     public var maxUnregistered = 64
     /// TLS for every connection (``LinkSecurity``, from TCPIPTLS); nil is plaintext.
     public var security: (any LinkSecurity)?
+    /// The hub's own node ID (with TLS): the key its local connections (its store) are announced with.
+    public var ownID: NodeID?
     /// Who may join, by key (`--authorized-peers`); nil lets any key, or any plaintext client, register any name.
     public var authorizedPeers: AuthorizedPeers?
     /// Where `authorizedPeers` was read from: read again when it changes and on SIGHUP, appended to at enrolment.

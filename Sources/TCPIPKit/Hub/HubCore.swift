@@ -444,7 +444,7 @@ public struct HubCore {
             return refuse(id, .invalidCredentials, "MyCredentials carries no name")
         }
         if let problem = Self.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
-        let key = connections[id]?.key
+        let key = local ? configuration.ownID : connections[id]?.key
         if !local && configuration.security != nil && key == nil {
             return refuse(id, .authenticationFailed, "this hub takes only clients that prove a key over TLS")
         }
