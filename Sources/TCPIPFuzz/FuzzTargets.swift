@@ -98,6 +98,8 @@ public enum FuzzTargets {
         roundTrip(MessageReceipt.self)
         roundTrip(FileResume.self)
         roundTrip(FileSeek.self)
+        roundTrip(StoreQuery.self)
+        roundTrip(StoreReport.self)
         if let start = try? FileStart(tlv: payload) {
             check(start.sha256 == nil || start.sha256?.count == FileStart.digestSize, "a FileStart sha256 of bad size")
         }

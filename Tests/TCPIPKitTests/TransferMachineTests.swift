@@ -285,3 +285,37 @@ extension Array where Element == UInt8 {
         #expect(machine.open == 0)
     }
 }
+
+/// A file the hub's store delivers names who queued it (FileStart tag 9); the receiver believes that only from a peer
+/// with the role store, which only the hub's own connection can have.
+@Suite struct TransferMachineOriginTests {
+    typealias Base = TransferMachineTests
+
+    static func deliver(from sender: PeerRecord, allowing allowed: String) -> [TransferMachine.Action] {
+        var policy = TransferMachine.Policy()
+        policy.allows = { _, record in record?.name == allowed }
+        var machine = TransferMachine(policy: policy)
+        var start = Base.start(sha256: Base.digest)
+        start.origin = PeerRecord(id: 0, name: "cron")
+        let end = FileEnd(transferID: 1, size: UInt64(Base.content.count), sha256: Base.digest)
+        return Base.run(
+            &machine,
+            [
+                .start(start, from: sender.id, sender: sender), .chunk(Base.chunk(), from: sender.id),
+                .end(end, aborted: false, from: sender.id, sender: sender),
+            ])
+    }
+
+    @Test func aFileFromTheStoreIsFromWhoeverQueuedIt() {
+        let store = PeerRecord(id: 4, name: "store", role: "store")
+        let actions = Self.deliver(from: store, allowing: "cron")
+        #expect(Base.commits(actions).map(\.senderName) == ["cron"], "allowed, and recorded as cron's")
+    }
+
+    @Test func anyOtherPeerCannotClaimAnOrigin() {
+        let mallory = PeerRecord(id: 5, name: "mallory", role: "client")
+        let actions = Self.deliver(from: mallory, allowing: "cron")
+        #expect(Base.commits(actions).isEmpty)
+        #expect(Base.receipts(actions).map(\.status) == [.refused], "judged as mallory, not as cron")
+    }
+}
