@@ -173,13 +173,13 @@ _tcpipctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    peers|ping|send|listen|send-file|id|help)
+    peers|ping|send|listen|send-file|queue|receipts|id|help)
         # Offer subcommand argument completions
         "_tcpipctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'peers ping send listen send-file id help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'peers ping send listen send-file queue receipts id help' -- "${cur}"))
         ;;
     esac
 }
@@ -351,7 +351,7 @@ _tcpipctl_listen() {
 
 _tcpipctl_send-file() {
     repeating_flags=()
-    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --queue --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
     repeating_options=(--to)
     non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --progress)
     __tcpipctl_offer_flags_options -1
@@ -398,6 +398,66 @@ _tcpipctl_send-file() {
         ;;
     '--progress')
         __tcpipctl_add_completions -W 'auto'$'\n''always'$'\n''never'
+        return
+        ;;
+    esac
+}
+
+_tcpipctl_queue() {
+    repeating_flags=()
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --all --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout)
+    __tcpipctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--name')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
+        return
+        ;;
+    '--timeout')
+        return
+        ;;
+    esac
+}
+
+_tcpipctl_receipts() {
+    repeating_flags=()
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --all --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout)
+    __tcpipctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--name')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--hub-id')
+        return
+        ;;
+    '--state-dir')
+        return
+        ;;
+    '--timeout')
         return
         ;;
     esac

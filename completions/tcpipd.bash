@@ -165,7 +165,7 @@ _tcpipd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--insecure-no-token --tls --insecure-plaintext --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--listen --token-file --authorized-peers --enroll-token-file --state-dir --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --write-timeout --log-level --log-format)
+    local -a non_repeating_options=(--listen --token-file --authorized-peers --enroll-token-file --state-dir --store --store-max-bytes --store-max-age --store-receipt-max-age --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --write-timeout --log-level --log-format)
     __tcpipd_offer_flags_options 0
 
     # Offer option value completions
@@ -183,6 +183,19 @@ _tcpipd() {
         return
         ;;
     '--state-dir')
+        return
+        ;;
+    '--store')
+        __tcpipd_add_completions -d
+        return
+        ;;
+    '--store-max-bytes')
+        return
+        ;;
+    '--store-max-age')
+        return
+        ;;
+    '--store-receipt-max-age')
         return
         ;;
     '--max-frame-size')

@@ -107,6 +107,15 @@ enum GoldenVectors {
                 transferID: 1, offset: 2,
                 prefixSHA256: Hex.bytes("fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603"))),
         entry("fileSeek", header(.fileSeek, mask: .group, from: 7), FileSeek(transferID: 1, offset: 2)),
+        entry("fileStartQueued", header(.fileStart, mask: .group, from: 7), queued),
+        entry("fileStartFromStore", header(.fileStart, mask: .group, from: 2), fromStore),
+        entry("peerQueryStore", header(.peerQuery, mask: .hub), PeerQuery(requestID: 2, store: true)),
+        entry(
+            "storeQuery", header(.storeQuery, mask: .client, to: 2, from: 7),
+            StoreQuery(requestID: 1, kind: .receipts)),
+        entry(
+            "storeReport", header(.storeReport, mask: .client, to: 7, from: 2),
+            StoreReport(requestID: 1, entries: [#"{"file":"a.txt"}"#], final: true)),
         (
             "application",
             Packet(
@@ -115,6 +124,24 @@ enum GoldenVectors {
             nil
         ),
     ]
+
+    static let abcDigest = Hex.bytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+    /// To the hub's store: queued for bob.
+    static let queued: FileStart = {
+        var start = FileStart(
+            transferID: 1, name: "a.txt", size: 3, chunkSize: 4, compression: 0, sha256: abcDigest, resumable: true)
+        start.queueFor = "bob"
+        return start
+    }()
+
+    /// From the hub's store (peer 2): queued by alice, who proved the key 00 01 … 1f.
+    static let fromStore: FileStart = {
+        var start = FileStart(
+            transferID: 1, name: "a.txt", size: 3, chunkSize: 4, compression: 0, sha256: abcDigest, resumable: true)
+        start.origin = PeerRecord(id: 0, name: "alice", key: Array(0..<32))
+        return start
+    }()
 
     static func entry(_ name: String, _ header: PacketHeader, _ payload: some ControlPayload) -> (
         name: String, packet: Packet, payload: (any ControlPayload)?
