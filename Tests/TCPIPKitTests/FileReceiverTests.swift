@@ -53,6 +53,40 @@ import Testing
         PacketHeader(type: type, dataType: dataType, maskTo: .client, idTo: id)
     }
 
+    /// The same file arriving twice at once (sent again while the hub's store delivers it) is published once: the
+    /// second gets already-stored, never `NAME.1`.
+    @Test func theSameFileArrivingTwiceAtOnceIsStoredOnce() async throws {
+        try await Self.withReceiver { session, id, spool in
+            let data = ByteBuffer(string: "one copy only")
+            let digest = Array(SHA256.hash(data: Array(data.readableBytesView)))
+            for transfer: UInt32 in [1, 2] {
+                try await session.send(
+                    FileStart(
+                        transferID: transfer, name: "same.txt", size: UInt64(data.readableBytes), chunkSize: 1024,
+                        sha256: digest
+                    ).packet(Self.header(.fileStart, to: id)))
+            }
+            for transfer: UInt32 in [1, 2] {
+                try await session.send(
+                    FileChunk(
+                        transferID: transfer, rawLength: UInt32(data.readableBytes), compressed: false, data: data
+                    )
+                    .packet(Self.header(.fileChunk, to: id)))
+            }
+            for transfer: UInt32 in [1, 2] {
+                try await session.send(
+                    FileEnd(transferID: transfer, size: UInt64(data.readableBytes), sha256: digest).packet(
+                        Self.header(.fileEnd, to: id)))
+            }
+            let receipts = [try await Self.receipt(session), try await Self.receipt(session)]
+            #expect(Set(receipts.map(\.status)) == [.stored, .alreadyStored], "\(receipts)")
+            #expect(receipts.allSatisfy { $0.storedAs == "same.txt" })
+            #expect(try Self.visibleFiles(spool) == ["same.txt"])
+            let temporary = try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory)
+            #expect(temporary.isEmpty, "\(temporary)")
+        }
+    }
+
     @Test func checksumMismatchIsRefusedAndLeavesNothing() async throws {
         try await Self.withReceiver { session, id, spool in
             let data = ByteBuffer(string: "the real content")

@@ -3,6 +3,10 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import TCPIPWire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension FileReceiver {
     /// Makes verified files durable in batches (group commit) while the receiver goes on taking packets: whatever
     /// finished while one batch was syncing forms the next batch, so a burst of small files costs two syncs per batch
@@ -68,7 +72,31 @@ extension FileReceiver {
         /// No more files will be handed in: ``run(sender:onBatch:)`` returns once the last batch is answered.
         public func finish() { signal.finish() }
 
-        private func commit(_ batch: [Job], sender: PacketSender) async {
+        private func commit(_ all: [Job], sender: PacketSender) async {
+            // The same file (name sent, SHA-256) may arrive twice at once: sent again while the hub's store delivers
+            // it, or by two senders. Its FileStarts both passed the already-stored check; only one may be published.
+            var batch: [Job] = []
+            var duplicates: [(job: Job, first: Int?, storedAs: String?)] = []
+            var firsts: [String: Int] = [:]
+            for job in all {
+                guard let index else {
+                    batch.append(job)
+                    continue
+                }
+                let key = job.published.sentAs + "\u{0}" + job.published.sha256
+                if let storedAs = index.stored(sentAs: job.published.sentAs, sha256: job.published.sha256) {
+                    duplicates.append((job, nil, storedAs))
+                } else if let first = firsts[key] {
+                    duplicates.append((job, first, nil))
+                } else {
+                    firsts[key] = batch.count
+                    batch.append(job)
+                }
+            }
+            for duplicate in duplicates {
+                close(duplicate.job.file.descriptor)
+                unlink(duplicate.job.file.temporary)
+            }
             let spool = self.spool
             let files = batch.map(\.file)
             let results: [Spool.Committed]
@@ -112,6 +140,21 @@ extension FileReceiver {
                         reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
                 }
                 receipts.append(receipt.packet(to: to))
+            }
+            for (job, first, known) in duplicates {
+                var storedAs = known
+                if let first, case .success(let name) = results[first].stored { storedAs = name }
+                let receipt =
+                    storedAs.map {
+                        FileReceipt(
+                            transferID: job.transferID, status: .alreadyStored, storedAs: $0, size: job.published.size)
+                    }
+                    ?? FileReceipt(
+                        transferID: job.transferID, status: .unavailable,
+                        reason: "the same file arriving at the same time could not be stored; retry")
+                logger.info(
+                    "already stored", metadata: ["file": "\(escapedForLog(storedAs ?? job.published.sentAs))"])
+                receipts.append(receipt.packet(to: job.published.fromID))
             }
             try? await sender.send(contentsOf: receipts)
         }
