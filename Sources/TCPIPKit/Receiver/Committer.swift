@@ -17,6 +17,8 @@ extension FileReceiver {
             var transferID: UInt32
             /// Filled in with the stored name once published.
             var published: Published
+            /// Deduplicated against what is stored (its SHA-256 was announced up front; stdin's never is).
+            var deduplicate = true
         }
 
         private struct State {
@@ -79,7 +81,7 @@ extension FileReceiver {
             var duplicates: [(job: Job, first: Int?, storedAs: String?)] = []
             var firsts: [String: Int] = [:]
             for job in all {
-                guard let index else {
+                guard let index, job.deduplicate else {
                     batch.append(job)
                     continue
                 }

@@ -263,8 +263,8 @@ public final class FileReceiver {
             Committer.Job(
                 file: file, transferID: commit.key.id,
                 published: Published(
-                    path: "", storedAs: "", sentAs: sentAs, from: commit.sender, fromID: from, size: size, sha256: hex)
-            ))
+                    path: "", storedAs: "", sentAs: sentAs, from: commit.sender, fromID: from, size: size, sha256: hex),
+                deduplicate: commit.announced))
     }
 }
 

@@ -122,6 +122,8 @@ public struct TransferMachine: Sendable {
         public var senderName: String
         /// Bytes an earlier attempt had stored (0 when the file crossed whole this time).
         public var resumedFrom: UInt64
+        /// The SHA-256 was announced at FileStart, so the file is deduplicated (stdin's never is).
+        public var announced = false
     }
 
     struct Transfer: Sendable {
@@ -393,7 +395,7 @@ public struct TransferMachine: Sendable {
                     size: transfer.received, wireBytes: transfer.wireBytes, compression: transfer.start.compression,
                     sender: transfer.sender ?? sender,
                     senderName: transfer.sender?.name ?? sender?.name ?? transfer.senderName,
-                    resumedFrom: transfer.resumedFrom))
+                    resumedFrom: transfer.resumedFrom, announced: transfer.start.sha256 != nil))
         ]
     }
 
