@@ -197,6 +197,22 @@ struct StoreEndToEndTests {
         try await fixture.stop()
     }
 
+    /// The fault campaign (scripts/fault-campaign), short: the sender, the hub or the receiver SIGKILLed at random
+    /// points of batches sent with --queue, restarted, the batch run again until it exits 0; then every file is in the
+    /// spool once and intact, and nothing is left in the temporary areas or queued in the store.
+    @Test func aShortFaultCampaignLosesNothing() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let campaign = try await RunningProgram.run(
+            "/usr/bin/python3",
+            [
+                root.appendingPathComponent("scripts/fault-campaign").path, "--kills", "8", "--files", "40",
+                "--max-size", "5000000", "--seed", "7", "--bin", BuiltPrograms.directory.path,
+            ], timeout: 300)
+        #expect(campaign.status == 0, "\(campaign.stdout)\n\(campaign.stderr)")
+        #expect(campaign.stdout.contains("fault campaign: 8 kills survived"), "\(campaign.stdout)")
+    }
+
     @Test func aFileNobodyCollectsExpiresWithAReceipt() async throws {
         let fixture = try await Fixture.knowingTheReceiver(["--store-max-age", "1"])
         let path = try fixture.file("old.txt", Array("old\n".utf8))

@@ -103,9 +103,17 @@ extension FileReceiver {
             let files = batch.map(\.file)
             let results: [Spool.Committed]
             do {
-                results = try await NIOThreadPool.singleton.runIfActive { spool.commit(files) }
+                // A future, not the async form: a verified file is published even when the session's task is being
+                // cancelled (its connection just ended), or its temporary file would be left behind.
+                results = try await NIOThreadPool.singleton.runIfActive(
+                    eventLoop: MultiThreadedEventLoopGroup.singleton.any()
+                ) { spool.commit(files) }.get()
             } catch {
                 // The thread pool is shutting down (the process is ending): nothing was published.
+                for file in files {
+                    close(file.descriptor)
+                    unlink(file.temporary)
+                }
                 results = files.map { _ in Spool.Committed(stored: .failure(.writeFailed(ECANCELED)), recordError: nil)
                 }
             }

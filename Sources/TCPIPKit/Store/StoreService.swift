@@ -36,6 +36,8 @@ public final class StoreService: Service, Sendable {
         var connected: [String: PeerRecord] = [:]
         /// Queues being delivered now.
         var delivering: Set<String> = []
+        /// Queues asked for again while being delivered (a file came in meanwhile): delivered again right after.
+        var again: Set<String> = []
         /// The sessions open now, closed at shutdown.
         var senders: [UInt64: PacketSender] = [:]
         var nextSession: UInt64 = 0
@@ -76,11 +78,27 @@ public final class StoreService: Service, Sendable {
                 group.addTask { await self.sweepLoop() }
                 for await receiver in requests {
                     let queue = HubStore.queueDirectory(for: receiver.name)
-                    let start = state.withLockedValue { $0.delivering.insert(queue).inserted && !$0.stopping }
+                    let start = state.withLockedValue { state in
+                        guard !state.stopping else { return false }
+                        if state.delivering.insert(queue).inserted { return true }
+                        state.again.insert(queue)
+                        return false
+                    }
                     guard start else { continue }
                     group.addTask {
-                        await self.deliver(to: receiver)
-                        _ = self.state.withLockedValue { $0.delivering.remove(queue) }
+                        var receiver: PeerRecord? = receiver
+                        while let current = receiver {
+                            await self.deliver(to: current)
+                            receiver = self.state.withLockedValue { state in
+                                guard state.again.remove(queue) != nil, !state.stopping,
+                                    let connected = state.connected[current.name]
+                                else {
+                                    state.delivering.remove(queue)
+                                    return nil
+                                }
+                                return connected
+                            }
+                        }
                     }
                 }
                 // Stopping: the sweeper's and the intake's waits end now.
@@ -145,8 +163,10 @@ public final class StoreService: Service, Sendable {
         receiving.maxFileSize = configuration.maxBytes
         try await ClientSession.run(client, logger: logger) { session in
             session.acceptsFiles = true
+            // A file queued for a receiver that is connected by now (it registered after the sender looked) goes on.
             let files = try FileReceiver(
-                configuration: receiving, logger: logger, receiverName: "the hub's store", index: index)
+                configuration: receiving, logger: logger, receiverName: "the hub's store", index: index,
+                onPublished: { [weak self] in self?.queued($0) })
             let sender = session.sender
             let key = opened(sender)
             defer {
@@ -232,6 +252,17 @@ public final class StoreService: Service, Sendable {
         if state.withLockedValue({ $0.known[name] != nil }) { return true }
         guard let peers = try? configuration.authorizedPeers?.load() else { return false }
         return peers.entries.contains { $0.name == name && ($0.roles.isEmpty || $0.roles.contains("receiver")) }
+    }
+
+    /// A file was queued: if its receiver is connected now, it is delivered at once.
+    private func queued(_ file: FileReceiver.Published) {
+        let queue = file.storedAs.split(separator: "/").first.map(String.init) ?? ""
+        let found = state.withLockedValue { state in
+            state.connected.values.first { HubStore.queueDirectory(for: $0.name) == queue }.flatMap { peer in
+                state.known[peer.name].map { (peer, $0) }
+            }
+        }
+        if let (peer, known) = found { requestDelivery(to: peer, known: known) }
     }
 
     /// A peer registered or changed: a receiver is remembered, and its queue delivered if it is the one it was.
