@@ -3,7 +3,8 @@
 # Workloads: 1 GiB files (socat relays, rsync and scp over ssh, iperf3), 10,000 small files (rsync -r), a 100 Mbit/s
 # tbf-shaped link in a network namespace (--compress, rsync -z), 100,000 lines (mosquitto QoS 1), one-shot sends
 # (mosquitto_pub), peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients); and
-# over TLS 1.3: files (one sender, two at once), lines with receipts, one-shot sends (mosquitto with a TLS listener).
+# over TLS 1.3: files (one sender, two at once), lines with receipts, one-shot sends (mosquitto with a TLS listener);
+# store and forward: a file queued in the hub's store for a receiver that is away, and delivered when it is back.
 #   bench/run.sh            full run (1 GiB files, 100,000 messages, 3 rounds)
 #   bench/run.sh --smoke    a quick run that only checks the harness works (small sizes, 1 round)
 # Not part of swift test. Installs its reference tools from Debian packages when missing. Every server it starts, it
@@ -265,6 +266,46 @@ stalled=$!
 sleep 5
 record "memory: hub peak RSS, receiver stopped (SIGSTOP)" "$(( $(awk '/VmHWM/{print $2}' /proc/$hub/status) / 1024 ))" "MiB" "VmHWM after 5 s of pushing"
 kill "$stalled" 2>/dev/null || true; kill -CONT "$recv"
+
+# Store and forward (issue 13): a hub with --store; the receiver registers once and goes away. Queueing the file
+# (send-file --queue: the store verifies and syncs it) against the direct transfer above, the delivery once the
+# receiver is back, and the store hub's peak RSS: the store streams to disk, the hub buffers nothing more.
+"$bin/tcpipd" --listen 127.0.0.1:0 --store "$work/store" --log-level error > "$work/store-hub.out" 2>/dev/null &
+store_hub=$!; pids+=($store_hub)
+for _ in $(seq 100); do grep -q '^listening' "$work/store-hub.out" 2>/dev/null && break; sleep 0.05; done
+store_server=$(sed -n 's/^listening on //p' "$work/store-hub.out")
+store_receiver() {
+    TCPIP_SERVER=$store_server "$bin/tcpiprecvd" --spool "$work/store-spool" --name away -q 2>/dev/null &
+    store_recv=$!; pids+=($store_recv)
+    TCPIP_SERVER=$store_server "$bin/tcpipctl" ping --to away --timeout 10 >/dev/null 2>&1 || sleep 1
+}
+store_receiver; kill -TERM "$store_recv"; wait "$store_recv" 2>/dev/null || true
+queued=(); delivered=()
+for round in $(seq "$ROUNDS"); do
+    cp "$work/random.bin" "$work/queued-$round.bin"
+    sync
+    t0=$(now)
+    TCPIP_SERVER=$store_server "$bin/tcpipctl" send-file --to away --queue --progress never "$work/queued-$round.bin" >/dev/null
+    queued+=("$(echo "$(now) - $t0" | bc -l)")
+    t0=$(now)
+    store_receiver
+    for _ in $(seq 6000); do
+        [ -f "$work/store-spool/queued-$round.bin" ] && [ -z "$(find "$work/store" -path '*/.tcpip' -prune -o -type f -print)" ] && break
+        sleep 0.01
+    done
+    delivered+=("$(echo "$(now) - $t0" | bc -l)")
+    kill -TERM "$store_recv"; wait "$store_recv" 2>/dev/null || true
+    rm -f "$work/queued-$round.bin" "$work/store-spool/queued-$round.bin"
+done
+bytes=$(stat -c %s "$work/random.bin")
+for name in queued delivered; do
+    declare -n series=$name
+    m=$(printf '%s\n' "${series[@]}" | median)
+    record "files random.bin via the hub's store ($name)" "$(echo "$bytes / $m / 1000000000" | bc -l | xargs printf %.3f)" "GB/s" \
+        "median of ${#series[@]}: $(printf %.3f "$m") s, range $(printf '%s\n' "${series[@]}" | minmax) s$([ $name = delivered ] && echo ", from the receiver's start")"
+done
+record "memory: store hub peak RSS ($SIZE_MB MiB queued and delivered)" "$(( $(awk '/VmHWM/{print $2}' /proc/$store_hub/status) / 1024 ))" "MiB" "VmHWM"
+kill -TERM "$store_hub"
 
 # Compression where it matters: a link shaped to 100 Mbit/s (tbf on the loopback of a network namespace made for the
 # run), the first $SHAPED_MB MiB of the CSV with and without --compress, against rsync -z over ssh on the same link.

@@ -377,6 +377,28 @@ import Testing
         try await fixture.stop()
     }
 
+    /// Killed between publishing a file and writing its record, a receiver would not know the file when it is sent
+    /// again and store NAME.1 (the fault campaign found it): at start-up a published file without a record is hashed
+    /// and given one.
+    @Test func aFilePublishedWithoutItsRecordIsStillKnownAfterARestart() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        fixture.receiver?.signal(SIGTERM)
+        #expect(try await fixture.receiver?.waitForExit() == 0)
+        let content = Self.random(5000, seed: 31)
+        let path = try fixture.file("orphan.bin", content)
+        try Data(content).write(to: URL(fileURLWithPath: fixture.spool + "/orphan.bin"))
+        try Unprivileged.handOver(fixture.spool + "/orphan.bin")
+        try await fixture.startReceiver()
+        let again = try await fixture.sendFile(["--to", "archive", "--json", path])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("\"status\":\"already-stored\""), "\(again.stdout)")
+        #expect(fixture.visible == ["orphan.bin"])
+        let record = try String(contentsOfFile: fixture.spool + "/.tcpip/meta/orphan.bin.json", encoding: .utf8)
+        #expect(record.contains("\"recovered\":true"), "\(record)")
+        try await fixture.stop()
+    }
+
     @Test func alwaysStoreKeepsEveryCopy() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver(["--always-store"])

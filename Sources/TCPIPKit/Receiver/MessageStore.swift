@@ -7,6 +7,11 @@ import TCPIPWire
 /// each with a receipt when the sender asked for one. Separate from files: a message is assembled in memory (bounded
 /// by ``ReceiverConfiguration/maxMessageSize``) and written in one step.
 final class MessageStore {
+    /// Whether a spool entry is a stored message (`message-….txt` at the top), which has no metadata record.
+    static func isMessageFile(_ name: String) -> Bool {
+        !name.contains("/") && name.hasPrefix("message-") && name.hasSuffix(".txt")
+    }
+
     private let configuration: ReceiverConfiguration
     private let logger: Logger
     private var assembler: MessageAssembler

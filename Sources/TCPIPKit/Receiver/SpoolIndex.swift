@@ -1,5 +1,6 @@
 import FoundationEssentials
 import NIOConcurrencyHelpers
+import TCPIPWire
 
 #if canImport(Glibc)
     import Glibc
@@ -63,8 +64,46 @@ public final class SpoolIndex: Sendable {
                 Key(sentAs: record.sentAs, sha256: record.sha256), Entry(storedAs: record.name, size: record.size))
             count += 1
         }
+        // A file published without its record (the daemon was killed between the two) would not be known, and the
+        // same file sent again would land as NAME.1: such files are hashed and given their record now.
+        let recorded = Set(loaded.keyOf.keys)
+        for path in Self.files(under: spool.root, skippingHidden: true) {
+            let name = String(path.dropFirst(spool.root.count + 1))
+            guard !recorded.contains(name), !MessageStore.isMessageFile(name), let record = recover(name) else {
+                continue
+            }
+            loaded.add(Key(sentAs: name, sha256: record.sha256), Entry(storedAs: name, size: record.size))
+            count += 1
+        }
         state.withLockedValue { $0 = loaded }
         return count
+    }
+
+    /// Hashes a published file that has no metadata record and writes one (`recovered`: the name it was sent under and
+    /// who sent it are not known any more).
+    private func recover(_ name: String) -> (sha256: String, size: UInt64)? {
+        let path = spool.root + "/" + name
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+            let hasher = try? sha256State(of: fd, path: path)
+        else { return nil }
+        let sha256 = Array(hasher.finalize()).hex
+        let size = UInt64(info.st_size)
+        let record = JSON.object([
+            ("name", .string(name)), ("sentAs", .string(name)),
+            ("from", .object([("name", .string("")), ("key", .null)])),
+            ("size", .int(Int64(size))), ("sha256", .string(sha256)),
+            ("receivedAt", .string(WireClock.rfc3339(WireTime(info.st_mtim.tv_sec) * 1_000_000))),
+            ("recovered", .bool(true)),
+        ]).rendered()
+        if let descriptor = try? spool.writeRecord(record, for: name) {
+            _ = fsync(descriptor)
+            close(descriptor)
+        }
+        return (sha256, size)
     }
 
     /// The name a file sent as `sentAs` with this content was stored under, if it is still in the spool.
@@ -89,16 +128,17 @@ public final class SpoolIndex: Sendable {
     }
 
     /// The paths of the regular files under `directory`, at any depth (a tree's records sit in subdirectories).
-    static func files(under directory: String, depth: Int = 0) -> [String] {
+    static func files(under directory: String, depth: Int = 0, skippingHidden: Bool = false) -> [String] {
         guard depth <= SpoolName.maxDepth, let names = directoryEntries(directory) else { return [] }
         var paths: [String] = []
-        for name in names {
+        // The daemon's own entries start with a dot (`.tcpip`); no published name does.
+        for name in names where !(skippingHidden && name.hasPrefix(".")) {
             let path = directory + "/" + name
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
             switch info.st_mode & S_IFMT {
             case S_IFREG: paths.append(path)
-            case S_IFDIR: paths += files(under: path, depth: depth + 1)
+            case S_IFDIR: paths += files(under: path, depth: depth + 1, skippingHidden: skippingHidden)
             default: continue
             }
         }
