@@ -178,7 +178,8 @@ struct Tcpipd: AsyncParsableCommand {
                 settings.receiptMaxAge = .milliseconds(Int64(storeReceiptMaxAge * 1000))
                 // Expiry is checked at a quarter of the age, at most every 30 s.
                 settings.sweepInterval = .milliseconds(Int64(min(30, max(0.2, storeMaxAge / 4)) * 1000))
-                settings.authorizedPeers = configuration.authorizedPeersFile
+                settings.authorizedPeersPath = configuration.authorizedPeersFile?.path
+                settings.maxFrameSize = configuration.maxFrameSize
                 let service = StoreService(configuration: settings, hub: server, logger: logger)
                 do {
                     storeLock = try service.open()

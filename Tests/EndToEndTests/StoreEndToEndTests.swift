@@ -194,6 +194,11 @@ struct StoreEndToEndTests {
         #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
         let small = try fixture.file("small.bin", FileTransferEndToEndTests.random(500_000, seed: 24))
         #expect(try await fixture.run(["send-file", small, "--to", "archive", "--queue"]).status == 0)
+        // A file of unknown size cannot be checked against the limit: refused too.
+        let piped = try await RunningProgram.run(
+            "tcpipctl", ["send-file", "-", "--as", "piped.txt", "--to", "archive", "--queue"],
+            environment: fixture.hub.environment, stdin: Array("x".utf8), timeout: 60)
+        #expect(piped.status == 73, "\(piped.stderr)")
         try await fixture.stop()
     }
 

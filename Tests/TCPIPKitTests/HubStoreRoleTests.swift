@@ -42,9 +42,9 @@ import Testing
         let local = ConnectionID(99)
         _ = hub.core.connected(local, address: "local", now: hub.now, local: true)
         _ = hub.core.received(
-            Credentials(name: "store", role: "store", flags: [.allowRename]).packet(
+            Credentials(name: "store", role: "store", flags: [.allowRename, .wantsUpdates]).packet(
                 PacketHeader(type: .myCredentials)), from: local, now: hub.now)
-        // A second local store connection (a courier) is not the one queries find.
+        // A second local store connection that does not watch the roster (a courier) is not the one queries find.
         let courier = ConnectionID(100)
         _ = hub.core.connected(courier, address: "local", now: hub.now, local: true)
         _ = hub.core.received(

@@ -93,7 +93,8 @@ public struct HubCore {
         // fuzzer found the hub then pinging a connection it had just closed).
         var actions: [HubAction] = []
         if connections[id] != nil { actions = remove(id, reason: .dropped) }
-        if connections.count - byPeerID.count >= configuration.maxUnregistered {
+        // The hub's own connections (its store) are never turned away by strangers that do not register.
+        if !local && connections.count - byPeerID.count >= configuration.maxUnregistered {
             logger.notice("too many connections waiting to register", metadata: ["refused": "\(id)"])
             return actions + [
                 .send(id, errorPacket(.busy, "too many connections are waiting to register; try again later")),
@@ -537,7 +538,12 @@ public struct HubCore {
         byPeerID[peerID] = id
         byName[name] = peerID
         if credentials.flags.contains(.wantsUpdates) { watchers.insert(id) }
-        if local && peer.role == ClientSession.storeRole && storeConnection == nil { storeConnection = id }
+        // The store's intake is the local store connection that watches the roster; its couriers do not.
+        if local && peer.role == ClientSession.storeRole && credentials.flags.contains(.wantsUpdates)
+            && storeConnection == nil
+        {
+            storeConnection = id
+        }
         logger.info(
             "registered",
             metadata: ["peer": "\(describe(peer))", "role": "\(peer.role)", "address": "\(peer.address)"]

@@ -1,5 +1,6 @@
 import Crypto
 import FoundationEssentials
+import NIOConcurrencyHelpers
 import TCPIPWire
 
 #if canImport(Glibc)
@@ -11,14 +12,17 @@ import TCPIPWire
 /// receiver:
 ///
 /// ```
-/// DIR/qHEX/NAME                        a queued file, for the receiver whose name hashes to HEX (NAME.1 on a clash)
-/// DIR/.tcpip/meta/qHEX.d/NAME.json     its record: who queued it, the name it was sent as, size, SHA-256, when
+/// DIR/qHEX/sHEX/NAME                   a queued file, for the receiver whose name hashes to qHEX, from the sender
+///                                      whose key (or name) hashes to sHEX (NAME.1 on a clash)
+/// DIR/.tcpip/meta/qHEX.d/sHEX.d/NAME.json  its record: who queued it, the name it was sent as, size, SHA-256, when
 /// DIR/.tcpip/tmp/, DIR/.tcpip/partial/ files arriving, and partial files to resume, as in a receiver's spool
 /// DIR/.tcpip/store/receivers.jsonl     the receivers the store knows: name, key, when first seen
 /// DIR/.tcpip/store/receipts.jsonl      what became of each queued file: delivered, expired, refused
 /// ```
 public struct HubStore: Sendable {
     public let spool: Spool
+    /// Appending a receipt and rewriting the file without old ones must not interleave (a receipt would be lost).
+    private let receiptsLock = NIOLock()
     public var stateDirectory: String { spool.root + "/.tcpip/store" }
     var receiversPath: String { stateDirectory + "/receivers.jsonl" }
     var receiptsPath: String { stateDirectory + "/receipts.jsonl" }
@@ -35,6 +39,18 @@ public struct HubStore: Sendable {
     /// The directory a receiver's queue lives in: a hash of its name, so that any name makes a safe, short one.
     public static func queueDirectory(for receiver: String) -> String {
         "q" + String(Array(SHA256.hash(data: Array(receiver.utf8))).hex.prefix(32))
+    }
+
+    /// The directory, inside a queue, of one sender's files: its proved key, else its name. A file is deduplicated
+    /// only against the same sender's (another sender neither hides its file behind it nor learns it is there).
+    public static func senderDirectory(for sender: PeerRecord?) -> String {
+        let who = sender.map { $0.keyID.map { "key:\($0)" } ?? "name:\($0.name)" } ?? "unknown"
+        return "s" + String(Array(SHA256.hash(data: Array(who.utf8))).hex.prefix(32))
+    }
+
+    /// The name a file sent as `name` gets in the store.
+    public static func storedName(_ name: String, for receiver: String, from sender: PeerRecord?) -> String {
+        queueDirectory(for: receiver) + "/" + senderDirectory(for: sender) + "/" + name
     }
 
     // MARK: receivers
@@ -121,6 +137,9 @@ public struct HubStore: Sendable {
                     let record = try? decoder.decode(Record.self, from: Data(bytes)),
                     record.name.hasPrefix(queue + "/"), record.sentAs.hasPrefix(queue + "/")
                 else { continue }
+                // qHEX/sHEX/NAME: the name it was sent as is what follows the sender's directory.
+                let parts = record.sentAs.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+                guard parts.count == 3 else { continue }
                 var info = stat()
                 guard stat(spool.root + "/" + record.name, &info) == 0 else {
                     // Its file is gone (delivered while the record's removal was cut short): the record goes too.
@@ -131,7 +150,7 @@ public struct HubStore: Sendable {
                 _ = stat(path, &recordInfo)
                 items.append(
                     Item(
-                        queue: queue, storedAs: record.name, sentAs: String(record.sentAs.dropFirst(queue.count + 1)),
+                        queue: queue, storedAs: record.name, sentAs: String(parts[2]),
                         fromName: record.from.name, fromKey: record.from.key, size: record.size,
                         sha256: record.sha256, queuedAt: record.receivedAt, recordPath: path,
                         order: recordInfo.st_mtim))
@@ -144,8 +163,9 @@ public struct HubStore: Sendable {
 
     /// Removes a queued file and its record (delivered, refused or expired).
     public func remove(_ item: Item) {
-        unlink(spool.root + "/" + item.storedAs)
+        // The record first: a file published under the freed name meanwhile would otherwise lose its new record.
         unlink(item.recordPath)
+        unlink(spool.root + "/" + item.storedAs)
     }
 
     /// Bytes the store holds: queued files, and files arriving or partly arrived.
@@ -169,7 +189,7 @@ public struct HubStore: Sendable {
 
     /// Records what became of a queued file (appended and synced).
     public func appendReceipt(_ receipt: JSON) throws {
-        try appendLine(receipt.rendered(), to: receiptsPath, creatingWithMode: 0o640)
+        try receiptsLock.withLock { try appendLine(receipt.rendered(), to: receiptsPath, creatingWithMode: 0o640) }
     }
 
     /// Every receipt kept, oldest first, as JSON lines.
@@ -179,6 +199,10 @@ public struct HubStore: Sendable {
     /// many went.
     @discardableResult
     public func pruneReceipts(before cutoff: String) -> Int {
+        receiptsLock.withLock { pruneReceiptsLocked(before: cutoff) }
+    }
+
+    private func pruneReceiptsLocked(before cutoff: String) -> Int {
         struct Stamp: Decodable { var at: String }
         let all = receipts()
         let decoder = JSONDecoder()

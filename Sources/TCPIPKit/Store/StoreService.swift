@@ -18,8 +18,11 @@ public struct StoreConfiguration: Sendable {
     public var partialMaxAge: Duration = .seconds(3 * 86400)
     /// How often the store looks for expired files and retries deliveries that failed.
     public var sweepInterval: Duration = .seconds(30)
-    /// The hub's authorized peers: a name they give a receiver (or any role) may be queued for before it ever joined.
-    public var authorizedPeers: AuthorizedPeersFile?
+    /// The hub's authorized-peers file: a name it gives a receiver (or any role) may be queued for before it ever
+    /// joined. Read by the store itself (the hub's own reader notices changes by their stamp).
+    public var authorizedPeersPath: String?
+    /// The hub's largest frame: the store's sessions, its chunks and its reports keep within it.
+    public var maxFrameSize = FrameParser.defaultMaxFrameSize
 
     public init(directory: String) { self.directory = directory }
 }
@@ -43,6 +46,8 @@ public final class StoreService: Service, Sendable {
         var nextSession: UInt64 = 0
         var stopping = false
         var requests: AsyncStream<PeerRecord>.Continuation?
+        /// Bytes promised to files arriving, by (sender id, transfer id): counted against `maxBytes` until FileEnd.
+        var reserved: [UInt64: UInt64] = [:]
     }
 
     public let store: HubStore
@@ -150,6 +155,7 @@ public final class StoreService: Service, Sendable {
         client.nameIsDefault = true
         client.role = ClientSession.storeRole
         client.flags = flags
+        client.maxFrameSize = configuration.maxFrameSize
         client.connectedSocket = try await hub.connectLocal()
         return client
     }
@@ -174,6 +180,11 @@ public final class StoreService: Service, Sendable {
                 files.abandonAll(reason: "the store's session ended")
             }
             guard !stopping else { return }
+            // Who is connected is learnt again from this session's roster.
+            state.withLockedValue {
+                $0.connected = [:]
+                $0.reserved = [:]
+            }
             logger.info("store ready", metadata: ["directory": "\(store.spool.root)", "id": "\(session.me.id)"])
             for peer in session.roster { noticed(peer) }
             let committer = files.committer
@@ -192,9 +203,17 @@ public final class StoreService: Service, Sendable {
                             noticed(peer)
                         }
                     case .clientDisconnecting:
-                        if let peer = try? PeerRecord(tlv: packet.payload), peer.id == packet.header.idFrom {
-                            state.withLockedValue { state in
-                                if state.connected[peer.name]?.id == peer.id { state.connected[peer.name] = nil }
+                        let from = packet.header.idFrom
+                        state.withLockedValue { state in
+                            state.connected = state.connected.filter { $0.value.id != from }
+                            state.reserved = state.reserved.filter { $0.key >> 32 != UInt64(from) }
+                        }
+                        try await files.handle(packet, session: session)
+                    case .fileEnd:
+                        // From here what arrived is on disk (or gone): it no longer needs a reservation.
+                        if let transfer = FileReceiver.transferID(in: packet) {
+                            _ = state.withLockedValue {
+                                $0.reserved.removeValue(forKey: UInt64(packet.header.idFrom) << 32 | UInt64(transfer))
                             }
                         }
                         try await files.handle(packet, session: session)
@@ -231,16 +250,26 @@ public final class StoreService: Service, Sendable {
                 "no receiver named '\(escapedForLog(receiver.clipped))' is known to the hub's store: it never "
                     + "registered while the store was on, and no authorized peer line gives it that name")
         }
+        let key = UInt64(packet.header.idFrom) << 32 | UInt64(start.transferID)
         if let limit = configuration.maxBytes {
-            let held = store.bytesHeld()
-            let size = start.size ?? 0
-            if held > limit || size > limit - held {
+            guard let size = start.size else {
                 return try await refuse(
-                    .storageFailed,
-                    "the hub's store is full: it holds \(held) of \(limit) bytes, the file needs \(size)")
+                    .storageFailed, "the hub's store takes only files of known size (not stdin) when it has a limit")
             }
+            // Files still arriving count at their announced size, so that many at once cannot pass the limit.
+            let onDisk = store.bytesHeld()
+            let refusal: String? = state.withLockedValue { state in
+                let held = state.reserved.values.reduce(onDisk, &+)
+                guard held <= limit, size <= limit - held else {
+                    return "the hub's store is full: it holds \(held) of \(limit) bytes, the file needs \(size)"
+                }
+                state.reserved[key] = size
+                return nil
+            }
+            if let refusal { return try await refuse(.storageFailed, refusal) }
         }
-        start.name = HubStore.queueDirectory(for: receiver) + "/" + start.name
+        let sender = try await session.peer(id: packet.header.idFrom)
+        start.name = HubStore.storedName(start.name, for: receiver, from: sender)
         start.queueFor = nil
         start.origin = nil
         return start.packet(packet.header)
@@ -250,8 +279,13 @@ public final class StoreService: Service, Sendable {
     /// to a key as a receiver.
     private func knows(_ name: String) -> Bool {
         if state.withLockedValue({ $0.known[name] != nil }) { return true }
-        guard let peers = try? configuration.authorizedPeers?.load() else { return false }
+        guard let peers = authorizedPeers() else { return false }
         return peers.entries.contains { $0.name == name && ($0.roles.isEmpty || $0.roles.contains("receiver")) }
+    }
+
+    /// The hub's authorized peers as the file says now (nil without one, or when it cannot be read).
+    private func authorizedPeers() -> AuthorizedPeers? {
+        configuration.authorizedPeersPath.flatMap { try? AuthorizedPeersFile(path: $0).load() }
     }
 
     /// A file was queued: if its receiver is connected now, it is delivered at once.
@@ -267,6 +301,8 @@ public final class StoreService: Service, Sendable {
 
     /// A peer registered or changed: a receiver is remembered, and its queue delivered if it is the one it was.
     private func noticed(_ peer: PeerRecord) {
+        // A peer that changed its name or role is no longer what it was.
+        state.withLockedValue { $0.connected = $0.connected.filter { $0.value.id != peer.id } }
         guard peer.role == ClientSession.receiverRole else { return }
         let key = peer.keyID?.description
         let (new, known) = state.withLockedValue { state in
@@ -288,9 +324,11 @@ public final class StoreService: Service, Sendable {
     }
 
     private func requestDelivery(to peer: PeerRecord, known: HubStore.KnownReceiver) {
-        // A name is the receiver it was first seen as: the same key (or, with authorized peers, whatever key the hub's
-        // list lets register it, which the hub has just checked).
-        guard configuration.authorizedPeers != nil || known.key == peer.keyID?.description else {
+        // A name is the receiver it was first seen as: the same key, or one the authorized peers bind the name to now.
+        let listed = peer.keyID.map { key in
+            authorizedPeers()?.entries.contains { $0.name == peer.name && $0.id == key }
+        }
+        guard known.key == peer.keyID?.description || listed == true else {
             logger.warning(
                 "not delivering: the receiver's key is not the one it was first seen with",
                 metadata: ["name": "\(escapedForLog(peer.name))", "key": "\(peer.keyID?.description ?? "none")"])
@@ -302,9 +340,25 @@ public final class StoreService: Service, Sendable {
 
     // MARK: delivering
 
+    /// Delivers a queue in courier sessions of at most ``deliveryBatch`` files (each holds its files open), each
+    /// file attempted once.
     private func deliver(to receiver: PeerRecord) async {
-        let items = store.items(in: HubStore.queueDirectory(for: receiver.name))
-        guard !items.isEmpty, !stopping else { return }
+        var attempted: Set<String> = []
+        while !stopping {
+            let items = store.items(in: HubStore.queueDirectory(for: receiver.name)).filter {
+                !attempted.contains($0.storedAs)
+            }.prefix(Self.deliveryBatch)
+            guard !items.isEmpty else { return }
+            attempted.formUnion(items.map(\.storedAs))
+            guard await deliver(Array(items), to: receiver) else { return }
+        }
+    }
+
+    /// Files one courier session delivers at most.
+    static let deliveryBatch = 256
+
+    /// One courier session; false when it broke off.
+    private func deliver(_ items: [HubStore.Item], to receiver: PeerRecord) async -> Bool {
         logger.info(
             "delivering queued files", metadata: ["to": "\(escapedForLog(receiver.name))", "files": "\(items.count)"])
         do {
@@ -318,14 +372,17 @@ public final class StoreService: Service, Sendable {
                     source.origin = item.origin
                     return source
                 }
-                let request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
+                var request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
+                request.chunkSize = min(request.chunkSize, configuration.maxFrameSize - PacketHeader.size - 64)
                 return try await FileSending.run(request, descriptors: try request.openInputs(), session: session)
             }
             for (item, result) in zip(items, results) { settle(item, result) }
+            return true
         } catch {
             logger.notice(
                 "delivery broke off; the files stay queued",
                 metadata: ["to": "\(escapedForLog(receiver.name))", "error": "\(error)"])
+            return false
         }
     }
 
@@ -371,7 +428,7 @@ public final class StoreService: Service, Sendable {
     private func recipient(of item: HubStore.Item) -> String {
         state.withLockedValue { state in
             state.known.values.first { HubStore.queueDirectory(for: $0.name) == item.queue }?.name
-        } ?? configuration.authorizedPeers.flatMap { try? $0.load() }?.entries
+        } ?? authorizedPeers()?.entries
             .first { HubStore.queueDirectory(for: $0.name) == item.queue }?.name ?? item.queue
     }
 
@@ -393,10 +450,14 @@ public final class StoreService: Service, Sendable {
     func sweep() {
         let now = WireClock.now()
         let cutoff = WireClock.rfc3339(now - min(now, configuration.maxAge.microseconds))
-        let busy = state.withLockedValue { $0.delivering }
-        for item in store.items() where item.queuedAt < cutoff && !busy.contains(item.queue) {
-            record(item, status: "expired", reason: "not delivered within \(configuration.maxAge)")
-            store.remove(item)
+        for (queue, items) in Dictionary(grouping: store.items().filter { $0.queuedAt < cutoff }, by: \.queue) {
+            // A queue being delivered is left for the next sweep; one being expired is not delivered meanwhile.
+            guard state.withLockedValue({ !$0.stopping && $0.delivering.insert(queue).inserted }) else { continue }
+            for item in items {
+                record(item, status: "expired", reason: "not delivered within \(configuration.maxAge)")
+                store.remove(item)
+            }
+            _ = state.withLockedValue { $0.delivering.remove(queue) }
         }
         store.pruneReceipts(before: WireClock.rfc3339(now - min(now, configuration.receiptMaxAge.microseconds)))
         _ = store.spool.removePartials(olderThan: configuration.partialMaxAge)
@@ -453,11 +514,12 @@ public final class StoreService: Service, Sendable {
                 entries.append(line)
             }
         }
-        // Reports of a few hundred KiB each: well inside a frame.
+        // Reports of at most a quarter of a frame each (an entry is a few hundred bytes, far below that).
+        let limit = min(256 << 10, configuration.maxFrameSize / 4)
         var batch: [String] = []
         var bytes = 0
         for entry in entries {
-            if bytes + entry.utf8.count > 256 << 10 && !batch.isEmpty {
+            if bytes + entry.utf8.count > limit && !batch.isEmpty {
                 try await reply(batch, final: false)
                 batch.removeAll()
                 bytes = 0
@@ -473,8 +535,8 @@ public final class StoreService: Service, Sendable {
     private func operatorProblem(_ peer: PeerRecord) -> String? {
         let problem = "only an operator may list everyone's files (register with role operator"
         guard peer.role == "operator" else { return problem + ": tcpipctl … --all does)" }
-        guard let file = configuration.authorizedPeers else { return nil }
-        guard let key = peer.keyID, let peers = try? file.load(),
+        guard configuration.authorizedPeersPath != nil else { return nil }
+        guard let key = peer.keyID, let peers = authorizedPeers(),
             peers.entries(for: key).contains(where: { $0.roles.contains("operator") })
         else { return problem + ", and a line in the authorized peers that names the role operator for your key)" }
         return nil
