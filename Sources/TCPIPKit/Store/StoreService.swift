@@ -77,7 +77,7 @@ public final class StoreService: Service, Sendable {
     public func run() async throws {
         let (requests, continuation) = AsyncStream.makeStream(of: PeerRecord.self)
         state.withLockedValue { $0.requests = continuation }
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.intakeLoop() }
                 group.addTask { await self.sweepLoop() }
