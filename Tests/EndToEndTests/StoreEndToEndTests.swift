@@ -202,6 +202,76 @@ struct StoreEndToEndTests {
         try await fixture.stop()
     }
 
+    /// Over TLS (a hub without an authorized-peers list, where any key may take a free name), a queued file goes only
+    /// to the key its receiver's name was first seen with, and a sender's queue and receipts are its key's.
+    @Test func overTLSAQueuedFileGoesOnlyToTheKeyTheReceiverWasFirstSeenWith() async throws {
+        let directory = try Unprivileged.makeDirectory("store-tls")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        var ids: [String: String] = [:]
+        for node in ["hub", "recv", "cron", "impostor"] {
+            let result = try await RunningProgram.run("tcpipctl", ["id", "--state-dir", path(node)])
+            #expect(result.status == 0, "\(result.stderr)")
+            ids[node] = result.stdout.trimmingCharacters(in: .newlines)
+        }
+        let hub = try await TestHub(["--tls", "--state-dir", path("hub"), "--store", path("store")])
+        func environment(_ node: String) -> [String: String] {
+            hub.environment.merging(["TCPIP_STATE_DIR": path(node), "TCPIP_HUB_ID": ids["hub"] ?? ""]) { $1 }
+        }
+        func ctl(_ node: String, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String)
+        {
+            try await RunningProgram.run("tcpipctl", arguments, environment: environment(node), timeout: 30)
+        }
+        func registered(_ name: String, _ present: Bool = true) async throws {
+            for _ in 0..<300 {
+                let peers = try await ctl("cron", ["peers", "--name", "probe-\(UUID().uuidString.prefix(8))"])
+                if peers.stdout.contains("\"name\":\"\(name)\"") == present { return }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw TestFailure("\(name) did not \(present ? "register" : "leave")")
+        }
+        func receiver(_ node: String, spool: String) async throws -> RunningProgram {
+            let program = try RunningProgram(
+                "tcpiprecvd", ["--spool", path(spool), "--name", "archive"], environment: environment(node))
+            try await registered("archive")
+            return program
+        }
+        func stop(_ program: RunningProgram) async throws {
+            program.signal(SIGTERM)
+            _ = try await program.waitForExit()
+            try await registered("archive", false)
+        }
+        try await registered("store")
+        try await stop(try await receiver("recv", spool: "spool"))
+
+        let file = path("report.txt")
+        try Data("for archive only\n".utf8).write(to: URL(fileURLWithPath: file))
+        try Unprivileged.handOver(file)
+        let sent = try await ctl("cron", ["send-file", file, "--to", "archive", "--queue", "--name", "cron", "--json"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stdout.contains("\"status\":\"queued\""))
+
+        // Another key takes the free name: it gets nothing, and the file stays queued.
+        let impostor = try await receiver("impostor", spool: "stolen")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(!FileManager.default.fileExists(atPath: path("stolen") + "/report.txt"), "delivered to another key")
+        try await stop(impostor)
+        #expect(try await ctl("impostor", ["queue", "--name", "cron"]).stdout.isEmpty, "cron's queue is its key's")
+        #expect(try await ctl("cron", ["queue", "--name", "cron"]).stdout.contains("report.txt"))
+
+        let real = try await receiver("recv", spool: "spool")
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: path("spool") + "/report.txt"), Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(FileManager.default.contents(atPath: path("spool") + "/report.txt") == Data("for archive only\n".utf8))
+        let record = try String(contentsOfFile: path("spool") + "/.tcpip/meta/report.txt.json", encoding: .utf8)
+        #expect(record.contains(ids["cron"] ?? "?"), "the record names the key that queued it: \(record)")
+        real.signal(SIGTERM)
+        _ = try await real.waitForExit()
+        #expect(try await hub.stop() == 0)
+    }
+
     /// The fault campaign (scripts/fault-campaign), short: the sender, the hub or the receiver SIGKILLed at random
     /// points of batches sent with --queue, restarted, the batch run again until it exits 0; then every file is in the
     /// spool once and intact, and nothing is left in the temporary areas or queued in the store.
