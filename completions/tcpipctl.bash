@@ -259,7 +259,7 @@ _tcpipctl_ping() {
 
 _tcpipctl_send() {
     repeating_flags=()
-    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --all --lines --no-wait --json --version -h --help)
+    non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --all --lines --no-wait --queue --json --version -h --help)
     repeating_options=(--to)
     non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout -m --message --max-message-size --wait-for-peer --type)
     __tcpipctl_offer_flags_options 0

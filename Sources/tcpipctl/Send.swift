@@ -1,4 +1,5 @@
 import ArgumentParser
+import FoundationEssentials
 import TCPIPCLI
 import TCPIPKit
 import TCPIPWire
@@ -17,6 +18,12 @@ struct Send: AsyncParsableCommand {
 
             0 means every recipient acknowledged. A message larger than --max-message-size is 65 (use send-file); one \
             larger than a recipient takes is refused by it (too-large, 77).
+
+            When the receiver is away: with --queue (or TCPIP_QUEUE=1) a message for a receiver that is not \
+            connected goes to the hub's store (tcpipd --store), which delivers it when the receiver connects; the \
+            receiver stores it as any message. It reports status queued and send exits 0. Only a receiver the store \
+            knows can be queued for (68 otherwise); the message is read whole first (up to --max-message-size). \
+            One --to only, without --all, --lines, --type or --no-wait.
 
             \(ExitStatuses.client)
             """
@@ -43,6 +50,11 @@ struct Send: AsyncParsableCommand {
     @Flag(help: "Do not wait for receipts: exit once the hub has taken the message.")
     var noWait = false
 
+    @Flag(
+        help: ArgumentHelp(
+            "If the recipient is not connected, queue the message in the hub's store for it (or set TCPIP_QUEUE=1)."))
+    var queue = false
+
     @Flag(help: "Print one JSON summary line per recipient to stdout.")
     var json = false
 
@@ -62,6 +74,9 @@ struct Send: AsyncParsableCommand {
         if to.isEmpty && !all { throw ValidationError("say who to send to: --to PEER (repeatable) or --all") }
         if !to.isEmpty && all { throw ValidationError("--to and --all cannot be used together") }
         if message != nil && lines { throw ValidationError("--message and --lines cannot be used together") }
+        if queueing && (to.count != 1 || lines || type != nil || noWait) {
+            throw ValidationError("--queue (TCPIP_QUEUE) takes one --to, without --all, --lines, --type or --no-wait")
+        }
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
         if let waitForPeer, !(waitForPeer >= 0 && waitForPeer.isFinite) {
             throw ValidationError("--wait-for-peer must be 0 or more seconds")
@@ -90,14 +105,38 @@ struct Send: AsyncParsableCommand {
             request.timeout = configuration.timeout
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
             request.applicationType = type.map { PacketType($0) }
+            let queueFor = queueing ? to.first : nil
             let results = try await ClientSession.run(configuration, logger: logger) { session in
-                try await MessageSending.run(request, session: session)
+                // An absent receiver: the whole message goes to the hub's store.
+                if let queueFor, try await session.lookUp(queueFor) == nil {
+                    let bytes: [UInt8]
+                    if let message {
+                        bytes = Array(message.utf8)
+                    } else {
+                        guard let read = try await MessageQueueing.read(reader, limit: maxMessageSize) else {
+                            throw TCPIPError(
+                                .dataError, "the message is larger than --max-message-size (\(maxMessageSize) bytes)")
+                        }
+                        bytes = read
+                    }
+                    let started = WireClock.now()
+                    let queued = try await MessageQueueing.run(
+                        bytes, to: queueFor, session: session, timeout: configuration.timeout)
+                    var result = DeliveryResult(peer: queued.recipient, startedAt: started)
+                    result.bytes = UInt64(bytes.count)
+                    result.messages = 1
+                    result.finishedAt = queued.finishedAt
+                    result.reason = queued.reason
+                    result.queued = queued
+                    return [result]
+                }
+                return try await MessageSending.run(request, session: session)
             }
             for result in results {
                 if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
                 if result.exitStatus != 0 {
                     StandardOutput.error(
-                        "tcpipctl send: \(escapedForLog(result.peer.name)): \(result.status.rawValue)"
+                        "tcpipctl send: \(escapedForLog(result.peer.name)): \(result.statusText)"
                             + (result.reason.map { " (\(escapedForLog($0)))" } ?? ""))
                 }
             }
@@ -106,10 +145,13 @@ struct Send: AsyncParsableCommand {
         }
     }
 
+    /// `--queue`, or TCPIP_QUEUE=1 in the environment.
+    var queueing: Bool { queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1" }
+
     static func summary(_ result: DeliveryResult) -> JSON {
         var fields: [(String, JSON)] = [
             ("to", .object([("id", .int(Int64(result.peer.id))), ("name", .string(result.peer.name))])),
-            ("status", .string(result.status.rawValue)),
+            ("status", .string(result.statusText)),
             ("messages", .int(Int64(result.messages))),
             ("bytes", .int(Int64(result.bytes))),
             ("ms", .double(Double((result.finishedAt ?? result.startedAt) - result.startedAt) / 1000)),

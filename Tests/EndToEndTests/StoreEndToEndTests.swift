@@ -141,6 +141,43 @@ struct StoreEndToEndTests {
         try await fixture.stop()
     }
 
+    @Test func aMessageForAnAbsentReceiverIsQueuedAndStoredAsAMessage() async throws {
+        let fixture = try await Fixture.knowingTheReceiver()
+        let sent = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "archive", "--queue", "--json", "--name", "cron"],
+            environment: fixture.hub.environment, stdin: Array("disk full on web01\n".utf8), timeout: 60)
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(Self.lines(sent.stdout).first?["status"] as? String == "queued", "\(sent.stdout)")
+        let waiting = Self.lines(try await fixture.run(["queue", "--name", "cron"]).stdout)
+        #expect(waiting.map { $0["kind"] as? String } == ["message"])
+        let noQueue = try await fixture.run(["send", "--to", "archive", "-m", "x", "--name", "cron"])
+        #expect(noQueue.status == 68, "without --queue an absent receiver is 68: \(noQueue.stderr)")
+        let nobody = try await fixture.run(["send", "--to", "nobody", "--queue", "-m", "x"])
+        #expect(nobody.status == 68, "\(nobody.stderr)")
+        #expect(try await fixture.run(["send", "--to", "archive", "--queue", "--lines", "-m", "x"]).status == 64)
+
+        try await fixture.startReceiver(["--allow-from", "cron"])
+        var messages: [String] = []
+        let deadline = Date().addingTimeInterval(20)
+        while messages.isEmpty, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            messages = ((try? FileManager.default.contentsOfDirectory(atPath: fixture.spool)) ?? []).filter {
+                $0.hasPrefix("message-")
+            }
+        }
+        #expect(messages.count == 1 && messages.first?.hasSuffix("-cron.txt") == true, "\(messages)")
+        #expect(fixture.spooled(messages.first ?? "") == Array("disk full on web01\n".utf8))
+        #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
+        let receipts = Self.lines(try await fixture.run(["receipts", "--name", "cron"]).stdout)
+        #expect(receipts.map { $0["status"] as? String } == ["delivered"])
+        // Connected now: --queue changes nothing, the message goes straight to it.
+        let direct = try await fixture.run([
+            "send", "--to", "archive", "--queue", "--json", "-m", "hi", "--name", "cron",
+        ])
+        #expect(direct.status == 0 && direct.stdout.contains("\"status\":\"delivered\""), "\(direct.stdout)")
+        try await fixture.stop()
+    }
+
     @Test func onlyAReceiverTheStoreKnowsCanBeQueuedFor() async throws {
         let fixture = try await Fixture()
         let small = try fixture.file("note.txt", Array("x".utf8))

@@ -18,6 +18,8 @@ public struct FileSendRequest: Sendable {
         public var problem: String?
         /// Who queued it, when the hub's store delivers it (FileStart tag 9).
         public var origin: PeerRecord?
+        /// A message sent as a file (`send --queue`; FileStart tag 10).
+        public var message = false
 
         public init(path: String?, name: String) {
             self.path = path
@@ -212,6 +214,7 @@ public enum FileSending {
             )
             start.queueFor = queueFor
             start.origin = source.origin
+            start.message = source.message
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
             var hasher = SHA256()

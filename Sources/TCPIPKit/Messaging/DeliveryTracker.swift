@@ -25,10 +25,24 @@ public struct DeliveryResult: Sendable {
     public var reason: String?
     public var startedAt: WireTime
     public var finishedAt: WireTime?
+    /// For a message sent through the hub's store (`send --queue`): what the store (or the receiver) answered.
+    public var queued: FileResult?
+
+    public init(peer: PeerRecord, startedAt: WireTime) {
+        self.peer = peer
+        self.startedAt = startedAt
+    }
+
+    /// The status as printed: the file status of a queued message (`queued`, `unknown-recipient`, …).
+    public var statusText: String {
+        guard let queued else { return status.rawValue }
+        return queued.status == .stored || queued.status == .alreadyStored ? "delivered" : queued.status.rawValue
+    }
 
     /// The exit status this result alone calls for.
     public var exitStatus: Int32 {
-        switch status {
+        if let queued { return queued.exitStatus }
+        return switch status {
         case .pending, .delivered: 0
         case .refused: TCPIPError.Kind.permissionDenied.exitStatus
         // A recipient's size cap is its policy, as --max-file-size is for files (77); over the sender's own

@@ -248,8 +248,11 @@ public final class FileReceiver {
         let resumedFrom = commit.resumedFrom
         let compression = commit.compression == 1 ? "zlib" : "none"
         let receivedAt = WireClock.rfc3339(WireClock.now())
+        // A message queued with `send --queue` is stored as a message is, under a message's name.
+        let name =
+            commit.message ? MessageStore.fileName(from: from, id: commit.key.id, sender: commit.sender) : sentAs
         let file = Spool.Finished(
-            descriptor: commit.temporary.descriptor, temporary: commit.temporary.path, name: sentAs
+            descriptor: commit.temporary.descriptor, temporary: commit.temporary.path, name: name
         ) { storedAs in
             JSON.object([
                 ("name", .string(storedAs)), ("sentAs", .string(sentAs)),

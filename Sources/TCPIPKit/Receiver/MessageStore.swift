@@ -7,6 +7,17 @@ import TCPIPWire
 /// each with a receipt when the sender asked for one. Separate from files: a message is assembled in memory (bounded
 /// by ``ReceiverConfiguration/maxMessageSize``) and written in one step.
 final class MessageStore {
+    /// The file a message is stored in: `message-TIME-FROMID-ID-SENDER.txt`.
+    static func fileName(from: UInt32, id: UInt32, sender: PeerRecord?) -> String {
+        let stamp = WireClock.rfc3339(WireClock.now()).replacingColons
+        // The sender's name goes in the file name only when it is safe and short: the whole name must stay a valid
+        // file name.
+        let senderName =
+            (sender?.name).flatMap { SpoolName.problem(with: $0) == nil && $0.utf8.count <= 64 ? $0 : nil }
+            ?? "peer\(from)"
+        return "message-\(stamp)-\(from)-\(id)-\(senderName).txt"
+    }
+
     /// Whether a spool entry is a stored message (`message-….txt` at the top), which has no metadata record.
     static func isMessageFile(_ name: String) -> Bool {
         !name.contains("/") && name.hasPrefix("message-") && name.hasSuffix(".txt")
@@ -67,13 +78,7 @@ final class MessageStore {
     private func store(_ message: AssembledMessage, from: UInt32, sender: PeerRecord?) async -> Result<
         String, any Error
     > {
-        let stamp = WireClock.rfc3339(WireClock.now()).replacingColons
-        // The sender's name goes in the file name only when it is safe and short: the whole name must stay a valid
-        // file name.
-        let senderName =
-            (sender?.name).flatMap { SpoolName.problem(with: $0) == nil && $0.utf8.count <= 64 ? $0 : nil }
-            ?? "peer\(from)"
-        let name = "message-\(stamp)-\(from)-\(message.messageID)-\(senderName).txt"
+        let name = Self.fileName(from: from, id: message.messageID, sender: sender)
         let bytes = Array(message.bytes.readableBytesView)
         let spool = configuration.spool
         let result: Result<String, any Error>

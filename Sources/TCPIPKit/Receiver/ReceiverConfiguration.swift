@@ -41,6 +41,7 @@ public struct ReceiverConfiguration: Sendable {
         var policy = TransferMachine.Policy()
         policy.allows = { [self] in allows($0, $1) }
         policy.maxFileSize = maxFileSize
+        policy.maxMessageSize = maxMessageSize
         policy.maxChunkSize = maxChunkSize
         policy.maxTransfersPerSender = maxTransfersPerSender
         policy.maxTransfers = maxTransfers

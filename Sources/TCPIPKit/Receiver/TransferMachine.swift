@@ -40,6 +40,8 @@ public struct TransferMachine: Sendable {
         /// Whether peer `from` (record `sender`, if known) may send.
         public var allows: @Sendable (_ from: UInt32, _ sender: PeerRecord?) -> Bool = { _, _ in true }
         public var maxFileSize: UInt64?
+        /// Largest message sent as a file (FileStart tag 10).
+        public var maxMessageSize = 64 << 20
         /// Largest chunk (original bytes) accepted, whatever a sender announces: the bound for inflating.
         public var maxChunkSize = 4 << 20
         public var maxTransfersPerSender = 16
@@ -124,6 +126,8 @@ public struct TransferMachine: Sendable {
         public var resumedFrom: UInt64
         /// The SHA-256 was announced at FileStart, so the file is deduplicated (stdin's never is).
         public var announced = false
+        /// A message sent as a file (FileStart tag 10): stored as a message, not under its name.
+        public var message = false
     }
 
     struct Transfer: Sendable {
@@ -272,6 +276,9 @@ public struct TransferMachine: Sendable {
         if let size = start.size, let limit = policy.maxFileSize, size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
         }
+        if start.message, (start.size ?? UInt64.max) > UInt64(policy.maxMessageSize) {
+            return refuse("the message is larger than the receiver's limit of \(policy.maxMessageSize) bytes")
+        }
         guard start.chunkSize > 0, Int(start.chunkSize) <= policy.maxChunkSize else {
             return refuse("chunk size \(start.chunkSize) is outside 1…\(policy.maxChunkSize)", .invalid)
         }
@@ -395,7 +402,8 @@ public struct TransferMachine: Sendable {
                     size: transfer.received, wireBytes: transfer.wireBytes, compression: transfer.start.compression,
                     sender: transfer.sender ?? sender,
                     senderName: transfer.sender?.name ?? sender?.name ?? transfer.senderName,
-                    resumedFrom: transfer.resumedFrom, announced: transfer.start.sha256 != nil))
+                    resumedFrom: transfer.resumedFrom, announced: transfer.start.sha256 != nil,
+                    message: transfer.start.message))
         ]
     }
 

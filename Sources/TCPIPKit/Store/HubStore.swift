@@ -43,14 +43,17 @@ public struct HubStore: Sendable {
 
     /// The directory, inside a queue, of one sender's files: its proved key, else its name. A file is deduplicated
     /// only against the same sender's (another sender neither hides its file behind it nor learns it is there).
-    public static func senderDirectory(for sender: PeerRecord?) -> String {
+    /// Messages (`send --queue`) go in a directory of their own, `mHEX`, beside the sender's files.
+    public static func senderDirectory(for sender: PeerRecord?, messages: Bool = false) -> String {
         let who = sender.map { $0.keyID.map { "key:\($0)" } ?? "name:\($0.name)" } ?? "unknown"
-        return "s" + String(Array(SHA256.hash(data: Array(who.utf8))).hex.prefix(32))
+        return (messages ? "m" : "s") + String(Array(SHA256.hash(data: Array(who.utf8))).hex.prefix(32))
     }
 
     /// The name a file sent as `name` gets in the store.
-    public static func storedName(_ name: String, for receiver: String, from sender: PeerRecord?) -> String {
-        queueDirectory(for: receiver) + "/" + senderDirectory(for: sender) + "/" + name
+    public static func storedName(_ name: String, for receiver: String, from sender: PeerRecord?, message: Bool = false)
+        -> String
+    {
+        queueDirectory(for: receiver) + "/" + senderDirectory(for: sender, messages: message) + "/" + name
     }
 
     // MARK: receivers
@@ -97,6 +100,8 @@ public struct HubStore: Sendable {
         public var size: UInt64
         public var sha256: String
         public var queuedAt: String
+        /// A message (`send --queue`), delivered as one.
+        public var message: Bool
         var recordPath: String
         /// When it was published in the store (its record's mtime): the order of delivery.
         var order: timespec
@@ -152,7 +157,8 @@ public struct HubStore: Sendable {
                     Item(
                         queue: queue, storedAs: record.name, sentAs: String(parts[2]),
                         fromName: record.from.name, fromKey: record.from.key, size: record.size,
-                        sha256: record.sha256, queuedAt: record.receivedAt, recordPath: path,
+                        sha256: record.sha256, queuedAt: record.receivedAt, message: parts[1].hasPrefix("m"),
+                        recordPath: path,
                         order: recordInfo.st_mtim))
             }
         }

@@ -269,7 +269,8 @@ public final class StoreService: Service, Sendable {
             if let refusal { return try await refuse(.storageFailed, refusal) }
         }
         let sender = try await session.peer(id: packet.header.idFrom)
-        start.name = HubStore.storedName(start.name, for: receiver, from: sender)
+        start.name = HubStore.storedName(start.name, for: receiver, from: sender, message: start.message)
+        start.message = false
         start.queueFor = nil
         start.origin = nil
         return start.packet(packet.header)
@@ -370,6 +371,7 @@ public final class StoreService: Service, Sendable {
                 let sources = items.map { item in
                     var source = FileSendRequest.Source(path: store.spool.root + "/" + item.storedAs, name: item.sentAs)
                     source.origin = item.origin
+                    source.message = item.message
                     return source
                 }
                 var request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
@@ -408,7 +410,8 @@ public final class StoreService: Service, Sendable {
 
     private func record(_ item: HubStore.Item, status: String, storedAs: String? = nil, reason: String? = nil) {
         let receipt = JSON.object([
-            ("file", .string(item.sentAs)), ("recipient", .string(recipient(of: item))),
+            ("file", .string(item.sentAs)), ("kind", .string(item.message ? "message" : "file")),
+            ("recipient", .string(recipient(of: item))),
             ("from", .object([("name", .string(item.fromName)), ("key", item.fromKey.map { .string($0) } ?? .null)])),
             ("size", .int(Int64(item.size))), ("sha256", .string(item.sha256)), ("queuedAt", .string(item.queuedAt)),
             ("status", .string(status)), ("at", .string(WireClock.rfc3339(WireClock.now()))),
@@ -486,7 +489,8 @@ public final class StoreService: Service, Sendable {
             for item in store.items() where mine(item.fromName, item.fromKey) {
                 entries.append(
                     JSON.object([
-                        ("file", .string(item.sentAs)), ("recipient", .string(recipient(of: item))),
+                        ("file", .string(item.sentAs)), ("kind", .string(item.message ? "message" : "file")),
+                        ("recipient", .string(recipient(of: item))),
                         (
                             "from",
                             .object([

@@ -14,6 +14,7 @@ import NIOCore
 /// | 7 | resumable | u8 1: the sender waits for FileResume (17) before sending chunks, and can start past 0 |
 /// | 8 | queueFor | UTF-8, only to the hub's store: the receiver the file is queued for |
 /// | 9 | origin | nested ``PeerRecord``, only from the hub's store: who sent the file that it delivers |
+/// | 10 | message | u8 1: the content is a message (`send --queue`): the receiver stores it as one |
 public struct FileStart: ControlPayload, Hashable {
     public static let digestSize = 32
 
@@ -31,6 +32,8 @@ public struct FileStart: ControlPayload, Hashable {
     /// From the hub's store: the peer that queued the file (believed only from a peer whose role is `store`, which
     /// only the hub's own store can register).
     public var origin: PeerRecord?
+    /// The content is a message queued with `send --queue`: a receiver stores it as a message, not under its name.
+    public var message = false
 
     public init(
         transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0,
@@ -64,6 +67,7 @@ public struct FileStart: ControlPayload, Hashable {
             case 7: resumable = try field.integer(as: UInt8.self) == 1
             case 8: queueFor = try field.string()
             case 9: origin = try PeerRecord(tlv: field.value)
+            case 10: message = try field.integer(as: UInt8.self) == 1
             default: break
             }
         }
@@ -89,6 +93,7 @@ public struct FileStart: ControlPayload, Hashable {
         if let origin = origin?.encoded(), origin.readableBytes <= TLVWriter.maxValueLength {
             writer.write(9, bytes: origin)
         }
+        if message { writer.write(10, integer: UInt8(1)) }
     }
 }
 
