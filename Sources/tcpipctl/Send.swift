@@ -23,7 +23,8 @@ struct Send: AsyncParsableCommand {
             connected goes to the hub's store (tcpipd --store), which delivers it when the receiver connects; the \
             receiver stores it as any message. It reports status queued and send exits 0. Only a receiver the store \
             knows can be queued for (68 otherwise); the message is read whole first (up to --max-message-size). \
-            One --to only, without --all, --lines, --type or --no-wait.
+            --queue takes one --to, without --all, --lines, --type, --no-wait or --wait-for-peer; TCPIP_QUEUE=1 \
+            applies only where --queue could.
 
             \(ExitStatuses.client)
             """
@@ -74,8 +75,9 @@ struct Send: AsyncParsableCommand {
         if to.isEmpty && !all { throw ValidationError("say who to send to: --to PEER (repeatable) or --all") }
         if !to.isEmpty && all { throw ValidationError("--to and --all cannot be used together") }
         if message != nil && lines { throw ValidationError("--message and --lines cannot be used together") }
-        if queueing && (to.count != 1 || lines || type != nil || noWait) {
-            throw ValidationError("--queue (TCPIP_QUEUE) takes one --to, without --all, --lines, --type or --no-wait")
+        if queue && !queueable {
+            throw ValidationError(
+                "--queue takes one --to, without --all, --lines, --type, --no-wait or --wait-for-peer")
         }
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
         if let waitForPeer, !(waitForPeer >= 0 && waitForPeer.isFinite) {
@@ -112,6 +114,10 @@ struct Send: AsyncParsableCommand {
                     let bytes: [UInt8]
                     if let message {
                         bytes = Array(message.utf8)
+                        guard bytes.count <= maxMessageSize else {
+                            throw TCPIPError(
+                                .dataError, "the message is larger than --max-message-size (\(maxMessageSize) bytes)")
+                        }
                     } else {
                         guard let read = try await MessageQueueing.read(reader, limit: maxMessageSize) else {
                             throw TCPIPError(
@@ -124,7 +130,7 @@ struct Send: AsyncParsableCommand {
                         bytes, to: queueFor, session: session, timeout: configuration.timeout)
                     var result = DeliveryResult(peer: queued.recipient, startedAt: started)
                     result.bytes = UInt64(bytes.count)
-                    result.messages = 1
+                    result.messages = queued.exitStatus == 0 ? 1 : 0
                     result.finishedAt = queued.finishedAt
                     result.reason = queued.reason
                     result.queued = queued
@@ -145,8 +151,10 @@ struct Send: AsyncParsableCommand {
         }
     }
 
-    /// `--queue`, or TCPIP_QUEUE=1 in the environment.
-    var queueing: Bool { queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1" }
+    /// `--queue`, or TCPIP_QUEUE=1 in the environment where it applies (one recipient, one whole message).
+    var queueing: Bool { queueable && (queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1") }
+
+    var queueable: Bool { to.count == 1 && !all && !lines && type == nil && !noWait && waitForPeer == nil }
 
     static func summary(_ result: DeliveryResult) -> JSON {
         var fields: [(String, JSON)] = [

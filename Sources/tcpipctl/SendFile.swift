@@ -116,8 +116,9 @@ struct SendFile: AsyncParsableCommand {
                 + "and recipient with status would-send (or unreadable)."))
     var dryRun = false
 
-    /// `--queue`, or TCPIP_QUEUE=1 in the environment.
-    var queueing: Bool { queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1" }
+    /// `--queue`, or TCPIP_QUEUE=1 in the environment; either only with one recipient (TCPIP_QUEUE does not turn a
+    /// command for several into a usage error).
+    var queueing: Bool { to.count == 1 && (queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1") }
 
     enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
         case auto, always, never
@@ -125,7 +126,7 @@ struct SendFile: AsyncParsableCommand {
 
     func validate() throws {
         if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
-        if queueing && to.count > 1 { throw ValidationError("--queue (TCPIP_QUEUE) takes one --to") }
+        if queue && to.count > 1 { throw ValidationError("--queue takes one --to") }
         if files.isEmpty && filesFrom == nil {
             throw ValidationError("name at least one file, or - for stdin, or --files-from LIST")
         }

@@ -319,3 +319,42 @@ extension Array where Element == UInt8 {
         #expect(Base.receipts(actions).map(\.status) == [.refused], "judged as mallory, not as cron")
     }
 }
+
+/// A message sent as a file (FileStart tag 10, `send --queue`) is judged as a message: by the message size limit, and
+/// never taken for a file of the same name (nor a file for it).
+@Suite struct TransferMachineMessageTests {
+    typealias Base = TransferMachineTests
+
+    static func run(message: Bool, _ configure: (inout TransferMachine.Policy) -> Void) -> [TransferMachine.Action] {
+        var policy = TransferMachine.Policy()
+        configure(&policy)
+        var machine = TransferMachine(policy: policy)
+        var start = Base.start(name: "report.csv", sha256: Base.digest)
+        start.message = message
+        let end = FileEnd(transferID: 1, size: UInt64(Base.content.count), sha256: Base.digest)
+        return Base.run(
+            &machine,
+            [
+                .start(start, from: 3, sender: nil), .chunk(Base.chunk(), from: 3),
+                .end(end, aborted: false, from: 3, sender: nil),
+            ])
+    }
+
+    @Test func aMessageIsBoundByTheMessageLimitNotTheFileLimit() {
+        let limits: (inout TransferMachine.Policy) -> Void = {
+            $0.maxFileSize = 4
+            $0.maxMessageSize = 1024
+        }
+        #expect(Base.commits(Self.run(message: true, limits)).map(\.message) == [true])
+        #expect(Base.receipts(Self.run(message: false, limits)).map(\.status) == [.refused])
+        #expect(Base.receipts(Self.run(message: true) { $0.maxMessageSize = 4 }).map(\.status) == [.refused])
+    }
+
+    @Test func aMessageIsNeverTakenForAStoredFileOfTheSameName() {
+        let fileStored: (inout TransferMachine.Policy) -> Void = {
+            $0.alreadyStored = { name, _ in name == "report.csv" ? "report.csv" : nil }
+        }
+        #expect(Base.commits(Self.run(message: true, fileStored)).count == 1, "stored as a message")
+        #expect(Base.receipts(Self.run(message: false, fileStored)).map(\.status) == [.alreadyStored])
+    }
+}

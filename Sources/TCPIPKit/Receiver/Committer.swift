@@ -19,6 +19,8 @@ extension FileReceiver {
             var published: Published
             /// Deduplicated against what is stored (its SHA-256 was announced up front; stdin's never is).
             var deduplicate = true
+            /// Handed to `onPublished` (the --exec hook) once published.
+            var notify = true
         }
 
         private struct State {
@@ -95,10 +97,6 @@ extension FileReceiver {
                     batch.append(job)
                 }
             }
-            for duplicate in duplicates {
-                close(duplicate.job.file.descriptor)
-                unlink(duplicate.job.file.temporary)
-            }
             let spool = self.spool
             let files = batch.map(\.file)
             let results: [Spool.Committed]
@@ -139,7 +137,7 @@ extension FileReceiver {
                         sentAs: published.sentAs, sha256: published.sha256, storedAs: storedAs, size: published.size)
                     published.storedAs = storedAs
                     published.path = spool.root + "/" + storedAs
-                    onPublished?(published)
+                    if job.notify { onPublished?(published) }
                     receipt = FileReceipt(
                         transferID: job.transferID, status: .stored, storedAs: storedAs, size: job.published.size)
                 case .failure(let error):
@@ -151,22 +149,28 @@ extension FileReceiver {
                 }
                 receipts.append(receipt.packet(to: to))
             }
+            // A copy is dropped only once the file is safely stored; when the first copy failed, the next is committed.
+            var again: [Job] = []
             for (job, first, known) in duplicates {
                 var storedAs = known
-                if let first, case .success(let name) = results[first].stored { storedAs = name }
-                let receipt =
-                    storedAs.map {
-                        FileReceipt(
-                            transferID: job.transferID, status: .alreadyStored, storedAs: $0, size: job.published.size)
+                if let first {
+                    guard case .success(let name) = results[first].stored else {
+                        again.append(job)
+                        continue
                     }
-                    ?? FileReceipt(
-                        transferID: job.transferID, status: .unavailable,
-                        reason: "the same file arriving at the same time could not be stored; retry")
-                logger.info(
-                    "already stored", metadata: ["file": "\(escapedForLog(storedAs ?? job.published.sentAs))"])
-                receipts.append(receipt.packet(to: job.published.fromID))
+                    storedAs = name
+                }
+                close(job.file.descriptor)
+                unlink(job.file.temporary)
+                logger.info("already stored", metadata: ["file": "\(escapedForLog(storedAs ?? job.published.sentAs))"])
+                receipts.append(
+                    FileReceipt(
+                        transferID: job.transferID, status: .alreadyStored, storedAs: storedAs,
+                        size: job.published.size
+                    ).packet(to: job.published.fromID))
             }
             try? await sender.send(contentsOf: receipts)
+            if !again.isEmpty { await commit(again, sender: sender) }
         }
     }
 }

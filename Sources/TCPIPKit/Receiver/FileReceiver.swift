@@ -246,6 +246,7 @@ public final class FileReceiver {
         )
         let fromKey: JSON = commit.sender?.keyID.map { .string($0.description) } ?? .null
         let resumedFrom = commit.resumedFrom
+        let message = commit.message
         let compression = commit.compression == 1 ? "zlib" : "none"
         let receivedAt = WireClock.rfc3339(WireClock.now())
         // A message queued with `send --queue` is stored as a message is, under a message's name.
@@ -259,15 +260,18 @@ public final class FileReceiver {
                 ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName)), ("key", fromKey)])),
                 ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
                 ("wireBytes", .int(Int64(wireBytes))), ("resumedFrom", .int(Int64(resumedFrom))),
-                ("receivedAt", .string(receivedAt)),
+                ("receivedAt", .string(receivedAt)), ("kind", .string(message ? "message" : "file")),
             ]).rendered()
         }
         committer.enqueue(
             Committer.Job(
                 file: file, transferID: commit.key.id,
+                // A message is indexed apart from files (see TransferMachine.indexName) and runs no --exec hook,
+                // as a message sent as one does not.
                 published: Published(
-                    path: "", storedAs: "", sentAs: sentAs, from: commit.sender, fromID: from, size: size, sha256: hex),
-                deduplicate: commit.announced))
+                    path: "", storedAs: "", sentAs: commit.message ? "\u{0}message/" + sentAs : sentAs,
+                    from: commit.sender, fromID: from, size: size, sha256: hex),
+                deduplicate: commit.announced, notify: !commit.message))
     }
 }
 

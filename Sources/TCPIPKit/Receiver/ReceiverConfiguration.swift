@@ -12,7 +12,8 @@ public struct ReceiverConfiguration: Sendable {
     /// Largest chunk (original bytes) accepted, whatever a sender announces: the bound for inflating.
     public var maxChunkSize = 4 << 20
     /// Largest message stored.
-    public var maxMessageSize = 64 << 20
+    public var maxMessageSize = Self.defaultMaxMessageSize
+    public static let defaultMaxMessageSize = 64 << 20
     /// Store every file, even one already stored under the same sent name with the same SHA-256.
     public var alwaysStore = false
     /// Transfers one sender may have open at once (each holds a file descriptor): a hostile sender cannot take them

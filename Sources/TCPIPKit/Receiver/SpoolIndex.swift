@@ -46,12 +46,13 @@ public final class SpoolIndex: Sendable {
     /// Reads every metadata record in the spool; returns how many files it knows. A record that cannot be read is
     /// skipped (its file is then simply not deduplicated).
     @discardableResult
-    public func load() -> Int {
+    public func load(recovering: Bool = true) -> Int {
         struct Record: Decodable {
             var name: String
             var sentAs: String
             var sha256: String
             var size: UInt64
+            var kind: String?
         }
         var loaded = State()
         var count = 0
@@ -60,14 +61,15 @@ public final class SpoolIndex: Sendable {
             guard let bytes = try? readContents(of: file, label: "", limit: 1 << 20),
                 let record = try? decoder.decode(Record.self, from: Data(bytes))
             else { continue }
-            loaded.add(
-                Key(sentAs: record.sentAs, sha256: record.sha256), Entry(storedAs: record.name, size: record.size))
+            // A message sent as a file is indexed apart from files (TransferMachine.indexName).
+            let sentAs = record.kind == "message" ? "\u{0}message/" + record.sentAs : record.sentAs
+            loaded.add(Key(sentAs: sentAs, sha256: record.sha256), Entry(storedAs: record.name, size: record.size))
             count += 1
         }
         // A file published without its record (the daemon was killed between the two) would not be known, and the
         // same file sent again would land as NAME.1: such files are hashed and given their record now.
         let recorded = Set(loaded.keyOf.keys)
-        for path in Self.files(under: spool.root, skippingHidden: true) {
+        for path in recovering ? Self.files(under: spool.root, skippingHidden: true) : [] {
             let name = String(path.dropFirst(spool.root.count + 1))
             guard !recorded.contains(name), !MessageStore.isMessageFile(name), let record = recover(name) else {
                 continue
@@ -83,7 +85,9 @@ public final class SpoolIndex: Sendable {
     /// who sent it are not known any more).
     private func recover(_ name: String) -> (sha256: String, size: UInt64)? {
         let path = spool.root + "/" + name
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // Never waits on a FIFO planted in the spool. (A file found without a record is recent by nature: the daemon
+        // was killed while publishing it, and restarted.)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()

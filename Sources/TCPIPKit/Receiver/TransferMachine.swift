@@ -273,7 +273,7 @@ public struct TransferMachine: Sendable {
         if let problem = SpoolName.problem(withPath: start.name) {
             return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
         }
-        if let size = start.size, let limit = policy.maxFileSize, size > limit {
+        if !start.message, let size = start.size, let limit = policy.maxFileSize, size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
         }
         if start.message, (start.size ?? UInt64.max) > UInt64(policy.maxMessageSize) {
@@ -283,7 +283,7 @@ public struct TransferMachine: Sendable {
             return refuse("chunk size \(start.chunkSize) is outside 1…\(policy.maxChunkSize)", .invalid)
         }
         guard start.compression <= 1 else { return refuse("unknown compression \(start.compression)", .invalid) }
-        if let digest = start.sha256, let storedAs = policy.alreadyStored?(start.name, digest.hex) {
+        if let digest = start.sha256, let storedAs = policy.alreadyStored?(Self.indexName(start), digest.hex) {
             // Sent again (a retried cron job): acknowledged, not stored twice. Its chunks are ignored.
             return actions + [
                 .log(
@@ -353,7 +353,7 @@ public struct TransferMachine: Sendable {
         if let announced = transfer.start.size, total > announced {
             return fail(.corrupt, "more bytes than the announced \(announced)")
         }
-        if let limit = policy.maxFileSize, total > limit {
+        if let limit = transfer.start.message ? UInt64(policy.maxMessageSize) : policy.maxFileSize, total > limit {
             return fail(.refused, "the file grew past the receiver's limit of \(limit) bytes")
         }
         if chunk.compressed && transfer.start.compression == 0 {
@@ -408,6 +408,12 @@ public struct TransferMachine: Sendable {
     }
 
     // MARK: helpers
+
+    /// The name a transfer is known by in the already-stored index: a message (tag 10) never under a file's name, so it
+    /// cannot pass for a file, nor a file for it.
+    public static func indexName(_ start: FileStart) -> String {
+        start.message ? "\u{0}message/" + start.name : start.name
+    }
 
     /// The name of a resumable transfer's partial file: the same sender (its proved key, else its name), file name, size
     /// and SHA-256 find the same file again. Nil when the transfer is not resumable.

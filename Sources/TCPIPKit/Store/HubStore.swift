@@ -167,6 +167,23 @@ public struct HubStore: Sendable {
         }
     }
 
+    /// Removes queued files that have no record (a crash between publishing a file and writing its record, or between
+    /// removing the two): nobody was told they are queued, or they were already delivered. Returns how many.
+    public func removeUnrecorded() -> Int {
+        var removed = 0
+        for queue in directoryEntries(spool.root) ?? [] where queue.hasPrefix("q") {
+            for path in SpoolIndex.files(under: spool.root + "/" + queue) {
+                let name = String(path.dropFirst(spool.root.count + 1))
+                let (directories, leaf) = Spool.split(name)
+                let record =
+                    spool.metadataDirectory + "/"
+                    + directories.map { $0 + Spool.recordDirectorySuffix + "/" }.joined() + leaf + ".json"
+                if access(record, F_OK) != 0, unlink(path) == 0 { removed += 1 }
+            }
+        }
+        return removed
+    }
+
     /// Removes a queued file and its record (delivered, refused or expired).
     public func remove(_ item: Item) {
         // The record first: a file published under the freed name meanwhile would otherwise lose its new record.
@@ -174,12 +191,11 @@ public struct HubStore: Sendable {
         unlink(spool.root + "/" + item.storedAs)
     }
 
-    /// Bytes the store holds: queued files, and files arriving or partly arrived.
+    /// Bytes of the files queued. (Files arriving count at their announced size while they arrive; partial files of
+    /// transfers that broke off are not counted: they are the same files' bytes when they resume, and otherwise go
+    /// after the partial age.)
     public func bytesHeld() -> UInt64 {
         var total: UInt64 = 0
-        for directory in [spool.temporaryDirectory, spool.partialDirectory] {
-            for path in SpoolIndex.files(under: directory) { total += Self.size(of: path) }
-        }
         for name in directoryEntries(spool.root) ?? [] where name.hasPrefix("q") {
             for path in SpoolIndex.files(under: spool.root + "/" + name) { total += Self.size(of: path) }
         }

@@ -68,6 +68,12 @@ public final class StoreService: Service, Sendable {
     public func open() throws -> SpoolLock {
         let lock = try store.spool.lock()
         try store.prepare()
+        let orphans = store.removeUnrecorded()
+        if orphans > 0 {
+            logger.notice(
+                "removed queued files without a record (a crash cut their publishing or removal short)",
+                metadata: ["count": "\(orphans)"])
+        }
         let known = store.knownReceivers()
         state.withLockedValue { $0.known = known }
         sweep()
@@ -163,7 +169,8 @@ public final class StoreService: Service, Sendable {
     private func intake() async throws {
         let client = try await session("store", flags: [.wantsRoster, .wantsUpdates])
         let index = SpoolIndex(spool: store.spool)
-        index.load()
+        // A queued file without a record is not recovered (it would lose who queued it): open() removed those.
+        index.load(recovering: false)
         var receiving = ReceiverConfiguration(spool: store.spool)
         receiving.partialMaxAge = configuration.partialMaxAge
         receiving.maxFileSize = configuration.maxBytes
@@ -250,6 +257,19 @@ public final class StoreService: Service, Sendable {
                 "no receiver named '\(escapedForLog(receiver.clipped))' is known to the hub's store: it never "
                     + "registered while the store was on, and no authorized peer line gives it that name")
         }
+        if let problem = SpoolName.problem(withPath: start.name) {
+            return try await refuse(.invalid, "unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)")
+        }
+        // The store keeps a file two directories down (receiver, sender): a path must leave room for them.
+        if start.name.split(separator: "/").count > SpoolName.maxDepth - 2 || start.name.utf8.count > 950 {
+            return try await refuse(
+                .invalid, "the hub's store takes paths of at most \(SpoolName.maxDepth - 2) components and 950 bytes")
+        }
+        if start.message, (start.size ?? UInt64.max) > UInt64(ReceiverConfiguration.defaultMaxMessageSize) {
+            return try await refuse(
+                .refused,
+                "the hub's store takes messages of at most \(ReceiverConfiguration.defaultMaxMessageSize) bytes")
+        }
         let key = UInt64(packet.header.idFrom) << 32 | UInt64(start.transferID)
         if let limit = configuration.maxBytes {
             guard let size = start.size else {
@@ -291,7 +311,11 @@ public final class StoreService: Service, Sendable {
 
     /// A file was queued: if its receiver is connected now, it is delivered at once.
     private func queued(_ file: FileReceiver.Published) {
-        let queue = file.storedAs.split(separator: "/").first.map(String.init) ?? ""
+        requestDeliveryNow(file.storedAs.split(separator: "/").first.map(String.init) ?? "")
+    }
+
+    /// Asks for the delivery of `queue` if its receiver is connected.
+    private func requestDeliveryNow(_ queue: String) {
         let found = state.withLockedValue { state in
             state.connected.values.first { HubStore.queueDirectory(for: $0.name) == queue }.flatMap { peer in
                 state.known[peer.name].map { (peer, $0) }
@@ -460,7 +484,12 @@ public final class StoreService: Service, Sendable {
                 record(item, status: "expired", reason: "not delivered within \(configuration.maxAge)")
                 store.remove(item)
             }
-            _ = state.withLockedValue { $0.delivering.remove(queue) }
+            let again = state.withLockedValue { state in
+                state.delivering.remove(queue)
+                return state.again.remove(queue) != nil
+            }
+            // A delivery asked for while the queue was being expired goes now.
+            if again { requestDeliveryNow(queue) }
         }
         store.pruneReceipts(before: WireClock.rfc3339(now - min(now, configuration.receiptMaxAge.microseconds)))
         _ = store.spool.removePartials(olderThan: configuration.partialMaxAge)
