@@ -91,7 +91,7 @@ public struct HubStore: Sendable {
     public struct Item: Sendable {
         /// `qHEX`: whose queue it is in.
         public var queue: String
-        /// Its path in the store, `qHEX/NAME`.
+        /// Its path in the store, `qHEX/sHEX/NAME` (`mHEX` for a message).
         public var storedAs: String
         /// The name it was sent as, which it is delivered under.
         public var sentAs: String
