@@ -68,6 +68,12 @@ public struct ConnectionOptions: ParsableArguments {
         guard !(verbose && quiet) else { throw ValidationError("--verbose and --quiet cannot be used together") }
     }
 
+    /// Whether a send queues in the hub's store when its receiver is away: `--queue` (given as `flag`), or
+    /// TCPIP_QUEUE=1 in the environment.
+    public func queueing(flag: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        flag || environment["TCPIP_QUEUE"] == "1"
+    }
+
     /// The log level the flags ask for.
     public var logLevel: Logger.Level { verbose ? .debug : (quiet ? .critical : .warning) }
 

@@ -95,6 +95,9 @@ final class PipeCollector: @unchecked Sendable {
 }
 
 /// A program started by a test, with its stdin, stdout and stderr on pipes. Killed when released.
+///
+/// The waits here are bounds against a hang, not expectations of speed, so they are generous: the test command runs
+/// every test at once on two cores, where a debug build of a program can take many seconds to start or stop.
 public final class RunningProgram: @unchecked Sendable {
     public let process = Process()
     public let name: String
@@ -106,16 +109,20 @@ public final class RunningProgram: @unchecked Sendable {
     /// without any TCPIP_ variables, plus `environment`.
     ///
     /// A built program (named without a path) runs as the unprivileged user when the tests run as root (see
-    /// ``Unprivileged``), as its units deploy it. `fileSizeLimit` sets RLIMIT_FSIZE (`ulimit -f`, in bytes) for it.
+    /// ``Unprivileged``), as its units deploy it. `fileSizeLimit` sets RLIMIT_FSIZE (`ulimit -f`, in bytes) for it,
+    /// `openFileLimit` RLIMIT_NOFILE (`ulimit -n`).
     public init(
-        _ program: String, _ arguments: [String], environment: [String: String] = [:], fileSizeLimit: Int? = nil
+        _ program: String, _ arguments: [String], environment: [String: String] = [:], fileSizeLimit: Int? = nil,
+        openFileLimit: Int? = nil
     ) throws {
         // Writing to a program that already exited must fail that test, not kill the whole test run with SIGPIPE.
         _ = Glibc.signal(SIGPIPE, SIG_IGN)
         name = program
         let path = program.hasPrefix("/") ? program : BuiltPrograms.path(program)
         var command = [path] + arguments
-        if let fileSizeLimit { command = ["/usr/bin/prlimit", "--fsize=\(fileSizeLimit)", "--"] + command }
+        let limits =
+            (fileSizeLimit.map { ["--fsize=\($0)"] } ?? []) + (openFileLimit.map { ["--nofile=\($0)"] } ?? [])
+        if !limits.isEmpty { command = ["/usr/bin/prlimit"] + limits + ["--"] + command }
         if !program.hasPrefix("/") && Unprivileged.active { command = Unprivileged.setpriv + command }
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
@@ -133,7 +140,30 @@ public final class RunningProgram: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Whether the program still runs. Ask this, not `process.isRunning`: Foundation learns of an exit through a
+    /// socket the child inherits, and a program that another test starts at the same moment can inherit it too
+    /// (swift-corelibs-foundation#4795), so Foundation can see a program as running for as long as that other one
+    /// lives. The kernel knows at once.
+    public var isRunning: Bool { exitStatus == nil }
+
+    /// The exit status (128 + the signal when a signal ended the program), nil while it runs. Asks the kernel
+    /// without reaping the program, so Foundation's own bookkeeping stays as it expects.
+    public var exitStatus: Int32? {
+        if !process.isRunning {
+            return process.terminationReason == .uncaughtSignal
+                ? 128 + process.terminationStatus : process.terminationStatus
+        }
+        var info = siginfo_t()
+        let pid = process.processIdentifier
+        // Foundation may reap it between the two looks (ECHILD): then the next look at `process` tells.
+        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
+            info._sifields._sigchld.si_pid == pid
+        else { return nil }
+        let status = info._sifields._sigchld.si_status
+        return info.si_code == Int32(CLD_EXITED) ? status : 128 + status
     }
 
     public var stdout: String { stdoutCollector.text }
@@ -150,42 +180,49 @@ public final class RunningProgram: @unchecked Sendable {
 
     /// Waits until stdout holds at least `count` lines; returns them. Throws after `timeout` seconds.
     @discardableResult
-    public func waitForLines(_ count: Int, timeout: Double = 15) async throws -> [String] {
+    public func waitForLines(_ count: Int, timeout: Double = 60) async throws -> [String] {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let lines = stdoutLines
             if lines.count >= count && stdout.hasSuffix("\n") { return lines }
-            if !process.isRunning && stdoutCollector.isFinished { break }
+            if !isRunning && stdoutCollector.isFinished { break }
             try await Task.sleep(for: .milliseconds(10))
         }
         throw TestFailure(
             "\(name): wanted \(count) lines on stdout, have \(stdoutLines.count): \(stdout) stderr: \(stderr)")
     }
 
+    /// Waits until stderr (its log) contains `text`. Throws after `timeout` seconds or when the program exits first.
+    public func waitForStderr(containing text: String, timeout: Double = 60) async throws {
+        try await eventually(within: timeout) { stderr.contains(text) || !isRunning }
+        guard stderr.contains(text) else { throw TestFailure("\(name): no \"\(text)\" on stderr: \(stderr)") }
+    }
+
     /// Waits for the program to exit; returns its status (128 + signal when a signal ended it). Kills it and throws
     /// after `timeout` seconds.
     @discardableResult
-    public func waitForExit(timeout: Double = 20) async throws -> Int32 {
+    public func waitForExit(timeout: Double = 60) async throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
+        while true {
+            if let status = exitStatus {
+                // Let the collectors see the end of the pipes (one inherited by another test's program ends later).
+                for _ in 0..<200 where !(stdoutCollector.isFinished && stderrCollector.isFinished) {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                return status
+            }
             guard Date() < deadline else {
                 kill(process.processIdentifier, SIGKILL)
                 throw TestFailure("\(name) did not exit within \(timeout)s; stderr: \(stderr)")
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        // Let the collectors see the end of the pipes.
-        for _ in 0..<200 where !(stdoutCollector.isFinished && stderrCollector.isFinished) {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return process.terminationReason == .uncaughtSignal
-            ? 128 + process.terminationStatus : process.terminationStatus
     }
 
     /// Runs a program to completion with optional stdin; returns status, stdout and stderr.
     public static func run(
         _ program: String, _ arguments: [String], environment: [String: String] = [:], stdin: [UInt8]? = nil,
-        timeout: Double = 30, fileSizeLimit: Int? = nil
+        timeout: Double = 60, fileSizeLimit: Int? = nil
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
         let running = try RunningProgram(program, arguments, environment: environment, fileSizeLimit: fileSizeLimit)
         if let stdin { running.write(stdin) }
@@ -193,6 +230,18 @@ public final class RunningProgram: @unchecked Sendable {
         let status = try await running.waitForExit(timeout: timeout)
         return (status, running.stdout, running.stderr)
     }
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` seconds pass; returns whether it held. A bound against a
+/// hang, not a speed: the test command runs every test at once.
+@discardableResult
+public func eventually(within timeout: Double = 60, _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while try !condition() {
+        guard Date() < deadline else { return false }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return true
 }
 
 /// A failure inside a test helper.
@@ -207,8 +256,11 @@ public final class TestHub: @unchecked Sendable {
     public let address: String
     public var environment: [String: String] { ["TCPIP_SERVER": address] }
 
-    public init(_ arguments: [String] = [], environment: [String: String] = [:]) async throws {
-        program = try RunningProgram("tcpipd", ["--listen", "127.0.0.1:0"] + arguments, environment: environment)
+    public init(_ arguments: [String] = [], environment: [String: String] = [:], openFileLimit: Int? = nil)
+        async throws
+    {
+        program = try RunningProgram(
+            "tcpipd", ["--listen", "127.0.0.1:0"] + arguments, environment: environment, openFileLimit: openFileLimit)
         let lines = try await program.waitForLines(1)
         guard let first = lines.first, first.hasPrefix("listening on ") else {
             throw TestFailure("tcpipd did not say where it listens: \(lines) \(program.stderr)")
@@ -228,7 +280,7 @@ public final class TestHub: @unchecked Sendable {
 
 extension TestHub {
     /// Waits until peers with these names are registered (polling `tcpipctl peers`).
-    public func waitForPeers(_ names: [String], timeout: Double = 15) async throws {
+    public func waitForPeers(_ names: [String], timeout: Double = 60) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let result = try await RunningProgram.run(

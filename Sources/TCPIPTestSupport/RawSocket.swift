@@ -42,7 +42,7 @@ public final class RawSocket: @unchecked Sendable {
     }
 
     /// Reads exactly `count` bytes (blocking, at most 10 s per read); nil when the peer closed or nothing came.
-    public func read(exactly count: Int) -> [UInt8]? {
+    private func read(exactly count: Int) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: count)
         var offset = 0
         while offset < count {
@@ -54,9 +54,31 @@ public final class RawSocket: @unchecked Sendable {
         return out
     }
 
+    public typealias Frame = (type: UInt16, dataType: UInt16, idFrom: UInt32, payload: [UInt8])
+
     /// One frame as the protocol document describes it (length u32, then type u16, dataType u16, maskTo u8, level u8,
     /// idTo u32, idFrom u32, payload), read byte by byte without the project's decoder; nil when the peer closed.
-    public func readFrame() -> (type: UInt16, dataType: UInt16, idFrom: UInt32, payload: [UInt8])? {
+    public func readFrame() async -> Frame? { await offThePool { self.readFrameBlocking() } }
+
+    /// The next frame that is not a Ping: a registered connection is pinged by the hub's heartbeat at any moment.
+    public func readReply() async -> Frame? {
+        await offThePool {
+            while let frame = self.readFrameBlocking() {
+                if frame.type != 1 { return frame }
+            }
+            return nil
+        }
+    }
+
+    /// Runs blocking reads on a thread of their own, so waiting never ties up the (small) pool that async tests share:
+    /// with every test running at once on two cores, a blocked pool thread holds back half the suite.
+    private func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: body()) }.start()
+        }
+    }
+
+    private func readFrameBlocking() -> Frame? {
         guard let prefix = read(exactly: 4) else { return nil }
         let length = Int(prefix.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
         guard length >= 14, length <= 16 << 20, let rest = read(exactly: length) else { return nil }
@@ -65,21 +87,8 @@ public final class RawSocket: @unchecked Sendable {
         return (u16(0), u16(2), idFrom, Array(rest[14...]))
     }
 
-    /// The next frame that is not a Ping: a registered connection is pinged by the hub's heartbeat at any moment.
-    public func readReply() -> (type: UInt16, dataType: UInt16, idFrom: UInt32, payload: [UInt8])? {
-        while let frame = readFrame() {
-            if frame.type != 1 { return frame }
-        }
-        return nil
-    }
-
-    /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed. The blocking
-    /// reads run on a thread of their own, so waiting never ties up the (small) pool that async tests share.
-    public func readToEnd() async -> (bytes: [UInt8], closed: Bool) {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: self.readToEndBlocking()) }.start()
-        }
-    }
+    /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed.
+    public func readToEnd() async -> (bytes: [UInt8], closed: Bool) { await offThePool { self.readToEndBlocking() } }
 
     private func readToEndBlocking() -> (bytes: [UInt8], closed: Bool) {
         var out: [UInt8] = []

@@ -152,7 +152,7 @@ struct Send: AsyncParsableCommand {
     }
 
     /// `--queue`, or TCPIP_QUEUE=1 in the environment where it applies (one recipient, one whole message).
-    var queueing: Bool { queueable && (queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1") }
+    var queueing: Bool { queueable && connection.queueing(flag: queue) }
 
     var queueable: Bool { to.count == 1 && !all && !lines && type == nil && !noWait && waitForPeer == nil }
 

@@ -118,7 +118,7 @@ struct SendFile: AsyncParsableCommand {
 
     /// `--queue`, or TCPIP_QUEUE=1 in the environment; either only with one recipient (TCPIP_QUEUE does not turn a
     /// command for several into a usage error).
-    var queueing: Bool { to.count == 1 && (queue || ProcessInfo.processInfo.environment["TCPIP_QUEUE"] == "1") }
+    var queueing: Bool { to.count == 1 && connection.queueing(flag: queue) }
 
     enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
         case auto, always, never

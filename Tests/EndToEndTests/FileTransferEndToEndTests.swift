@@ -203,11 +203,11 @@ import Testing
             "tcpipctl", ["send-file", "--to", "archive", "-", "--as", "slow.bin"], environment: fixture.hub.environment)
         sender.write(Self.random(1 << 20, seed: 3))
         // Wait until the partial file exists, then kill the receiver hard.
-        for _ in 0..<500 where fixture.temporary.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await eventually { !fixture.temporary.isEmpty }
         #expect(!fixture.temporary.isEmpty)
         fixture.receiver?.signal(SIGKILL)
         _ = try await fixture.receiver?.waitForExit()
-        let status = try await sender.waitForExit(timeout: 30)
+        let status = try await sender.waitForExit()
         #expect(status != 0)
         #expect(status == 75, "\(sender.stderr)")
         #expect(fixture.visible.isEmpty)
@@ -227,9 +227,9 @@ import Testing
             environment: fixture.hub.environment)
         let first = Self.random(300_000, seed: 11)
         sender.write(first)
-        for _ in 0..<500 where fixture.temporary.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await eventually { !fixture.temporary.isEmpty }
         fixture.receiver?.signal(SIGTERM)
-        try await Task.sleep(for: .milliseconds(300))
+        try await fixture.receiver?.waitForStderr(containing: "draining")
         // New transfers are refused while it drains…
         let late = try fixture.file("late.txt", Array("late".utf8))
         let refused = try await fixture.sendFile(["--to", "archive", late])
@@ -259,9 +259,7 @@ import Testing
         let result = try await fixture.sendFile(["--to", "archive", "--name", "hooker", "--json", path])
         #expect(result.status == 0, "\(result.stderr)")
         // The hook's shell creates the log before it writes the line: wait for the whole line.
-        for _ in 0..<300 where !((try? String(contentsOfFile: log, encoding: .utf8))?.hasSuffix("\n") ?? false) {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await eventually { (try? String(contentsOfFile: log, encoding: .utf8))?.hasSuffix("\n") ?? false }
         let line = try String(contentsOfFile: log, encoding: .utf8).trimmingCharacters(in: .newlines)
         let parts = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         #expect(parts.count == 5)

@@ -67,12 +67,12 @@ import Testing
         }
 
         /// A raw connection that has registered under `name`.
-        func registered(_ name: String) throws -> RawSocket {
+        func registered(_ name: String) async throws -> RawSocket {
             let socket = try RawSocket(port: fixture.hub.port)
-            let greeting = try #require(socket.readFrame())
+            let greeting = try #require(await socket.readFrame())
             #expect(greeting.type == 3)
             socket.send(HostilePeerTests.frame(myCredentials, HostilePeerTests.text(1, name)))
-            let answer = try #require(socket.readFrame())
+            let answer = try #require(await socket.readFrame())
             #expect(answer.type == 5, "registering \(name): \(answer)")
             return socket
         }
@@ -111,10 +111,10 @@ import Testing
         // 1. A legal 65,535-byte host field: fields each within their limit must not add up past a nested record's.
         do {
             let socket = try RawSocket(port: scene.fixture.hub.port)
-            _ = socket.readFrame()
+            _ = await socket.readFrame()
             let host = [UInt8](repeating: UInt8(ascii: "h"), count: 65_535)
             socket.send(T.frame(T.myCredentials, T.text(1, "mallory") + T.field(2, host)))
-            let answer = socket.readFrame()
+            let answer = await socket.readFrame()
             #expect(answer?.type == UInt16(T.error))
             #expect(await socket.readToEnd().closed)
         }
@@ -124,10 +124,10 @@ import Testing
         for (type, name) in [
             (T.clientData, "ClientData"), (T.error, "Error"), (8, "ClientDisconnecting"), (9, "CredentialsUpdate"),
         ] {
-            let socket = try scene.registered("forger")
+            let socket = try await scene.registered("forger")
             let fake = T.field(1, T.u32(999)) + T.text(2, "fake-peer")
             socket.send(T.frame(type, dataType: 2, maskTo: 2, fake))
-            let answer = socket.readReply()
+            let answer = await socket.readReply()
             #expect(answer?.type == UInt16(T.error), "\(name)")
             #expect(await socket.readToEnd().closed, "\(name)")
             try await scene.everyoneIsStillServed("forged \(name)")
@@ -140,22 +140,22 @@ import Testing
             (67, T.field(1, [1, 2, 3, 4, 5, 6, 7, 8, 9]), "Recipients with a 9-byte id"),
             (65, T.field(2, [0xFF, 0xFE]), "PeerQuery with bad UTF-8"),
         ] {
-            let socket = try scene.registered("prober")
+            let socket = try await scene.registered("prober")
             socket.send(T.frame(type, maskTo: 0, payload))
-            #expect(socket.readReply()?.type == UInt16(T.error), "\(name)")
+            #expect(await socket.readReply()?.type == UInt16(T.error), "\(name)")
             #expect(await socket.readToEnd().closed, "\(name)")
         }
         try await scene.everyoneIsStillServed("malformed control packets")
 
         // 4. Malformed and out-of-order packets relayed to the receiver and the listener cost only their sender.
-        let socket = try scene.registered("saboteur")
+        let socket = try await scene.registered("saboteur")
         let receiver = scene.receiverID
         // A FileStart whose name field runs past the frame: the transfer (id 7) is refused as invalid.
         socket.send(
             T.frame(
                 T.fileStart, maskTo: 1, idTo: receiver, T.field(1, T.u32(7)) + T.field(2, Array("x".utf8), length: 500))
         )
-        let receipt = try #require(socket.readReply())
+        let receipt = try #require(await socket.readReply())
         #expect(receipt.type == UInt16(T.doneReceivingFile))
         #expect(receipt.payload.starts(with: T.field(1, T.u32(7)) + T.field(2, [4])), "status 4, invalid")
         // A FileChunk too short to say its transfer, a chunk and an end for transfers that never started, a FileEnd
@@ -174,7 +174,7 @@ import Testing
         // Two more receipts, both status 4 (invalid): the FileEnd of 97 that did not decode, and the climbing path.
         var refused: [[UInt8]] = []
         for _ in 0..<2 {
-            let frame = try #require(socket.readReply())
+            let frame = try #require(await socket.readReply())
             #expect(frame.type == UInt16(T.doneReceivingFile))
             refused.append(frame.payload)
         }
@@ -186,7 +186,7 @@ import Testing
             T.frame(
                 T.fileStart, maskTo: 1, idTo: receiver,
                 T.field(1, T.u32(9)) + T.field(2, [UInt8](repeating: 0x01, count: 65_000)) + T.field(4, T.u32(1024))))
-        let long = try #require(socket.readReply())
+        let long = try #require(await socket.readReply())
         #expect(long.payload.starts(with: T.field(1, T.u32(9)) + T.field(2, [4])))
         // Transfers opened and never finished: the receiver caps them per sender instead of running out of files.
         for id in UInt32(100)..<120 {
@@ -197,7 +197,7 @@ import Testing
         }
         var unavailable = 0
         for _ in 0..<4 {
-            let frame = try #require(socket.readReply())
+            let frame = try #require(await socket.readReply())
             if frame.payload.dropFirst(7).starts(with: T.field(2, [5])) { unavailable += 1 }
         }
         #expect(unavailable == 4, "the 17th to 20th transfers are refused: unavailable")
@@ -211,12 +211,42 @@ import Testing
             (T.frame(T.ping, level: 9, []), "protocol level 9"),
             (Array(T.frame(T.message, maskTo: 2, [0, 0, 0, 1, 65, 66]).prefix(12)), "truncated frame"),
         ] {
-            let raw = try scene.registered("framer")
+            let raw = try await scene.registered("framer")
             raw.send(bytes)
             if name == "truncated frame" { shutdown(raw.fd, Int32(SHUT_WR)) }
             #expect(await raw.readToEnd().closed, "\(name)")
         }
         try await scene.everyoneIsStillServed("bad frames")
         try await scene.stop()
+    }
+
+    /// CPU seconds (user and system) process `pid` has used, from /proc/PID/stat.
+    static func cpuSeconds(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // After the command name in parentheses: state is field 3, utime 14 and stime 15, in clock ticks.
+        let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+        let ticks = try #require(Double(fields[11])) + (try #require(Double(fields[12])))
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Connections past what the hub's descriptor limit allows wait in the listening socket's backlog: the hub must
+    /// stop accepting and say why, not spin on the listening socket at full CPU (accept failing with EMFILE) for as
+    /// long as they wait; once they are gone, it accepts again.
+    @Test func aHubOutOfDescriptorsPausesAcceptingInsteadOfSpinning() async throws {
+        let hub = try await TestHub(["--registration-timeout", "60"], openFileLimit: 32)
+        var held = try (0..<40).map { _ in try RawSocket(port: hub.port) }
+        try await Task.sleep(for: .milliseconds(500))
+        let pid = hub.program.process.processIdentifier
+        let before = try Self.cpuSeconds(pid)
+        try await Task.sleep(for: .seconds(3))
+        let used = try Self.cpuSeconds(pid) - before
+        #expect(used < 0.6, "the hub used \(used) s of CPU in 3 s while out of descriptors")
+        let log = hub.program.stderr
+        #expect(log.contains("as many as the descriptor limit allows"), "\(log.suffix(500))")
+        held.removeAll()
+        let peers = try await RunningProgram.run(
+            "tcpipctl", ["peers", "--timeout", "10"], environment: hub.environment)
+        #expect(peers.status == 0, "a peer after the flood: \(peers.stderr)")
+        #expect(try await hub.stop() == 0)
     }
 }

@@ -48,7 +48,8 @@ import Testing
         let hub = try await TestHub()
         let watcher = try RunningProgram(
             "tcpipctl", ["peers", "--watch", "--count", "2", "--name", "watcher"], environment: hub.environment)
-        try await Task.sleep(for: .milliseconds(300))
+        // Registered is watching (the wish is in its credentials); a probe to wait for it would be a join it sees.
+        try await hub.program.waitForStderr(containing: " watcher role=")
         let ping = try await RunningProgram.run(
             "tcpipctl", ["ping", "--name", "visitor"], environment: hub.environment)
         #expect(ping.status == 0, "\(ping.stderr)")
@@ -64,7 +65,7 @@ import Testing
         let hub = try await TestHub()
         let first = try RunningProgram(
             "tcpipctl", ["peers", "--watch", "--name", "first"], environment: hub.environment)
-        try await Task.sleep(for: .milliseconds(300))
+        try await hub.waitForPeers(["first"])
         let second = try RunningProgram(
             "tcpipctl", ["peers", "--watch", "--name", "second"], environment: hub.environment)
         let lines = try await second.waitForLines(1)
@@ -87,7 +88,7 @@ import Testing
         let hub = try await TestHub()
         let bystander = try RunningProgram(
             "tcpipctl", ["peers", "--watch", "--name", "bystander"], environment: hub.environment)
-        try await Task.sleep(for: .milliseconds(200))
+        try await hub.waitForPeers(["bystander"])
         let socket = try RawSocket(port: hub.port)
         socket.send(bytes)
         if name == "truncated frame" {
@@ -108,7 +109,7 @@ import Testing
         let after = try await RunningProgram.run("tcpipctl", ["peers", "--name", "next"], environment: hub.environment)
         #expect(after.status == 0, "\(after.stderr)")
         #expect(after.stdout.contains("\"bystander\""))
-        #expect(hub.program.process.isRunning)
+        #expect(hub.program.isRunning)
         try await hub.stop()
         _ = bystander
     }
@@ -185,7 +186,8 @@ import Testing
     @Test func sigtermTellsConnectedClientsAndExitsZero() async throws {
         let hub = try await TestHub()
         let watcher = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "w"], environment: hub.environment)
-        try await Task.sleep(for: .milliseconds(300))
+        // Registered, not merely started: on a loaded machine 300 ms was not always enough to connect.
+        try await hub.waitForPeers(["w"])
         #expect(try await hub.stop() == 0)
         #expect(try await watcher.waitForExit() == 75)
         #expect(watcher.stderr.contains("shutting down"))
@@ -212,7 +214,7 @@ import Testing
 
         let peer = try RunningProgram(
             "tcpipctl", ["peers", "--watch", "--name", "echoer"], environment: hub.environment)
-        try await Task.sleep(for: .milliseconds(300))
+        try await hub.waitForPeers(["echoer"])
         let toPeer = try await RunningProgram.run("tcpipctl", ["ping", "--to", "echoer"], environment: hub.environment)
         #expect(toPeer.status == 0, "\(toPeer.stderr)")
         let reply = try #require(try Self.json(toPeer.stdout) as? [String: Any])
@@ -230,7 +232,7 @@ import Testing
         let hub = try await TestHub()
         let holder = try RunningProgram("tcpipctl", ["peers", "--watch"], environment: hub.environment)
         let named = try RunningProgram("tcpipctl", ["peers", "--watch", "--name", "ops"], environment: hub.environment)
-        try await Task.sleep(for: .milliseconds(300))
+        try await hub.waitForPeers(["ops"])
         let clash = try await RunningProgram.run("tcpipctl", ["peers", "--name", "ops"], environment: hub.environment)
         #expect(clash.status == 75)
         #expect(clash.stderr.contains("ops"))

@@ -123,13 +123,15 @@ import Testing
         let hub = try await TestHub()
         let listener = try RunningProgram("tcpipctl", ["listen", "--name", "victim"], environment: hub.environment)
         try await hub.waitForPeers(["victim"])
-        let sender = try RunningProgram("tcpipctl", ["send", "--to", "victim"], environment: hub.environment)
+        // Its own timeout far past the bound below: the sender must not merely time out.
+        let sender = try RunningProgram(
+            "tcpipctl", ["send", "--to", "victim", "--timeout", "600"], environment: hub.environment)
         sender.write(Self.random(100_000))
         try await Task.sleep(for: .milliseconds(300))
         listener.signal(SIGKILL)
         _ = try await listener.waitForExit()
         // stdin stays open: the sender must notice the recipient is gone by itself.
-        #expect(try await sender.waitForExit(timeout: 20) == 75)
+        #expect(try await sender.waitForExit(timeout: 60) == 75)
         #expect(sender.stderr.contains("victim"))
         sender.closeStdin()
         try await hub.stop()
@@ -160,7 +162,7 @@ import Testing
     @Test func waitForPeerSucceedsWhenThePeerJoinsLate() async throws {
         let hub = try await TestHub()
         let sender = try RunningProgram(
-            "tcpipctl", ["send", "--to", "late", "--wait-for-peer", "10", "-m", "waited"], environment: hub.environment)
+            "tcpipctl", ["send", "--to", "late", "--wait-for-peer", "60", "-m", "waited"], environment: hub.environment)
         try await Task.sleep(for: .milliseconds(500))
         let listener = try RunningProgram(
             "tcpipctl", ["listen", "--name", "late", "--raw", "--count", "1"], environment: hub.environment)

@@ -63,7 +63,7 @@ import Testing
         func startReceiver() async throws {
             receiver = try RunningProgram(
                 "tcpiprecvd", ["--spool", spool, "--name", "archive"], environment: environment("recv"))
-            let deadline = Date().addingTimeInterval(15)
+            let deadline = Date().addingTimeInterval(60)
             while Date() < deadline {
                 let peers = try await run("cron", ["peers", "--name", "cron"])
                 if peers.stdout.contains("\"archive\"") { return }
@@ -219,6 +219,62 @@ import Testing
         #expect(again.status == 0, "\(again.stderr)")
         #expect(FileManager.default.fileExists(atPath: scene.spool + "/b.txt"))
         #expect(scene.receiver?.stderr.contains("reconnecting") == false, "the receiver was dropped")
+        try await scene.stop()
+    }
+
+    /// A hub with a store and authorized peers: a receiver the list names may be queued for before it ever joined,
+    /// and an edit to the list counts from the next file on (the store reads the list itself, when it changed); only a
+    /// key whose line names the role operator sees everyone's queue.
+    @Test func theStoreFollowsTheAuthorizedPeersAsTheyAreEdited() async throws {
+        let store = try Unprivileged.makeDirectory("tls-store")
+        defer { try? FileManager.default.removeItem(at: store) }
+        let scene = try await Scene(
+            peers: ["{recv} archive receiver", "{cron} cron", "{stranger} boss operator"],
+            hubArguments: ["--store", store.path])
+        for _ in 0..<200 {
+            if try await scene.run("cron", ["peers", "--name", "cron"]).stdout.contains("\"store\"") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let path = try scene.file("early.txt", "queued before the receiver ever joined\n")
+        let queued = try await scene.run("cron", ["send-file", path, "--to", "archive", "--queue", "--name", "cron"])
+        #expect(queued.status == 0, "\(queued.stderr)")
+        let unknown = try await scene.run("cron", ["send-file", path, "--to", "later", "--queue", "--name", "cron"])
+        #expect(unknown.status == 68, "\(unknown.stderr)")
+
+        // The list gains a receiver named later: files may be queued for it from now on.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: scene.peersFile))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("\(scene.ids["stranger"] ?? "") later receiver\n".utf8))
+        try handle.close()
+        let known = try await scene.run(
+            "cron", ["send-file", path, "--as", "later.txt", "--to", "later", "--queue", "--name", "cron"])
+        #expect(known.status == 0, "\(known.stderr)")
+
+        // A broken edit (a line that does not parse) keeps the last good list, as at the hub.
+        let good = try Data(contentsOf: URL(fileURLWithPath: scene.peersFile))
+        try Data((String(decoding: good, as: UTF8.self) + "not-a-key broken\n").utf8).write(
+            to: URL(fileURLWithPath: scene.peersFile))
+        let kept = try await scene.run(
+            "cron", ["send-file", path, "--as", "kept.txt", "--to", "later", "--queue", "--name", "cron"])
+        #expect(kept.status == 0, "\(kept.stderr)")
+        try good.write(to: URL(fileURLWithPath: scene.peersFile))
+
+        // An operator by its line sees all three files; cron, whose line names no role, may not ask for everyone's.
+        let all = try await scene.run("stranger", ["queue", "--all", "--name", "boss"])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(all.stdout.split(separator: "\n").count == 3, "\(all.stdout)")
+        let denied = try await scene.run("cron", ["queue", "--all", "--name", "cron"])
+        #expect(denied.status == 77, "\(denied.stderr)")
+
+        // The receiver the list named joins with its key and gets its file.
+        try await scene.startReceiver()
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: scene.spool + "/early.txt"), Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(
+            FileManager.default.contents(atPath: scene.spool + "/early.txt")
+                == Data("queued before the receiver ever joined\n".utf8))
         try await scene.stop()
     }
 

@@ -1,4 +1,5 @@
 import Crypto
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TCPIPWire
@@ -51,11 +52,7 @@ public struct FileSendRequest: Sendable {
     public func openInputs(allOrNothing: Bool = false) throws -> [Result<Int32, TCPIPError>] {
         var opened: [Result<Int32, TCPIPError>] = []
         for source in sources {
-            guard let path = source.path else {
-                opened.append(.success(0))
-                continue
-            }
-            let input = source.problem.map { .failure(TCPIPError(.noInput, $0)) } ?? Self.open(path)
+            let input = Self.open(source)
             if allOrNothing, case .failure(let error) = input {
                 for case .success(let descriptor) in opened where descriptor > 0 { close(descriptor) }
                 throw error
@@ -65,7 +62,10 @@ public struct FileSendRequest: Sendable {
         return opened
     }
 
-    private static func open(_ path: String) -> Result<Int32, TCPIPError> {
+    /// Opens one input: stdin is descriptor 0; a source found unreadable before is `.failure`.
+    static func open(_ source: Source) -> Result<Int32, TCPIPError> {
+        guard let path = source.path else { return .success(0) }
+        if let problem = source.problem { return .failure(TCPIPError(.noInput, problem)) }
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             return .failure(TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))"))
@@ -82,9 +82,14 @@ public struct FileSendRequest: Sendable {
 /// Streams files to receivers chunk by chunk (read, hash, compress, send, with a bounded amount in flight) and
 /// collects DoneReceivingFile from each.
 public enum FileSending {
+    /// Sends `request`'s files. `descriptors` are its inputs opened up front (``FileSendRequest/openInputs(allOrNothing:)``,
+    /// one per source); nil opens each when its turn comes, so that a long-lived sender (the hub's store) holds one
+    /// file open at a time. Every descriptor given is closed exactly once, sent or not (see ``SendInputs``).
     public static func run(
-        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>], session: ClientSession
+        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>]?, session: ClientSession
     ) async throws -> [FileResult] {
+        let inputs = SendInputs(descriptors)
+        defer { inputs.closeRest() }
         let recipients = try await resolveReceivers(request, session: session)
         let sender = session.sender
         try await sender.send(
@@ -93,8 +98,7 @@ public enum FileSending {
         try await ReceiptCollector.run(
             session: session, tracker: tracker, timeout: request.timeout, receiptType: .doneReceivingFile,
             produce: {
-                try await sendAll(
-                    request, descriptors: descriptors, recipients: recipients, sender: sender, tracker: tracker)
+                try await sendAll(request, inputs: inputs, recipients: recipients, sender: sender, tracker: tracker)
             },
             receipt: { packet, now in
                 // A malformed receipt (from any peer) is ignored: the file then waits for a good one or times out.
@@ -148,8 +152,8 @@ public enum FileSending {
     }
 
     private static func sendAll(
-        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>], recipients: [PeerRecord],
-        sender: PacketSender, tracker: FileTracker
+        _ request: FileSendRequest, inputs: SendInputs, recipients: [PeerRecord], sender: PacketSender,
+        tracker: FileTracker
     ) async throws {
         var compression = try request.compressionLevel.map { try CompressionPipeline(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
@@ -159,7 +163,7 @@ public enum FileSending {
         files: for (index, source) in request.sources.enumerated() {
             let transferID = UInt32(index + 1)
             let descriptor: Int32
-            switch descriptors[index] {
+            switch inputs.take(index, source) {
             case .success(let opened): descriptor = opened
             case .failure(let error):
                 tracker.unreadable(
@@ -315,6 +319,52 @@ public enum FileSending {
         }
         try await outbox.flush()
         try await sender.drain()
+    }
+}
+
+/// The inputs of one send, given open or opened when their turn comes. Each descriptor is closed exactly once: by the
+/// send when it is done with that file, or, for those it never reached (the receiver left, the link broke), by
+/// ``closeRest()`` when the send ends. After that the producer, which may still be running (it is cancelled, not
+/// awaited), gets no descriptor: a long-lived sender (the hub's store) must neither leak one nor close one twice.
+final class SendInputs: Sendable {
+    private struct State {
+        /// Descriptors given and not yet taken, by source index.
+        var untaken: [Int: Int32] = [:]
+        var ended = false
+    }
+    private let given: [Result<Int32, TCPIPError>]?
+    private let state: NIOLockedValueBox<State>
+
+    init(_ given: [Result<Int32, TCPIPError>]?) {
+        self.given = given
+        var state = State()
+        for (index, input) in (given ?? []).enumerated() {
+            if case .success(let descriptor) = input, descriptor > 0 { state.untaken[index] = descriptor }
+        }
+        self.state = NIOLockedValueBox(state)
+    }
+
+    /// Source `index`'s input, now the caller's to close; a failure once the send has ended.
+    func take(_ index: Int, _ source: FileSendRequest.Source) -> Result<Int32, TCPIPError> {
+        let ended = TCPIPError(.noInput, "\(source.name): the send ended before it")
+        guard let given else {
+            guard !state.withLockedValue({ $0.ended }) else { return .failure(ended) }
+            return FileSendRequest.open(source)
+        }
+        guard index < given.count else { return .failure(ended) }
+        guard case .success(let descriptor) = given[index], descriptor > 0 else { return given[index] }
+        // Only the first taker gets it, and only before closeRest() closed it.
+        return state.withLockedValue { $0.untaken.removeValue(forKey: index) }.map { .success($0) } ?? .failure(ended)
+    }
+
+    /// Closes every descriptor given that was never taken; later takes get none.
+    func closeRest() {
+        let rest = state.withLockedValue { state in
+            state.ended = true
+            defer { state.untaken = [:] }
+            return Array(state.untaken.values)
+        }
+        for descriptor in rest { close(descriptor) }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -41,9 +42,17 @@ public final class HubServer: Sendable {
         let router = self.router
         let configuration = self.configuration
         let high = configuration.maxQueuedBytes / 2
+        let maxConnections = DescriptorLimit.raise()
+        let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionLimiter(limit: maxConnections, logger: logger))
+                }
+            }
             .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
             .childChannelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(configuration.receiveBufferSize))
             .childChannelOption(
@@ -136,6 +145,78 @@ public final class HubServer: Sendable {
         let shortest = min(configuration.pingInterval, configuration.registrationTimeout, configuration.writeTimeout)
         let quarter = TimeAmount.nanoseconds(TimeAmount(shortest).nanoseconds / 4)
         return min(max(quarter, .milliseconds(10)), .seconds(1))
+    }
+}
+
+/// The hub's file descriptors: one per connection, and up to one more per connection for the store's files.
+enum DescriptorLimit {
+    /// Descriptors kept free for everything that is not a connection (the authorized-peers file, the store's index,
+    /// the few connections accepted at once past the limit), beyond the two per connection: 16, or an eighth of a
+    /// small limit.
+    static func reserve(_ descriptors: Int) -> Int { min(16, descriptors / 8) }
+
+    /// Raises the soft RLIMIT_NOFILE to the hard limit (as far as 1,048,576) and returns how many connections fit in
+    /// it: half of what is left after the descriptors already open and ``reserve``, at least 1.
+    static func raise() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 480 }
+        let wanted = min(limit.rlim_max, 1 << 20)
+        if limit.rlim_cur < wanted {
+            var raised = limit
+            raised.rlim_cur = wanted
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 16
+        return max(1, (descriptors - open - reserve(descriptors)) / 2)
+    }
+}
+
+/// Stops accepting while `limit` connections are open and accepts again when one closes: the connections past it wait
+/// in the listening socket's backlog. Without it a hub out of descriptors spins: accept fails (EMFILE) with the
+/// connection still waiting, the listening socket stays readable, and the loop tries again at full CPU for as long as
+/// it waits (NIO's AcceptBackoffHandler cannot stop that: NIO keeps the socket registered until an accept succeeds).
+final class ConnectionLimiter: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    let limit: Int
+    let logger: Logger
+    private var open = 0
+    private var paused = false
+    private var warned: NIODeadline?
+
+    init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let child = unwrapInboundIn(data)
+        open += 1
+        let server = context.channel
+        child.closeFuture.hop(to: context.eventLoop).assumeIsolated().whenComplete { _ in
+            self.open -= 1
+            guard self.paused, self.open < self.limit else { return }
+            self.paused = false
+            server.setOption(.autoRead, value: true).whenFailure { _ in }
+            self.logger.debug("accepting connections again", metadata: ["connections": "\(self.open)"])
+        }
+        if open >= limit && !paused {
+            paused = true
+            server.setOption(.autoRead, value: false).whenFailure { _ in }
+            // Once a minute at most: at the limit, accepting pauses and resumes with every connection that closes.
+            if warned.map({ .now() - $0 > .seconds(60) }) ?? true {
+                warned = .now()
+                let limit = "as many as the descriptor limit allows (LimitNOFILE, ulimit -n)"
+                logger.warning("\(open) connections, \(limit): new ones wait until one closes")
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // accept failed (a connection reset before it was accepted, or descriptors used elsewhere): the server goes on.
+        logger.debug("accept failed", metadata: ["error": "\(error)"])
     }
 }
 

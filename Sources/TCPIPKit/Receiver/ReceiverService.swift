@@ -162,6 +162,7 @@ public struct ReceiverService: Service {
         } onGracefulShutdown: {
             Task {
                 await control.stop()
+                logger.info("draining: new transfers are refused, running ones may take \(grace) to finish")
                 try? await Task.sleep(for: grace)
                 control.endNow()
             }

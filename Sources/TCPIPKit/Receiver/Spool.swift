@@ -22,6 +22,11 @@ public struct Spool: Sendable {
     /// Partial files of resumable transfers that ended early, kept for the sender to resume (`--partial-max-age`).
     public var partialDirectory: String { root + "/.tcpip/partial" }
 
+    /// A file whose metadata record cannot be written is not published (the hub's store: the record is who queued it
+    /// and the only way it is ever delivered). A receiver's spool publishes it anyway, with a warning: the file is
+    /// there, and start-up gives it a record.
+    public var requiresRecords = false
+
     public init(root: String) {
         var root = root
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
@@ -294,6 +299,9 @@ public struct Spool: Sendable {
                 var entry = Committed(stored: .success(stored), recordError: nil)
                 do {
                     records.append(try writeRecord(file.record(stored), for: stored))
+                } catch  where requiresRecords {
+                    unlink(root + "/" + stored)
+                    entry.stored = .failure(Self.spoolError(error))
                 } catch {
                     entry.recordError = Self.spoolError(error)
                 }

@@ -27,7 +27,11 @@ public struct HubStore: Sendable {
     var receiversPath: String { stateDirectory + "/receivers.jsonl" }
     var receiptsPath: String { stateDirectory + "/receipts.jsonl" }
 
-    public init(directory: String) { spool = Spool(root: directory) }
+    public init(directory: String) {
+        var spool = Spool(root: directory)
+        spool.requiresRecords = true
+        self.spool = spool
+    }
 
     /// Creates the store's directories and removes what a crash left in its temporary directory. Call it only while
     /// holding the spool's lock.
@@ -224,26 +228,66 @@ public struct HubStore: Sendable {
         receiptsLock.withLock { pruneReceiptsLocked(before: cutoff) }
     }
 
+    /// Receipts are appended in time order, so the old ones are the head of the file: it is read a block at a time up
+    /// to the first receipt to keep (the file may be larger than anything worth holding in memory), and the rest is
+    /// copied as it is. A line that does not decode is dropped only within that head.
     private func pruneReceiptsLocked(before cutoff: String) -> Int {
         struct Stamp: Decodable { var at: String }
-        let all = receipts()
-        let decoder = JSONDecoder()
-        let kept = all.filter { line in
-            guard let stamp = try? decoder.decode(Stamp.self, from: Data(line.utf8)) else { return false }
-            return stamp.at >= cutoff
-        }
-        guard kept.count < all.count else { return 0 }
-        let temporary = receiptsPath + ".new"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        let fd = open(receiptsPath, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return 0 }
-        let bytes = Array(kept.map { $0 + "\n" }.joined().utf8)
-        let written = (try? Spool.writeAll(fd, bytes)) != nil && fsync(fd) == 0
-        close(fd)
-        guard written, rename(temporary, receiptsPath) == 0 else {
+        defer { close(fd) }
+        let decoder = JSONDecoder()
+        var keptFrom: Int64 = 0
+        var dropped = 0
+        var pending: [UInt8] = []
+        var block = [UInt8](repeating: 0, count: 1 << 16)
+        scan: while pending.count <= 1 << 20 {
+            let count = block.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            // The end (an unterminated last line is kept), or a read error (nothing more is dropped).
+            guard count > 0 else { break }
+            pending += block[..<count]
+            var lineStart = 0
+            defer { pending.removeSubrange(..<lineStart) }
+            while let newline = pending[lineStart...].firstIndex(of: 0x0A) {
+                if let stamp = try? decoder.decode(Stamp.self, from: Data(pending[lineStart..<newline])),
+                    stamp.at >= cutoff
+                {
+                    break scan
+                }
+                dropped += 1
+                keptFrom += Int64(newline + 1 - lineStart)
+                lineStart = newline + 1
+            }
+        }
+        guard dropped > 0 else { return 0 }
+        let temporary = receiptsPath + ".new"
+        let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        guard out >= 0 else { return 0 }
+        var copied = true
+        var position = keptFrom
+        while true {
+            let count = block.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                copied = count == 0
+                break
+            }
+            do {
+                try block.withUnsafeBytes { try Spool.writeAll(out, UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            } catch {
+                copied = false
+                break
+            }
+            position += Int64(count)
+        }
+        let synced = copied && fsync(out) == 0
+        close(out)
+        guard synced, rename(temporary, receiptsPath) == 0 else {
             unlink(temporary)
             return 0
         }
-        return all.count - kept.count
+        return dropped
     }
 
     private func lines(of path: String) -> [String] {

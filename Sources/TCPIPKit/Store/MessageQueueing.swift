@@ -30,7 +30,7 @@ public enum MessageQueueing {
             throw TCPIPError(
                 .cannotCreate, "cannot hold the message in a temporary file: \(String(cString: strerror(errno)))")
         }
-        unlink(String(cString: template))
+        unlink(template)
         do {
             try message.withUnsafeBytes { try Spool.writeAll(fd, $0, at: 0) }
         } catch {

@@ -55,12 +55,17 @@ public final class StoreService: Service, Sendable {
     private let hub: HubServer
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
+    /// The store's own reader of the hub's authorized-peers file (the hub's reader must see each edit itself) and the
+    /// list it last read: read again only when the file changed, and a broken edit keeps the last good list, as at the
+    /// hub.
+    private let authorized: NIOLockedValueBox<(file: AuthorizedPeersFile, peers: AuthorizedPeers?)>?
 
     public init(configuration: StoreConfiguration, hub: HubServer, logger: Logger) {
         self.configuration = configuration
         store = HubStore(directory: configuration.directory)
         self.hub = hub
         self.logger = logger
+        authorized = configuration.authorizedPeersPath.map { NIOLockedValueBox((AuthorizedPeersFile(path: $0), nil)) }
     }
 
     /// Takes the store's lock and prepares it; call before ``run()`` so a store another hub holds stops this one at
@@ -101,8 +106,11 @@ public final class StoreService: Service, Sendable {
                         while let current = receiver {
                             await self.deliver(to: current)
                             receiver = self.state.withLockedValue { state in
+                                // Whoever holds the name now passes the key check again: it may be another peer.
                                 guard state.again.remove(queue) != nil, !state.stopping,
-                                    let connected = state.connected[current.name]
+                                    let connected = state.connected[current.name],
+                                    let known = state.known[current.name],
+                                    self.mayDeliver(to: connected, known: known)
                                 else {
                                     state.delivering.remove(queue)
                                     return nil
@@ -304,9 +312,15 @@ public final class StoreService: Service, Sendable {
         return peers.entries.contains { $0.name == name && ($0.roles.isEmpty || $0.roles.contains("receiver")) }
     }
 
-    /// The hub's authorized peers as the file says now (nil without one, or when it cannot be read).
+    /// The hub's authorized peers as the file says now (nil without one, or when it was never read well). The hub
+    /// logs the file's reloads; the store reports only a broken file.
     private func authorizedPeers() -> AuthorizedPeers? {
-        configuration.authorizedPeersPath.flatMap { try? AuthorizedPeersFile(path: $0).load() }
+        authorized?.withLockedValue { authorized in
+            var quiet = logger
+            quiet.logLevel = max(quiet.logLevel, .error)
+            if let peers = authorized.file.reloadIfChanged(logger: quiet) { authorized.peers = peers }
+            return authorized.peers
+        }
     }
 
     /// A file was queued: if its receiver is connected now, it is delivered at once.
@@ -349,7 +363,15 @@ public final class StoreService: Service, Sendable {
     }
 
     private func requestDelivery(to peer: PeerRecord, known: HubStore.KnownReceiver) {
-        // A name is the receiver it was first seen as: the same key, or one the authorized peers bind the name to now.
+        guard mayDeliver(to: peer, known: known),
+            !store.items(in: HubStore.queueDirectory(for: peer.name)).isEmpty
+        else { return }
+        _ = state.withLockedValue { $0.requests?.yield(peer) }
+    }
+
+    /// Whether `peer` is the receiver its name was first seen as: the same key, or one the authorized peers bind the
+    /// name to now. Checked before every delivery to a name, the first and each one after.
+    private func mayDeliver(to peer: PeerRecord, known: HubStore.KnownReceiver) -> Bool {
         let listed = peer.keyID.map { key in
             authorizedPeers()?.entries.contains { $0.name == peer.name && $0.id == key }
         }
@@ -357,15 +379,14 @@ public final class StoreService: Service, Sendable {
             logger.warning(
                 "not delivering: the receiver's key is not the one it was first seen with",
                 metadata: ["name": "\(escapedForLog(peer.name))", "key": "\(peer.keyID?.description ?? "none")"])
-            return
+            return false
         }
-        guard !store.items(in: HubStore.queueDirectory(for: peer.name)).isEmpty else { return }
-        _ = state.withLockedValue { $0.requests?.yield(peer) }
+        return true
     }
 
     // MARK: delivering
 
-    /// Delivers a queue in courier sessions of at most ``deliveryBatch`` files (each holds its files open), each
+    /// Delivers a queue in courier sessions of at most ``deliveryBatch`` files (each with one file open at a time), each
     /// file attempted once.
     private func deliver(to receiver: PeerRecord) async {
         var attempted: Set<String> = []
@@ -400,7 +421,8 @@ public final class StoreService: Service, Sendable {
                 }
                 var request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
                 request.chunkSize = min(request.chunkSize, configuration.maxFrameSize - PacketHeader.size - 64)
-                return try await FileSending.run(request, descriptors: try request.openInputs(), session: session)
+                // Each file is opened when its turn comes: a courier holds one open, whatever the batch.
+                return try await FileSending.run(request, descriptors: nil, session: session)
             }
             for (item, result) in zip(items, results) { settle(item, result) }
             return true
@@ -428,7 +450,9 @@ public final class StoreService: Service, Sendable {
                 ])
             return
         }
-        record(item, status: status, storedAs: result.storedAs, reason: result.reason)
+        // The receiver's words, clipped: a receipt must stay well within one StoreReport entry.
+        let reason = result.reason.map { String(String.UnicodeScalarView($0.unicodeScalars.prefix(512))) }
+        record(item, status: status, storedAs: result.storedAs, reason: reason)
         store.remove(item)
     }
 

@@ -1,0 +1,27 @@
+import Foundation
+import TCPIPTestSupport
+import Testing
+
+/// The harness the end-to-end tests stand on: it must see a program's exit when the program exits.
+@Suite struct ProgramRunnerTests {
+    /// Foundation learns of an exit through a socket the child inherits; a grandchild left running keeps that socket
+    /// open, and so does a program another test starts at the same moment (swift-corelibs-foundation#4795). Foundation
+    /// then reports the program as running until the other one ends, and a test waiting on it fails for nothing.
+    @Test func anExitIsSeenAtOnceEvenWhenAnotherProgramHoldsFoundationsSocket() async throws {
+        // Foundation would see the exit after 120 s, when the grandchild ends: after the wait has given up.
+        let program = try RunningProgram("/bin/sh", ["-c", "sleep 120 >/dev/null 2>&1 & echo $!; exit 3"])
+        let child = try #require(Int32(try await program.waitForLines(1)[0]))
+        defer { kill(child, SIGKILL) }
+        let status = try await program.waitForExit(timeout: 60)
+        #expect(status == 3)
+        #expect(!program.isRunning)
+    }
+
+    @Test func aSignalIsReportedAs128PlusItsNumberEvenWhenAnotherProgramHoldsFoundationsSocket() async throws {
+        let program = try RunningProgram("/bin/sh", ["-c", "sleep 120 >/dev/null 2>&1 & echo $!; kill -KILL $$"])
+        let child = try #require(Int32(try await program.waitForLines(1)[0]))
+        defer { kill(child, SIGKILL) }
+        let status = try await program.waitForExit(timeout: 60)
+        #expect(status == 128 + SIGKILL)
+    }
+}
