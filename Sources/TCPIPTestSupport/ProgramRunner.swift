@@ -166,6 +166,42 @@ public final class RunningProgram: @unchecked Sendable {
         return info.si_code == Int32(CLD_EXITED) ? status : 128 + status
     }
 
+    /// Lets the program run in short slices (SIGCONT, about 2 ms, SIGSTOP) and looks at `condition` only while it is
+    /// stopped, until the condition holds; then returns true with the program stopped (`signal(SIGCONT)` lets it go
+    /// on). A poll beside a running program can miss its moment on a loaded machine (CI once saw a whole 128 MiB
+    /// transfer finish between two looks); a stopped program cannot run past it. Returns false, with the program
+    /// running, when it exited first or `timeout` seconds passed. Runs on a thread of its own, off the test pool.
+    public func stop(when condition: @escaping @Sendable () -> Bool, timeout: Double = 60) async -> Bool {
+        await onItsOwnThread {
+            let pid = self.process.processIdentifier
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                kill(pid, SIGSTOP)
+                if self.waitUntilStopped() && condition() { return true }
+                kill(pid, SIGCONT)
+                if self.exitStatus != nil { return false }
+                usleep(2000)
+            }
+            return false
+        }
+    }
+
+    /// Waits (a second at most) until every thread of the program has stopped; false if it exited or did not stop.
+    private func waitUntilStopped() -> Bool {
+        let pid = process.processIdentifier
+        for _ in 0..<1000 {
+            if exitStatus != nil { return false }
+            var info = siginfo_t()
+            if waitid(P_PID, id_t(pid), &info, WSTOPPED | WNOHANG | WNOWAIT) == 0,
+                info._sifields._sigchld.si_pid == pid
+            {
+                return true
+            }
+            usleep(1000)
+        }
+        return false
+    }
+
     public var stdout: String { stdoutCollector.text }
     public var stdoutBytes: [UInt8] { stdoutCollector.bytes }
     public var stderr: String { stderrCollector.text }
@@ -242,6 +278,14 @@ public func eventually(within timeout: Double = 60, _ condition: () throws -> Bo
         try await Task.sleep(for: .milliseconds(10))
     }
     return true
+}
+
+/// Runs `body` on a thread of its own and returns its result: for blocking work (a socket read, a tight watch on a
+/// program) that must neither hold one of the test pool's threads nor wait for one.
+func onItsOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
 }
 
 /// A failure inside a test helper.

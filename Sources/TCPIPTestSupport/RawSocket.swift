@@ -58,11 +58,11 @@ public final class RawSocket: @unchecked Sendable {
 
     /// One frame as the protocol document describes it (length u32, then type u16, dataType u16, maskTo u8, level u8,
     /// idTo u32, idFrom u32, payload), read byte by byte without the project's decoder; nil when the peer closed.
-    public func readFrame() async -> Frame? { await offThePool { self.readFrameBlocking() } }
+    public func readFrame() async -> Frame? { await onItsOwnThread { self.readFrameBlocking() } }
 
     /// The next frame that is not a Ping: a registered connection is pinged by the hub's heartbeat at any moment.
     public func readReply() async -> Frame? {
-        await offThePool {
+        await onItsOwnThread {
             while let frame = self.readFrameBlocking() {
                 if frame.type != 1 { return frame }
             }
@@ -72,12 +72,6 @@ public final class RawSocket: @unchecked Sendable {
 
     /// Runs blocking reads on a thread of their own, so waiting never ties up the (small) pool that async tests share:
     /// with every test running at once on two cores, a blocked pool thread holds back half the suite.
-    private func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: body()) }.start()
-        }
-    }
-
     private func readFrameBlocking() -> Frame? {
         guard let prefix = read(exactly: 4) else { return nil }
         let length = Int(prefix.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
@@ -88,7 +82,9 @@ public final class RawSocket: @unchecked Sendable {
     }
 
     /// Reads until the peer closes (or 10 s pass); returns what arrived and whether the peer closed.
-    public func readToEnd() async -> (bytes: [UInt8], closed: Bool) { await offThePool { self.readToEndBlocking() } }
+    public func readToEnd() async -> (bytes: [UInt8], closed: Bool) {
+        await onItsOwnThread { self.readToEndBlocking() }
+    }
 
     private func readToEndBlocking() -> (bytes: [UInt8], closed: Bool) {
         var out: [UInt8] = []

@@ -327,7 +327,7 @@ struct StoreEndToEndTests {
     @Test func aDeliveryThatBreaksOffLeavesNoFilesOpenInTheHub() async throws {
         let fixture = try await Fixture.knowingTheReceiver()
         let hubPID = fixture.hub.program.process.processIdentifier
-        func openDescriptors() -> Int {
+        @Sendable func openDescriptors() -> Int {
             (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(hubPID)/fd").count) ?? -1
         }
         var paths: [String] = []
@@ -339,17 +339,19 @@ struct StoreEndToEndTests {
         #expect(queued.status == 0, "\(queued.stderr)")
         let before = openDescriptors()
 
-        // The receiver is killed as soon as its first file lands, and while the courier is busy the hub is watched.
+        // The receiver is stopped as soon as its first file lands, and killed; while the courier is busy the hub is
+        // watched. It runs in slices and is looked at only while stopped: a plain poll can miss the moment.
         let receiver = try RunningProgram(
             "tcpiprecvd", ["--spool", fixture.spool, "--name", "archive"], environment: fixture.hub.environment)
-        var most = 0
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            most = max(most, openDescriptors())
-            let landed = (try? FileManager.default.contentsOfDirectory(atPath: fixture.spool)) ?? []
-            if landed.contains(where: { $0.hasSuffix(".bin") }) { break }
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        let spool = fixture.spool
+        let peak = Peak()
+        let landed = await receiver.stop(when: {
+            peak.see(openDescriptors())
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []
+            return names.contains { $0.hasSuffix(".bin") }
+        })
+        #expect(landed, "no file landed: \(receiver.stderr)")
+        let most = peak.most
         receiver.signal(SIGKILL)
         _ = try await receiver.waitForExit()
         #expect(!fixture.storeFiles.isEmpty, "the delivery did not break off: everything arrived before the kill")
@@ -432,4 +434,12 @@ struct StoreEndToEndTests {
         #expect(fixture.spooled("old.txt") == nil, "an expired file is never delivered")
         try await fixture.stop()
     }
+}
+
+/// The largest of the values seen, from a watching thread.
+final class Peak: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    var most: Int { lock.withLock { value } }
+    func see(_ number: Int) { lock.withLock { value = max(value, number) } }
 }
