@@ -217,13 +217,11 @@ public final class RunningProgram: @unchecked Sendable {
     /// Waits until stdout holds at least `count` lines; returns them. Throws after `timeout` seconds.
     @discardableResult
     public func waitForLines(_ count: Int, timeout: Double = 60) async throws -> [String] {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let lines = stdoutLines
-            if lines.count >= count && stdout.hasSuffix("\n") { return lines }
-            if !isRunning && stdoutCollector.isFinished { break }
-            try await Task.sleep(for: .milliseconds(10))
+        try await eventually(within: timeout) {
+            (stdoutLines.count >= count && stdout.hasSuffix("\n")) || (!isRunning && stdoutCollector.isFinished)
         }
+        let lines = stdoutLines
+        if lines.count >= count && stdout.hasSuffix("\n") { return lines }
         throw TestFailure(
             "\(name): wanted \(count) lines on stdout, have \(stdoutLines.count): \(stdout) stderr: \(stderr)")
     }
@@ -238,21 +236,15 @@ public final class RunningProgram: @unchecked Sendable {
     /// after `timeout` seconds.
     @discardableResult
     public func waitForExit(timeout: Double = 60) async throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if let status = exitStatus {
-                // Let the collectors see the end of the pipes (one inherited by another test's program ends later).
-                for _ in 0..<200 where !(stdoutCollector.isFinished && stderrCollector.isFinished) {
-                    try await Task.sleep(for: .milliseconds(5))
-                }
-                return status
-            }
-            guard Date() < deadline else {
-                kill(process.processIdentifier, SIGKILL)
-                throw TestFailure("\(name) did not exit within \(timeout)s; stderr: \(stderr)")
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        guard try await eventually(within: timeout, { exitStatus != nil }), let status = exitStatus else {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestFailure("\(name) did not exit within \(timeout)s; stderr: \(stderr)")
         }
+        // Let the collectors see the end of the pipes (one inherited by another test's program ends later).
+        try await eventually(within: 1, every: .milliseconds(5)) {
+            stdoutCollector.isFinished && stderrCollector.isFinished
+        }
+        return status
     }
 
     /// Runs a program to completion with optional stdin; returns status, stdout and stderr.
@@ -268,14 +260,16 @@ public final class RunningProgram: @unchecked Sendable {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` seconds pass; returns whether it held. A bound against a
-/// hang, not a speed: the test command runs every test at once.
+/// Polls `condition` every `interval` until it holds or `timeout` seconds pass; returns whether it held. A bound
+/// against a hang, not a speed: the test command runs every test at once. The one polling loop of the tests.
 @discardableResult
-public func eventually(within timeout: Double = 60, _ condition: () throws -> Bool) async throws -> Bool {
+public func eventually(
+    within timeout: Double = 60, every interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool
+) async throws -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
-    while try !condition() {
+    while try await !condition() {
         guard Date() < deadline else { return false }
-        try await Task.sleep(for: .milliseconds(10))
+        try await Task.sleep(for: interval)
     }
     return true
 }
@@ -325,13 +319,11 @@ public final class TestHub: @unchecked Sendable {
 extension TestHub {
     /// Waits until peers with these names are registered (polling `tcpipctl peers`).
     public func waitForPeers(_ names: [String], timeout: Double = 60) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let registered = try await eventually(within: timeout, every: .milliseconds(50)) {
             let result = try await RunningProgram.run(
                 "tcpipctl", ["peers", "--name", "probe-\(UUID().uuidString.prefix(8))"], environment: environment)
-            if result.status == 0, names.allSatisfy({ result.stdout.contains("\"name\":\"\($0)\"") }) { return }
-            try await Task.sleep(for: .milliseconds(50))
+            return result.status == 0 && names.allSatisfy { result.stdout.contains("\"name\":\"\($0)\"") }
         }
-        throw TestFailure("peers \(names) did not register within \(timeout)s")
+        guard registered else { throw TestFailure("peers \(names) did not register within \(timeout)s") }
     }
 }

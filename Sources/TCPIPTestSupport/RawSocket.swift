@@ -70,8 +70,8 @@ public final class RawSocket: @unchecked Sendable {
         }
     }
 
-    /// Runs blocking reads on a thread of their own, so waiting never ties up the (small) pool that async tests share:
-    /// with every test running at once on two cores, a blocked pool thread holds back half the suite.
+    /// The blocking read behind ``readFrame()`` and ``readReply()``. Those run it on a thread of its own: with every
+    /// test running at once on two cores, a pool thread blocked in a read holds back half the suite.
     private func readFrameBlocking() -> Frame? {
         guard let prefix = read(exactly: 4) else { return nil }
         let length = Int(prefix.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })

@@ -122,10 +122,7 @@ struct StoreEndToEndTests {
 
         // The receiver lets only cron send: the store's delivery counts as cron's.
         try await fixture.startReceiver(["--allow-from", "cron"])
-        let deadline = Date().addingTimeInterval(30)
-        while fixture.spooled("big.bin") == nil || !fixture.storeFiles.isEmpty, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually { fixture.spooled("big.bin") != nil && fixture.storeFiles.isEmpty }
         #expect(fixture.spooled("note.txt") == Array("first\n".utf8))
         #expect(fixture.spooled("big.bin") == content)
         #expect(fixture.storeFiles.isEmpty, "delivered files leave the store: \(fixture.storeFiles)")
@@ -169,12 +166,11 @@ struct StoreEndToEndTests {
 
         try await fixture.startReceiver(["--allow-from", "cron"])
         var messages: [String] = []
-        let deadline = Date().addingTimeInterval(60)
-        while messages.isEmpty || !fixture.storeFiles.isEmpty, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
+        try await eventually(every: .milliseconds(50)) {
             messages = ((try? FileManager.default.contentsOfDirectory(atPath: fixture.spool)) ?? []).filter {
                 $0.hasPrefix("message-")
             }
+            return !messages.isEmpty && fixture.storeFiles.isEmpty
         }
         #expect(messages.count == 2 && messages.allSatisfy { $0.hasSuffix("-cron.txt") }, "\(messages)")
         #expect(
@@ -224,10 +220,7 @@ struct StoreEndToEndTests {
         fixture.hub = try await TestHub(["--listen", fixture.hub.address, "--store", fixture.store])
         try await fixture.hub.waitForPeers(["store"])
         try await fixture.startReceiver()
-        let deadline = Date().addingTimeInterval(30)
-        while fixture.spooled("data.bin") == nil || !fixture.storeFiles.isEmpty, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually { fixture.spooled("data.bin") != nil && fixture.storeFiles.isEmpty }
         #expect(fixture.spooled("data.bin") == content)
         #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles)")
         try await fixture.stop()
@@ -310,10 +303,7 @@ struct StoreEndToEndTests {
         #expect(try await ctl("cron", ["queue", "--name", "cron"]).stdout.contains("report.txt"))
 
         let real = try await receiver("recv", spool: "spool")
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: path("spool") + "/report.txt"), Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually { FileManager.default.fileExists(atPath: path("spool") + "/report.txt") }
         #expect(FileManager.default.contents(atPath: path("spool") + "/report.txt") == Data("for archive only\n".utf8))
         let record = try String(contentsOfFile: path("spool") + "/.tcpip/meta/report.txt.json", encoding: .utf8)
         #expect(record.contains(ids["cron"] ?? "?"), "the record names the key that queued it: \(record)")
@@ -355,9 +345,8 @@ struct StoreEndToEndTests {
         receiver.signal(SIGKILL)
         _ = try await receiver.waitForExit()
         #expect(!fixture.storeFiles.isEmpty, "the delivery did not break off: everything arrived before the kill")
-        for _ in 0..<200 {
-            if !(try await fixture.run(["peers"])).stdout.contains("\"archive\"") { break }
-            try await Task.sleep(for: .milliseconds(50))
+        try await eventually(every: .milliseconds(50)) {
+            !(try await fixture.run(["peers"])).stdout.contains("\"archive\"")
         }
         try await Task.sleep(for: .milliseconds(300))
         #expect(most - before < 64, "the hub held \(most - before) more descriptors while delivering")
@@ -365,8 +354,7 @@ struct StoreEndToEndTests {
 
         // What was not delivered is still queued, and goes when the receiver is back.
         try await fixture.startReceiver()
-        let finish = Date().addingTimeInterval(60)
-        while !fixture.storeFiles.isEmpty, Date() < finish { try await Task.sleep(for: .milliseconds(50)) }
+        try await eventually { fixture.storeFiles.isEmpty }
         #expect(fixture.storeFiles.isEmpty, "\(fixture.storeFiles.count) files still queued")
         for index in [0, 150, 299] {
             #expect(
@@ -394,8 +382,7 @@ struct StoreEndToEndTests {
         ])
         #expect(queued.status == 0 && queued.stdout.contains("\"status\":\"queued\""), "\(queued.stdout)")
         try await fixture.startReceiver()
-        let deadline = Date().addingTimeInterval(60)
-        while fixture.spooled("audit.log") == nil, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        try await eventually { fixture.spooled("audit.log") != nil }
         #expect(fixture.spooled("audit.log") == Array("nothing lost\n".utf8))
         try await fixture.stop()
     }
@@ -421,10 +408,9 @@ struct StoreEndToEndTests {
         let path = try fixture.file("old.txt", Array("old\n".utf8))
         #expect(try await fixture.run(["send-file", path, "--to", "archive", "--queue", "--name", "cron"]).status == 0)
         var receipts: [[String: Any]] = []
-        let deadline = Date().addingTimeInterval(60)
-        while receipts.isEmpty, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(200))
+        try await eventually(every: .milliseconds(200)) {
             receipts = Self.lines(try await fixture.run(["receipts", "--name", "cron"]).stdout)
+            return !receipts.isEmpty
         }
         #expect(receipts.first?["status"] as? String == "expired")
         #expect(receipts.first?["file"] as? String == "old.txt")

@@ -63,13 +63,10 @@ import Testing
         func startReceiver() async throws {
             receiver = try RunningProgram(
                 "tcpiprecvd", ["--spool", spool, "--name", "archive"], environment: environment("recv"))
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let peers = try await run("cron", ["peers", "--name", "cron"])
-                if peers.stdout.contains("\"archive\"") { return }
-                try await Task.sleep(for: .milliseconds(50))
+            let registered = try await eventually(every: .milliseconds(50)) {
+                try await run("cron", ["peers", "--name", "cron"]).stdout.contains("\"archive\"")
             }
-            throw TestFailure("the receiver did not register: \(receiver?.stderr ?? "")")
+            if !registered { throw TestFailure("the receiver did not register: \(receiver?.stderr ?? "")") }
         }
 
         func file(_ name: String, _ text: String) throws -> String {
@@ -231,9 +228,8 @@ import Testing
         let scene = try await Scene(
             peers: ["{recv} archive receiver", "{cron} cron", "{stranger} boss operator"],
             hubArguments: ["--store", store.path])
-        for _ in 0..<200 {
-            if try await scene.run("cron", ["peers", "--name", "cron"]).stdout.contains("\"store\"") { break }
-            try await Task.sleep(for: .milliseconds(50))
+        try await eventually(every: .milliseconds(50)) {
+            try await scene.run("cron", ["peers", "--name", "cron"]).stdout.contains("\"store\"")
         }
         let path = try scene.file("early.txt", "queued before the receiver ever joined\n")
         let queued = try await scene.run("cron", ["send-file", path, "--to", "archive", "--queue", "--name", "cron"])
@@ -268,10 +264,7 @@ import Testing
 
         // The receiver the list named joins with its key and gets its file.
         try await scene.startReceiver()
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: scene.spool + "/early.txt"), Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually { FileManager.default.fileExists(atPath: scene.spool + "/early.txt") }
         #expect(
             FileManager.default.contents(atPath: scene.spool + "/early.txt")
                 == Data("queued before the receiver ever joined\n".utf8))
