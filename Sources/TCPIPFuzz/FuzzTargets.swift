@@ -162,6 +162,7 @@ public enum FuzzTargets {
     static func hub(_ bytes: [UInt8], keyed: Bool = false) {
         var configuration = HubConfiguration()
         configuration.maxFrameSize = 2048
+        configuration.maxUnregisteredPerSource = 2
         if keyed {
             configuration.security = FakeTLS()
             configuration.authorizedPeers = AuthorizedPeers(entries: [
@@ -252,9 +253,14 @@ public enum FuzzTargets {
             switch op {
             case 0:
                 // Connection 3 is the hub's own store (a local connection): only it may have the role store.
+                // Connections 0, 1 and 2 come from one address, which may have two waiting to register: the third is
+                // turned away while two wait.
                 verify(
-                    core.connected(id, address: "127.0.0.1:\(id.rawValue)", now: now, local: id.rawValue == 3),
+                    core.connected(
+                        id, address: "127.0.0.1:\(id.rawValue)", source: "127.0.0.1", now: now,
+                        local: id.rawValue == 3),
                     after: nil)
+                check(core.unregisteredCount <= 2, "\(core.unregisteredCount) connections wait from one address")
             case 1:
                 buffers[id.rawValue] = nil
                 verify(core.disconnected(id), after: nil)

@@ -123,9 +123,15 @@ struct Tcpipd: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Connections waiting to register at once; more are told busy (each may hold one frame until its deadline).",
+            "Connections waiting to register at once, from all sources; past it a waiting one is shed for a newcomer.",
             valueName: "n"))
     var maxUnregistered = HubConfiguration().maxUnregistered
+
+    @Option(
+        help: ArgumentHelp(
+            "Connections waiting to register at once from one address (IPv6: one /64); more from it are told busy.",
+            valueName: "n"))
+    var maxUnregisteredPerSource = HubConfiguration().maxUnregisteredPerSource
 
     @Option(
         help: ArgumentHelp(
@@ -237,6 +243,7 @@ struct Tcpipd: AsyncParsableCommand {
         configuration.maxFrameSize = maxFrameSize
         configuration.maxQueuedBytes = maxQueuedBytes
         configuration.maxUnregistered = maxUnregistered
+        configuration.maxUnregisteredPerSource = maxUnregisteredPerSource
         configuration.pingInterval = try Self.duration(pingInterval, "--ping-interval")
         configuration.registrationTimeout = try Self.duration(registrationTimeout, "--registration-timeout")
         configuration.writeTimeout = try Self.duration(writeTimeout, "--write-timeout")

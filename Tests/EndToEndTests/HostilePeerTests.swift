@@ -249,4 +249,74 @@ import Testing
         #expect(peers.status == 0, "a peer after the flood: \(peers.stderr)")
         #expect(try await hub.stop() == 0)
     }
+
+    /// A figure from /proc/PID/status, in KiB ("VmRSS", "VmHWM").
+    static func memoryKiB(_ pid: Int32, _ field: String) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix(field + ":") })
+        return try #require(Int(line.split(separator: " ").dropFirst().first ?? ""))
+    }
+
+    /// `tcpipctl peers` from 127.0.0.1, five times: each must succeed; returns how long each took.
+    static func peersAnswer(_ hub: TestHub, while attack: String) async throws -> [Double] {
+        var times: [Double] = []
+        for _ in 0..<5 {
+            let started = Date()
+            let peers = try await RunningProgram.run(
+                "tcpipctl", ["peers", "--timeout", "5"], environment: hub.environment)
+            times.append(Date().timeIntervalSince(started))
+            #expect(peers.status == 0, "\(attack): \(peers.stderr)")
+            #expect(peers.stdout.hasPrefix("["), "\(attack): \(peers.stdout)")
+        }
+        return times
+    }
+
+    /// No lockout: connections that never register, from one address or from many, cannot keep anyone else from
+    /// registering, and cannot make the hub hold more than a bounded amount for them.
+    @Test func connectionsThatNeverRegisterLockNobodyOut() async throws {
+        let hub = try await TestHub(["--max-unregistered", "100"])
+        let pid = hub.program.process.processIdentifier
+        let quiet = try await Self.peersAnswer(hub, while: "before any attack")
+        let before = try Self.memoryKiB(pid, "VmRSS")
+        // One address: 2,000 idle connections, 300 half-sent MyCredentials of a legal size (4,000 bytes of token),
+        // 300 half-sent frames announcing 1 MiB, each opened again as soon as the hub closes it.
+        let legal = Self.frame(
+            Self.myCredentials, Self.text(1, "x") + Self.text(6, String(repeating: "t", count: 4000)))
+        let huge = Self.u32(14 + (1 << 20)) + Self.u16(Self.myCredentials) + [UInt8](repeating: 0, count: 65_536)
+        let flood = try ConnectionFlood(
+            port: hub.port,
+            [
+                .init(from: "127.0.0.2", count: 2000),
+                .init(from: "127.0.0.2", count: 300, opening: Array(legal.prefix(legal.count / 2))),
+                .init(from: "127.0.0.2", count: 300, opening: huge),
+            ])
+        try await Task.sleep(for: .milliseconds(300))
+        var times = try await Self.peersAnswer(hub, while: "2,600 connections from 127.0.0.2")
+        // Many addresses: 60 more sources with 10 each, past the total of 100 that may wait: the hub sheds.
+        let many = try ConnectionFlood(
+            port: hub.port, (1...60).map { ConnectionFlood.Group(from: "127.0.1.\($0)", count: 10) })
+        try await Task.sleep(for: .milliseconds(300))
+        times += try await Self.peersAnswer(hub, while: "600 more from 60 addresses")
+        let peak = try Self.memoryKiB(pid, "VmHWM")
+        await flood.stop()
+        await many.stop()
+        let opened = flood.statistics.opened + many.statistics.opened
+        let closed = flood.statistics.closedByHub + many.statistics.closedByHub
+        // From 127.0.0.2 only 10 may wait: the other 2,590 were told busy and closed at once.
+        #expect(flood.statistics.closedByHub >= 2590, "the hub closed \(flood.statistics.closedByHub) of 127.0.0.2's")
+        times.sort()
+        #expect(times[times.count / 2] < 1, "tcpipctl peers took \(times) s")
+        // Before: 300 half-sent 1 MiB frames alone held 72 MiB. Now at most 100 connections wait, each with at most
+        // one MyCredentials-sized frame.
+        #expect(peak - before < 16 << 10, "the hub grew from \(before) KiB to a peak of \(peak) KiB")
+        let log = hub.program.stderr
+        // Said once every 10 s, not once per connection: the log must not become the flood's amplifier.
+        let lines = log.split(separator: "\n").filter { $0.contains("too many connections waiting to register") }
+        #expect((1...4).contains(lines.count), "\(lines.count) lines: \(log.suffix(400))")
+        #expect(many.statistics.closedByHub > 0, "no connection from the 60 addresses was shed")
+        #expect(try await hub.stop() == 0)
+        print(
+            "lockout: peers took \(quiet) s, then \(times) s; hub \(before) KiB, peak \(peak) KiB; \(opened) opened, \(closed) closed"
+        )
+    }
 }

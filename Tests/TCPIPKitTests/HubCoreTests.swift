@@ -1,8 +1,10 @@
 import Logging
 import NIOCore
-import TCPIPKit
+import TCPIPTestSupport
 import TCPIPWire
 import Testing
+
+@testable import TCPIPKit
 
 /// Drives a HubCore directly: no sockets, and a clock the test moves.
 struct HubHarness {
@@ -240,17 +242,99 @@ extension HubAction {
         #expect(hub.core.peerCount == 0)
     }
 
-    @Test func connectionsWaitingToRegisterAreCapped() {
-        var hub = HubHarness { $0.maxUnregistered = 2 }
+    @Test func oneSourceMayKeepOnlyItsShareWaitingAndNeverLocksOutAnother() {
+        var hub = HubHarness {
+            $0.maxUnregistered = 100
+            $0.maxUnregisteredPerSource = 3
+        }
         _ = hub.join("a")
-        _ = hub.core.connected(ConnectionID(100), address: "127.0.0.1:1", now: hub.now)
-        _ = hub.core.connected(ConnectionID(101), address: "127.0.0.1:2", now: hub.now)
-        let third = hub.core.connected(ConnectionID(102), address: "127.0.0.1:3", now: hub.now)
-        #expect(third.first?.error?.code == .busy)
-        #expect(third.last == .close(ConnectionID(102)))
-        #expect(!hub.core.isOpen(ConnectionID(102)))
-        // Registered peers do not count: the one registered above left room for two.
-        #expect(hub.core.isOpen(ConnectionID(101)))
+        for raw in UInt64(100)..<103 {
+            let actions = hub.core.connected(ConnectionID(raw), address: "x", source: "127.0.0.2", now: hub.now)
+            #expect(actions.map(\.type) == [.requestCredentials])
+        }
+        // The fourth from the same source is turned away; the three that wait stay.
+        let fourth = hub.core.connected(ConnectionID(103), address: "x", source: "127.0.0.2", now: hub.now)
+        #expect(fourth.first?.error?.code == .busy)
+        #expect(fourth.last == .close(ConnectionID(103)))
+        #expect(!hub.core.isOpen(ConnectionID(103)))
+        #expect((100..<103).allSatisfy { hub.core.isOpen(ConnectionID($0)) })
+        // Another source is not affected.
+        let other = hub.core.connected(ConnectionID(104), address: "y", source: "127.0.0.1", now: hub.now)
+        #expect(other.map(\.type) == [.requestCredentials])
+        // Once one of the three registers, its source has room again.
+        _ = hub.send(Credentials(name: "b").packet(PacketHeader(type: .myCredentials)), from: ConnectionID(100))
+        #expect(hub.core.peerID(of: ConnectionID(100)) != nil)
+        let again = hub.core.connected(ConnectionID(105), address: "x", source: "127.0.0.2", now: hub.now)
+        #expect(again.map(\.type) == [.requestCredentials])
+        // A refused registration and a closed connection give their place back too.
+        _ = hub.send(Packet(header: PacketHeader(type: .ping)), from: ConnectionID(101))
+        _ = hub.core.disconnected(ConnectionID(102))
+        #expect(hub.core.unregisteredCount == 2)
+    }
+
+    @Test func pastTheTotalTheSourceHoldingMostIsShedNotTheNewcomer() {
+        var hub = HubHarness {
+            $0.maxUnregistered = 6
+            $0.maxUnregisteredPerSource = 4
+        }
+        // The attacker holds 4, two others one each: full.
+        for raw in UInt64(1)...4 { _ = hub.core.connected(ConnectionID(raw), address: "a", source: "A", now: hub.now) }
+        _ = hub.core.connected(ConnectionID(5), address: "b", source: "B", now: hub.now)
+        _ = hub.core.connected(ConnectionID(6), address: "c", source: "C", now: hub.now)
+        #expect(hub.core.unregisteredCount == 6)
+        // A newcomer is greeted; the attacker's oldest makes room, told why.
+        let newcomer = hub.core.connected(ConnectionID(7), address: "d", source: "D", now: hub.now)
+        #expect(newcomer.contains { $0.connection == ConnectionID(1) && $0.error?.code == .busy })
+        #expect(newcomer.contains(.close(ConnectionID(1))))
+        #expect(newcomer.last?.connection == ConnectionID(7) && newcomer.last?.type == .requestCredentials)
+        #expect(!hub.core.isOpen(ConnectionID(1)))
+        #expect([5, 6, 7].allSatisfy { hub.core.isOpen(ConnectionID($0)) })
+        #expect(hub.core.unregisteredCount == 6)
+        // However many the attacker sends, it keeps shedding its own: B, C and D stay.
+        for raw in UInt64(8)..<40 {
+            _ = hub.core.connected(ConnectionID(raw), address: "a", source: "A", now: hub.now)
+        }
+        #expect([5, 6, 7].allSatisfy { hub.core.isOpen(ConnectionID($0)) })
+        #expect(hub.core.unregisteredCount == 6)
+        // The hub's own connection is never counted nor shed.
+        let local = hub.core.connected(ConnectionID(50), address: "local", now: hub.now, local: true)
+        #expect(local.map(\.type) == [.requestCredentials])
+        #expect(hub.core.unregisteredCount == 6)
+    }
+
+    @Test func whenEverySourceHoldsOneARandomOneIsShed() {
+        var admission = Admission(perSource: 2, total: 4)
+        var random = SeededGenerator(seed: 7)
+        for raw in UInt64(1)...4 {
+            #expect(admission.arrive(ConnectionID(raw), from: "s\(raw)", random: &random) == .admit)
+        }
+        var waiting: [UInt64] = [1, 2, 3, 4]
+        var oldestShed = 0
+        for raw in UInt64(5)..<200 {
+            let decision = admission.arrive(ConnectionID(raw), from: "s\(raw)", random: &random)
+            guard case .admitShedding(let victim) = decision, let index = waiting.firstIndex(of: victim.rawValue)
+            else {
+                Issue.record("\(decision) instead of shedding one that waits")
+                return
+            }
+            if index == 0 { oldestShed += 1 }
+            waiting.remove(at: index)
+            waiting.append(raw)
+            #expect(admission.count == 4)
+        }
+        // Not always the oldest: a flood of single connections cannot aim at the one closest to registering.
+        #expect(oldestShed > 10 && oldestShed < 150, "the oldest was shed \(oldestShed) times in 195")
+        #expect(admission.waiting(from: "s199") == 1)
+    }
+
+    @Test func sourcesAreAddressesAndIPv6Slash64s() throws {
+        #expect(Admission.source(of: try SocketAddress(ipAddress: "192.0.2.7", port: 1)) == "192.0.2.7")
+        let one = Admission.source(of: try SocketAddress(ipAddress: "2001:db8:1:2:aaaa::1", port: 1))
+        let two = Admission.source(of: try SocketAddress(ipAddress: "2001:db8:1:2:bbbb::9", port: 2))
+        let other = Admission.source(of: try SocketAddress(ipAddress: "2001:db8:1:3::1", port: 1))
+        #expect(one == two && one == "2001:db8:1:2::/64")
+        #expect(other != one)
+        #expect(Admission.source(of: try SocketAddress(ipAddress: "::ffff:192.0.2.7", port: 1)) == "192.0.2.7")
     }
 
     @Test func hubAnswersPingWithItsTime() throws {

@@ -22,7 +22,7 @@ import Testing
         func register(_ name: String, flags: RegistrationFlags = []) throws -> (
             EmbeddedChannel, HubConnectionHandler, UInt32
         ) {
-            let handler = HubConnectionHandler(router: router)
+            let handler = HubConnectionHandler(router: router, frameLimit: FrameLimit(Credentials.maxFrameSize))
             let channel = EmbeddedChannel(loop: loop)
             try channel.pipeline.syncOperations.addHandlers([PacketEncoder(), handler])
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -110,5 +110,65 @@ import Testing
         pressure.wrote(relayed: true, from: C(8), to: C(2), writable: false)
         #expect(pressure.removed(C(8)) == [])
         #expect(pressure.writabilityChanged(C(2), writable: true, now: .now()) == [])
+    }
+
+    // MARK: the frame limit before registration
+
+    /// A connection as the hub's server sets it up (decoder, encoder, handler), not yet registered.
+    static func unregistered(_ hub: Hub) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel(loop: hub.loop)
+        try channel.pipeline.syncOperations.addHandlers(HubConnectionHandler.pipeline(router: hub.router))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        #expect(try Hub.written(channel).map(\.header.type) == [.requestCredentials])
+        return channel
+    }
+
+    static let largestCredentials = Credentials(
+        name: String(repeating: "n", count: 255), host: String(repeating: "h", count: 255),
+        user: String(repeating: "u", count: 255), role: String(repeating: "r", count: 64),
+        version: String(repeating: "v", count: 64), token: String(repeating: "t", count: 4096),
+        flags: RegistrationFlags(rawValue: 0x8000_0000))
+
+    @Test func beforeRegisteringAFrameLargerThanTheLargestMyCredentialsIsRefusedFromItsLength() throws {
+        let hub = Hub()
+        let channel = try Self.unregistered(hub)
+        // Only the length: the hub must not wait for (or make room for) the body it announces.
+        var length = ByteBuffer()
+        length.writeInteger(UInt32(Credentials.maxFrameSize - PacketHeader.lengthPrefixSize + 1))
+        try channel.writeInbound(length)
+        let answer = try Hub.written(channel)
+        #expect(answer.map(\.header.type) == [.error])
+        #expect(try ErrorPayload(tlv: answer[0].payload).code == .frameTooLarge)
+        #expect(!channel.isActive)
+    }
+
+    @Test func theLargestLegalMyCredentialsRegistersAndAFullSizeFrameRightBehindItIsRelayed() throws {
+        let hub = Hub()
+        let (other, _, otherID) = try hub.register("other")
+        let channel = try Self.unregistered(hub)
+        var bytes = Self.largestCredentials.packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
+        #expect(bytes.readableBytes == Credentials.maxFrameSize)
+        // In the same read: a frame of the hub's full size, legal only once registered (a pipelined client's).
+        let big = ByteBuffer(repeating: 7, count: FrameParser.defaultMaxPayloadSize)
+        var message = Packet(header: PacketHeader(type: .message, maskTo: .client, idTo: otherID), payload: big)
+            .encoded()
+        bytes.writeBuffer(&message)
+        try channel.writeInbound(bytes)
+        #expect(try Hub.written(channel).map(\.header.type) == [.registered])
+        let relayed = try Hub.written(other)
+        #expect(relayed.map(\.header.type) == [.message])
+        #expect(relayed.last?.payload.readableBytes == FrameParser.defaultMaxPayloadSize)
+        #expect(channel.isActive)
+    }
+
+    @Test func credentialsOneByteOverTheLargestAreRefused() throws {
+        var credentials = Self.largestCredentials
+        credentials.token = String(repeating: "t", count: 4092)
+        // 4 bytes less of token and an unknown field of 5 bytes: one byte over, though every field is within limits.
+        var writer = TLVWriter()
+        credentials.write(to: &writer)
+        writer.write(99, bytes: ByteBuffer(bytes: [1, 2]))
+        #expect(writer.buffer.readableBytes == Credentials.maxPayloadSize + 1)
+        #expect(throws: WireError.self) { try Credentials(tlv: writer.buffer) }
     }
 }

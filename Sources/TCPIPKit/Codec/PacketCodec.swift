@@ -5,13 +5,23 @@ import TCPIPWire
 /// a ``WireError`` down the pipeline, and nothing more is read from that connection.
 public struct PacketDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Packet
-    private let parser: FrameParser
+    private var parser: FrameParser
+    private let limit: FrameLimit?
 
     public init(maxFrameSize: Int = FrameParser.defaultMaxFrameSize) {
         parser = FrameParser(maxFrameSize: maxFrameSize)
+        limit = nil
+    }
+
+    /// A decoder whose limit can change while it runs: the hub's, which accepts only a MyCredentials-sized frame
+    /// until the connection has registered.
+    init(limit: FrameLimit) {
+        parser = FrameParser(maxFrameSize: limit.bytes)
+        self.limit = limit
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if let limit, limit.bytes != parser.maxFrameSize { parser = FrameParser(maxFrameSize: limit.bytes) }
         guard let packet = try parser.nextPacket(from: &buffer) else { return .needMoreData }
         context.fireChannelRead(Self.wrapInboundOut(packet))
         return .continue
@@ -24,6 +34,13 @@ public struct PacketDecoder: ByteToMessageDecoder {
         // Bytes left at EOF are a truncated frame; the connection is ending anyway, so they are dropped.
         return .needMoreData
     }
+}
+
+/// The largest frame one connection's ``PacketDecoder`` accepts, shared with the handler that may change it. Used on
+/// the connection's event loop only. The next frame decoded is held to the new value, even one already received.
+final class FrameLimit {
+    var bytes: Int
+    init(_ bytes: Int) { self.bytes = bytes }
 }
 
 /// Writes ``Packet``s as frames: the header as a small buffer and the payload as its own buffer, so relayed and bulk

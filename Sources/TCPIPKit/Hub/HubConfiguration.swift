@@ -24,9 +24,14 @@ public struct HubConfiguration: Sendable {
     var receiveBufferSize: Int { min(max(maxQueuedBytes / 16, 64 << 10), 1 << 20) }
     /// Time a destination may make no progress reading before it is dropped (default 30 s).
     public var writeTimeout: Duration = .seconds(30)
-    /// Connections waiting to register, at most (default 64): each may hold up to one frame in the hub's decoder
-    /// until its registration deadline, so this bounds what unregistered connections can make the hub buffer.
-    public var maxUnregistered = 64
+    /// Connections waiting to register (TLS handshakes included), at most, from all sources together (default 256).
+    /// Past it a newcomer is still admitted and a waiting connection is shed (``Admission``). Each may hold one
+    /// MyCredentials-sized frame (``Credentials/maxFrameSize``) and its TLS handshake until its registration deadline,
+    /// so this bounds what the hub holds for connections that have not registered.
+    public var maxUnregistered = 256
+    /// Connections waiting to register from one source address (an IPv6 /64) at once (default 10); the next one from
+    /// that source is told `busy` and closed.
+    public var maxUnregisteredPerSource = 10
     /// TLS for every connection (``LinkSecurity``, from TCPIPTLS); nil is plaintext.
     public var security: (any LinkSecurity)?
     /// The hub's own node ID (with TLS): the key its local connections (its store) are announced with.
@@ -72,6 +77,9 @@ public struct HubConfiguration: Sendable {
             throw TCPIPError.usage("--max-queued-bytes must be at least twice --max-frame-size")
         }
         guard maxUnregistered > 0 else { throw TCPIPError.usage("--max-unregistered must be at least 1") }
+        guard maxUnregisteredPerSource > 0 else {
+            throw TCPIPError.usage("--max-unregistered-per-source must be at least 1")
+        }
         guard pingInterval > .zero, registrationTimeout > .zero, writeTimeout > .zero else {
             throw TCPIPError.usage("intervals and timeouts must be positive")
         }

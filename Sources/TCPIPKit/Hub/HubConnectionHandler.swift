@@ -16,10 +16,25 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     private var paused = false
     /// A connection the hub made to itself (its store), not one accepted from the network.
     let local: Bool
+    /// The largest frame this connection's decoder accepts: a MyCredentials until it registers, then the hub's limit.
+    let frameLimit: FrameLimit
+    /// Whether the connection has registered (its frame limit was raised).
+    var registered = false
 
-    init(router: HubRouter, local: Bool = false) {
+    init(router: HubRouter, frameLimit: FrameLimit, local: Bool = false) {
         self.router = router
+        self.frameLimit = frameLimit
         self.local = local
+    }
+
+    /// The decoder and this handler for one connection, the decoder held to a MyCredentials-sized frame until the
+    /// connection registers.
+    static func pipeline(router: HubRouter, local: Bool = false) -> [any ChannelHandler] {
+        let limit = FrameLimit(Credentials.maxFrameSize)
+        return [
+            ByteToMessageHandler(PacketDecoder(limit: limit)), PacketEncoder(),
+            HubConnectionHandler(router: router, frameLimit: limit, local: local),
+        ]
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -27,7 +42,9 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelActive(context: ChannelHandlerContext) {
-        id = router.connected(self, address: local ? "local" : Self.describe(context.channel.remoteAddress))
+        let remote = context.channel.remoteAddress
+        id = router.connected(
+            self, address: local ? "local" : Self.describe(remote), source: local ? nil : Admission.source(of: remote))
         context.fireChannelActive()
     }
 

@@ -47,15 +47,20 @@ public struct HubCore {
     private var nextPeerID: UInt32 = 1
     /// The hub's store: the first local connection that registered the role `store` (PeerQuery tag 4 finds it).
     private var storeConnection: ConnectionID?
+    /// Connections waiting to register, by source: who is turned away or shed when too many wait.
+    private var admission: Admission
+    private var admissionLog = AdmissionLog()
     private var lastPingAt: WireTime = 0
     private var pingSequence: UInt32 = 0
 
     /// The longest name a peer may register, in UTF-8 bytes.
-    public static let maxNameLength = 255
+    public static let maxNameLength = Credentials.maxNameBytes
 
     public init(configuration: HubConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        admission = Admission(
+            perSource: configuration.maxUnregisteredPerSource, total: configuration.maxUnregistered)
     }
 
     /// Connections open now, registered or not.
@@ -64,6 +69,8 @@ public struct HubCore {
     public var peerCount: Int { byPeerID.count }
     /// Connections that asked for join/leave updates.
     public var watcherCount: Int { watchers.count }
+    /// Connections waiting to register (the hub's own not counted).
+    public var unregisteredCount: Int { admission.count }
 
     /// Whether the core still holds this connection (it forgets one as soon as it asks for it to be closed).
     public func isOpen(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
@@ -85,21 +92,41 @@ public struct HubCore {
         return []
     }
 
-    /// A connection was accepted: greet it with RequestCredentials.
-    public mutating func connected(_ id: ConnectionID, address: String, now: WireTime, local: Bool = false)
-        -> [HubAction]
-    {
+    /// A connection was accepted: greet it with RequestCredentials, unless its source already has as many
+    /// connections waiting to register as it may (``Admission``). When too many wait in all, one of them is shed to
+    /// make room. `source` is what per-source limits count by (``Admission/source(of:)``); nil counts the connection
+    /// as a source of its own.
+    public mutating func connected(
+        _ id: ConnectionID, address: String, source: String? = nil, now: WireTime, local: Bool = false
+    ) -> [HubAction] {
         // The server never reuses an id; were it to, the old connection's peer must not stay behind under it (a
         // fuzzer found the hub then pinging a connection it had just closed).
         var actions: [HubAction] = []
         if connections[id] != nil { actions = remove(id, reason: .dropped) }
         // The hub's own connections (its store) are never turned away by strangers that do not register.
-        if !local && connections.count - byPeerID.count >= configuration.maxUnregistered {
-            logger.notice("too many connections waiting to register", metadata: ["refused": "\(id)"])
-            return actions + [
-                .send(id, errorPacket(.busy, "too many connections are waiting to register; try again later")),
-                .close(id),
-            ]
+        if !local {
+            switch admission.arrive(id, from: source ?? address) {
+            case .admit:
+                break
+            case .refuse:
+                admissionLog.count(refused: 1, address: address, now: now, logger: logger)
+                return actions + [
+                    .send(
+                        id,
+                        errorPacket(
+                            .busy,
+                            "too many connections from your address are waiting to register; try again later")),
+                    .close(id),
+                ]
+            case .admitShedding(let victim):
+                admissionLog.count(shed: 1, address: connections[victim]?.address ?? "?", now: now, logger: logger)
+                actions += [
+                    .send(
+                        victim,
+                        errorPacket(.busy, "too many connections are waiting to register; yours was the one shed"))
+                ]
+                actions += remove(victim, reason: .dropped) + [.close(victim)]
+            }
         }
         connections[id] = Connection(address: address, openedAt: now, lastHeard: now, local: local)
         let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
@@ -199,6 +226,7 @@ public struct HubCore {
     /// `busy` connections are ones the server stopped reading (backpressure); their silence is not their fault.
     public mutating func tick(now: WireTime, busy: Set<ConnectionID> = []) -> [HubAction] {
         var actions: [HubAction] = []
+        admissionLog.flush(now: now, logger: logger)
         let registrationDeadline = configuration.registrationTimeout.microseconds
         let silenceLimit = 3 * configuration.pingInterval.microseconds
         for (id, connection) in connections {
@@ -245,6 +273,7 @@ public struct HubCore {
             actions.append(.close(id))
         }
         connections.removeAll()
+        admission = Admission(perSource: admission.perSource, total: admission.total)
         groups.removeAll()
         inGroupsOf.removeAll()
         byPeerID.removeAll()
@@ -404,13 +433,13 @@ public struct HubCore {
         case .myCredentials:
             return register(packet, from: id, now: now)
         case .close:
-            connections[id] = nil
+            forget(id)
             return [.close(id)]
         default:
             logger.info(
                 "closing connection that sent \(packet.header.type) before registering",
                 metadata: ["connection": "\(id)"])
-            connections[id] = nil
+            forget(id)
             return [
                 .send(id, errorPacket(.notRegistered, "send MyCredentials first", type: packet.header.type)),
                 .close(id),
@@ -421,7 +450,7 @@ public struct HubCore {
     private mutating func refuse(_ id: ConnectionID, _ code: ErrorCode, _ message: String) -> [HubAction] {
         let address = connections[id]?.address ?? "?"
         logger.info("refused registration: \(message)", metadata: ["connection": "\(id)", "address": "\(address)"])
-        connections[id] = nil
+        forget(id)
         return [.send(id, errorPacket(code, message, type: .myCredentials)), .close(id)]
     }
 
@@ -512,6 +541,7 @@ public struct HubCore {
         connection.peer = peer
         connection.flags = credentials.flags
         connections[id] = connection
+        admission.leave(id)
 
         var actions: [HubAction] = enrolled.map { [.enrolled($0)] } ?? []
         var roster: [PeerRecord] = []
@@ -570,8 +600,15 @@ public struct HubCore {
         byPeerID[peerID].flatMap { connections[$0]?.peer }
     }
 
+    /// Forgets a connection that never registered.
+    private mutating func forget(_ id: ConnectionID) {
+        connections[id] = nil
+        admission.leave(id)
+    }
+
     /// Forgets a connection and tells the watchers if it was a registered peer.
     private mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
+        admission.leave(id)
         guard let connection = connections.removeValue(forKey: id) else { return [] }
         watchers.remove(id)
         if storeConnection == id { storeConnection = nil }

@@ -41,7 +41,7 @@ final class HubRouter: @unchecked Sendable {
 
     // MARK: events from handlers
 
-    func connected(_ handler: HubConnectionHandler, address: String) -> ConnectionID {
+    func connected(_ handler: HubConnectionHandler, address: String, source: String?) -> ConnectionID {
         loop.preconditionInEventLoop()
         let id = ConnectionID(nextConnection)
         nextConnection += 1
@@ -50,7 +50,7 @@ final class HubRouter: @unchecked Sendable {
             handler.context?.close(promise: nil)
             return id
         }
-        perform(core.connected(id, address: address, now: now, local: handler.local), source: nil)
+        perform(core.connected(id, address: address, source: source, now: now, local: handler.local), source: nil)
         flushPending()
         return id
     }
@@ -67,6 +67,11 @@ final class HubRouter: @unchecked Sendable {
             core.setAuthorizedPeers(peers)
         }
         perform(core.received(packet, from: handler.id, now: now), source: handler)
+        if !handler.registered, core.peerID(of: handler.id) != nil {
+            // Registered: from the next frame on (one already received included), the hub's own limit applies.
+            handler.registered = true
+            handler.frameLimit.bytes = core.configuration.maxFrameSize
+        }
     }
 
     func authenticated(_ handler: HubConnectionHandler, key: NodeID) {
@@ -174,8 +179,10 @@ final class HubRouter: @unchecked Sendable {
                 let closeNow: @Sendable () -> Void = { channel.close(promise: nil) }
                 if let future = lastWrite[id] {
                     future.whenComplete { _ in closeNow() }
-                    // A peer that never reads must not keep the connection open forever.
-                    loop.scheduleTask(in: .seconds(5)) { closeNow() }
+                    // A peer that never reads must not keep the connection open forever. Cancelled once closed: the
+                    // task holds the channel, and a flood of refused connections must not keep thousands alive.
+                    let deadline = loop.scheduleTask(in: .seconds(5)) { closeNow() }
+                    channel.closeFuture.whenComplete { _ in deadline.cancel() }
                 } else {
                     closeNow()
                 }

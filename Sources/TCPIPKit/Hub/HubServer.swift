@@ -45,7 +45,7 @@ public final class HubServer: Sendable {
         let maxConnections = DescriptorLimit.raise()
         let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -63,11 +63,7 @@ public final class HubServer: Sendable {
                     if let security = configuration.security {
                         try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
                     }
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(PacketDecoder(maxFrameSize: configuration.maxFrameSize)),
-                        PacketEncoder(),
-                        HubConnectionHandler(router: router),
-                    ])
+                    try channel.pipeline.syncOperations.addHandlers(HubConnectionHandler.pipeline(router: router))
                 }
             }
         let channel: any Channel
@@ -103,11 +99,8 @@ public final class HubServer: Sendable {
                 .channelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(PacketDecoder(maxFrameSize: configuration.maxFrameSize)),
-                            PacketEncoder(),
-                            HubConnectionHandler(router: router, local: true),
-                        ])
+                        try channel.pipeline.syncOperations.addHandlers(
+                            HubConnectionHandler.pipeline(router: router, local: true))
                     }
                 }
                 .withConnectedSocket(ends[0]).get()

@@ -24,6 +24,19 @@ public struct Credentials: ControlPayload, Hashable {
         2: ("host", 255), 3: ("user", 255), 4: ("role", 64), 5: ("version", 64), 6: ("token", 4096),
     ]
 
+    /// The longest name a peer may register, in UTF-8 bytes (the hub's name rule).
+    public static let maxNameBytes = 255
+
+    /// The largest payload accepted: every known field once, each at its limit (the name at ``maxNameBytes``, the
+    /// flags as 4 bytes), with 3 bytes of tag and length each — 5,014 bytes. Anything larger is refused as a whole
+    /// before a field is read, and a hub accepts no larger frame from a connection that has not registered yet.
+    public static let maxPayloadSize =
+        7 * 3 + maxNameBytes + limits.values.reduce(0) { $0 + $1.bytes } + MemoryLayout<UInt32>.size
+
+    /// The largest MyCredentials frame, length prefix and header included: the most a hub reads from a connection
+    /// before it has registered.
+    public static let maxFrameSize = PacketHeader.size + maxPayloadSize
+
     public var name: String?
     public var host: String?
     public var user: String?
@@ -47,6 +60,10 @@ public struct Credentials: ControlPayload, Hashable {
 
     public init(tlv: ByteBuffer) throws {
         self.init()
+        guard tlv.readableBytes <= Self.maxPayloadSize else {
+            throw WireError.invalidValue(
+                "credentials of \(tlv.readableBytes) bytes, more than the limit of \(Self.maxPayloadSize)")
+        }
         try TLVReader.forEach(in: tlv) { field in
             if let limit = Self.limits[field.tag], field.value.readableBytes > limit.bytes {
                 throw WireError.invalidValue(
