@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "tcpipctl",
-    platforms: [.macOS(.v14)],
+    // Linux only (Glibc, syncfs(2), /proc): no Apple platform is listed because none is built or tested.
     products: [
         .executable(name: "tcpipd", targets: ["tcpipd"]),
         .executable(name: "tcpipctl", targets: ["tcpipctl"]),
@@ -53,6 +53,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -70,16 +71,19 @@ let package = Package(
         .executableTarget(
             name: "tcpipd",
             dependencies: [
+                "TCPIPWire",
                 "TCPIPKit",
                 "TCPIPTLS",
                 "TCPIPCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "tcpipctl",
             dependencies: [
+                "TCPIPWire",
                 "TCPIPKit",
                 "TCPIPCLI",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -92,6 +96,7 @@ let package = Package(
                 "TCPIPKit",
                 "TCPIPCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

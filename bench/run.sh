@@ -2,7 +2,7 @@
 # Benchmarks, side by side with reference tools in the same run, on loopback. Writes bench/RESULTS.md.
 # Workloads: 1 GiB files (socat relays, rsync and scp over ssh, iperf3), 10,000 small files (rsync -r), a 100 Mbit/s
 # tbf-shaped link in a network namespace (--compress, rsync -z), 100,000 lines (mosquitto QoS 1), one-shot sends
-# (mosquitto_pub), peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients); and
+# (mosquitto_pub), the same under a lockout attempt from one address, peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients); and
 # over TLS 1.3: files (one sender, two at once), lines with receipts, one-shot sends (mosquitto with a TLS listener);
 # store and forward: a file queued in the hub's store for a receiver that is away, and delivered when it is back.
 #   bench/run.sh            full run (1 GiB files, 100,000 messages, 3 rounds)
@@ -196,6 +196,30 @@ done
 record "one-shot (echo hi, tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
 record "one-shot (mosquitto_pub -q 1)" "$(printf '%s\n' "${theirs[@]}" | median | xargs printf %.1f)" "ms" "median of $ONESHOT"
 
+# No lockout (issue 20): the same one-shots while one address (127.0.0.2) holds 2,000 idle connections, 300 half-sent
+# MyCredentials and 300 half-sent 1 MiB frames against each server, reopening what is closed (100 per 20 ms at most).
+# Before, 64 idle connections made the hub answer everyone `busy`. mosquitto has no limit on unauthenticated
+# connections by default: it holds all 2,600 (and would run out of descriptors first).
+flood_secs=$(( ONESHOT / 2 + 5 ))
+python3 "$repo/bench/flood.py" "${TCPIP_SERVER##*:}" 127.0.0.2 "$flood_secs" 2000 300 300 > "$work/flood.out" &
+flood=$!; pids+=($flood)
+python3 "$repo/bench/flood.py" "$mp" 127.0.0.2 "$flood_secs" 2000 300 300 > "$work/flood-mq.out" &
+floodmq=$!; pids+=($floodmq)
+sleep 2
+ours=(); theirs=(); failed=0
+hub_before=$(awk '/VmRSS/{print $2}' "/proc/$hub/status")
+for _ in $(seq "$ONESHOT"); do
+    t0=$(now); echo hi | "$bin/tcpipctl" send --to oneshot >/dev/null 2>&1 || failed=$((failed + 1))
+    ours+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
+    t0=$(now); mosquitto_pub -p "$mp" -t one -q 1 -m hi; theirs+=("$(echo "($(now) - $t0) * 1000" | bc -l)")
+done
+hub_after=$(awk '/VmRSS/{print $2}' "/proc/$hub/status")
+wait $flood $floodmq
+record "one-shot under a lockout attempt (tcpipctl send)" "$(printf '%s\n' "${ours[@]}" | median | xargs printf %.1f)" "ms" \
+    "median of $ONESHOT, $failed failed, max $(printf '%s\n' "${ours[@]}" | sort -g | tail -1 | xargs printf %.0f) ms; hub RSS $((hub_before / 1024)) → $((hub_after / 1024)) MiB; $(cat "$work/flood.out") connections opened by the attacker"
+record "one-shot under a lockout attempt (mosquitto_pub -q 1)" "$(printf '%s\n' "${theirs[@]}" | median | xargs printf %.1f)" "ms" \
+    "median of $ONESHOT; $(cat "$work/flood-mq.out") connections opened by the attacker"
+
 # The same over TLS 1.3 (issue 12): a hub with --authorized-peers, a receiver and senders with keys of their own, the
 # hub's key pinned. Files (one sender, then two at once: is encryption serialised on the hub's one event loop?),
 # lines with receipts, one-shot sends against mosquitto_pub to a mosquitto TLS listener (certificate made here).
@@ -373,9 +397,10 @@ idle_run() {  # kind port pid -> "bytes-per-connection roster-packets bytes-to-i
     wait $idle
     echo "$(( (after - before) * 1024 / IDLE )) $(awk '/^roster/{print $2, $4}' "$work/idle.out") $(echo "$t1 - $t0" | bc -l)"
 }
-# --max-unregistered: the storm opens all $IDLE connections at once, which the default cap (64 waiting to register)
-# turns away as `busy` by design.
-"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error --max-unregistered $((IDLE + 100)) > "$work/hub2.out" 2>/dev/null &
+# --max-unregistered and --max-unregistered-per-source: the storm opens up to 256 connections at once, all from
+# 127.0.0.1, which the defaults (256 waiting in all, 10 from one address) would turn away as `busy` by design.
+"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error --max-unregistered $((IDLE + 100)) \
+    --max-unregistered-per-source $((IDLE + 100)) > "$work/hub2.out" 2>/dev/null &
 hub2=$!; pids+=($hub2)
 for _ in $(seq 100); do grep -q '^listening' "$work/hub2.out" 2>/dev/null && break; sleep 0.05; done
 hub2_addr=$(sed -n 's/^listening on //p' "$work/hub2.out")

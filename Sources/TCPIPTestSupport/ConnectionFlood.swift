@@ -34,7 +34,7 @@ public final class ConnectionFlood: @unchecked Sendable {
     private let counters = Mutex<(opened: Int, closedByHub: Int)>((0, 0))
 
     /// Opens every connection once (before returning), then keeps them open from a thread of its own, opening again
-    /// at most `reopenPerPass` of those the hub closed every 20 ms.
+    /// at most `reopenPerPass` of those the hub closed every 100 ms.
     public init(port: Int, _ groups: [Group], reopenPerPass: Int = 20) throws {
         self.port = port
         self.groups = groups
@@ -70,7 +70,7 @@ public final class ConnectionFlood: @unchecked Sendable {
         var slots = initial
         var buffer = [UInt8](repeating: 0, count: 4096)
         while !stopping.load(ordering: .relaxed) {
-            // At most `reopenPerPass` new connections per pass of about 20 ms: a steady flood the hub can accept
+            // At most `reopenPerPass` new connections per pass of about 100 ms: a steady flood the hub can accept
             // (one past what it can accept fills the kernel's queue of connections to accept, and SYNs from
             // everyone are dropped; that is a rate limit's job, in the firewall, not the hub's).
             var reopened = 0
@@ -85,15 +85,17 @@ public final class ConnectionFlood: @unchecked Sendable {
                     gone = count == 0 || [ECONNRESET, ECONNREFUSED, EPIPE, ETIMEDOUT].contains(errno)
                     break
                 }
-                guard gone, reopened < reopenPerPass else { continue }
-                reopened += 1
+                guard gone else { continue }
                 if fd >= 0 {
                     close(fd)
+                    slots[index].fd = -1
                     counters.withLock { $0.closedByHub += 1 }
                 }
+                guard reopened < reopenPerPass else { continue }
+                reopened += 1
                 slots[index].fd = open(group: slots[index].group)
             }
-            usleep(20_000)
+            usleep(100_000)
         }
         for slot in slots where slot.fd >= 0 { close(slot.fd) }
     }

@@ -40,6 +40,14 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
         return false
     }
 
+    /// True when the "length" was the start of a TLS record (a content type of 20 to 23, then version 3.x): a
+    /// plaintext peer talking to a TLS one, not a frame.
+    public var looksLikeTLSRecord: Bool {
+        guard case .frameTooLarge(let length, _) = code, length >= 4 else { return false }
+        let prefix = length - 4
+        return (20...23).contains(prefix >> 24) && (prefix >> 16) & 0xFF == 3
+    }
+
     public var description: String {
         switch code {
         case .frameTooLarge(let length, let limit):

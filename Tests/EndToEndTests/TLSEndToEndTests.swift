@@ -169,7 +169,8 @@ import Testing
 
     @Test func plaintextAndTLSMismatchesEndWithAClearErrorNotAHang() async throws {
         let scene = try await Scene(hubArguments: ["--registration-timeout", "1"])
-        // A plaintext client against the TLS hub: the hub waits for a ClientHello, then closes at its deadline.
+        // A plaintext client against the TLS hub: its MyCredentials is no ClientHello, and the hub answers with a TLS
+        // alert, which the client recognises.
         var plain = scene.hub.environment
         plain["TCPIP_STATE_DIR"] = scene.directory.appendingPathComponent("cron").path
         let started = Date()

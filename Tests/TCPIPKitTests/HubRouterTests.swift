@@ -22,12 +22,13 @@ import Testing
         func register(_ name: String, flags: RegistrationFlags = []) throws -> (
             EmbeddedChannel, HubConnectionHandler, UInt32
         ) {
-            let handler = HubConnectionHandler(router: router, frameLimit: FrameLimit(Credentials.maxFrameSize))
+            let handler = HubConnectionHandler(router: router)
             let channel = EmbeddedChannel(loop: loop)
-            try channel.pipeline.syncOperations.addHandlers([PacketEncoder(), handler])
+            try channel.pipeline.syncOperations.addHandler(handler)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             try channel.writeInbound(
-                Credentials(name: name, flags: flags).packet(PacketHeader(type: .myCredentials, maskTo: .hub)))
+                Credentials(name: name, flags: flags).packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
+            )
             var id: UInt32 = 0
             for packet in try Self.written(channel) where packet.header.type == .registered {
                 id = try Registered(tlv: packet.payload).peer.id
@@ -57,7 +58,8 @@ import Testing
         try newcomer.writeInbound(
             Packet(
                 header: PacketHeader(type: .message, dataType: 3, maskTo: .client, idTo: watcherID),
-                payload: ByteBuffer(bytes: [0, 0, 0, 1, 65])))
+                payload: ByteBuffer(bytes: [0, 0, 0, 1, 65])
+            ).encoded())
         #expect(!hub.router.mayRead(newcomerHandler.id))
         // Until the watcher drains.
         watcher.isWritable = true
@@ -117,7 +119,7 @@ import Testing
     /// A connection as the hub's server sets it up (decoder, encoder, handler), not yet registered.
     static func unregistered(_ hub: Hub) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel(loop: hub.loop)
-        try channel.pipeline.syncOperations.addHandlers(HubConnectionHandler.pipeline(router: hub.router))
+        try channel.pipeline.syncOperations.addHandler(HubConnectionHandler(router: hub.router))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         #expect(try Hub.written(channel).map(\.header.type) == [.requestCredentials])
         return channel
@@ -170,5 +172,30 @@ import Testing
         writer.write(99, bytes: ByteBuffer(bytes: [1, 2]))
         #expect(writer.buffer.readableBytes == Credentials.maxPayloadSize + 1)
         #expect(throws: WireError.self) { try Credentials(tlv: writer.buffer) }
+    }
+
+    @Test(arguments: [1, 7, 64, 4096])
+    func framesCutAtAnyPointArriveWholeAndNothingIsHeldAfterwards(chunk: Int) throws {
+        let hub = Hub()
+        let (other, _, otherID) = try hub.register("other")
+        let channel = EmbeddedChannel(loop: hub.loop)
+        let handler = HubConnectionHandler(router: hub.router)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
+        var bytes = Credentials(name: "cut").packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
+        let payload = ByteBuffer(bytes: (0..<3000).map { UInt8($0 % 251) })
+        var message = Packet(header: PacketHeader(type: .message, maskTo: .client, idTo: otherID), payload: payload)
+            .encoded()
+        bytes.writeBuffer(&message)
+        while bytes.readableBytes > 0 {
+            let piece = bytes.readSlice(length: min(chunk, bytes.readableBytes))!
+            try channel.writeInbound(piece)
+        }
+        // An idle connection holds no buffer.
+        #expect(handler.bufferedBytes == 0)
+        #expect(try Hub.written(channel).map(\.header.type) == [.requestCredentials, .registered])
+        let relayed = try Hub.written(other)
+        #expect(relayed.map(\.header.type) == [.message])
+        #expect(relayed.first?.payload == payload)
     }
 }

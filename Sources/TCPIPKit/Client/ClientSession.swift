@@ -39,11 +39,10 @@ public final class ClientSession {
     public var acceptsMessages = false
     /// Whether this client takes files. When false, ``next()`` refuses each FileStart with a receipt.
     public var acceptsFiles = false
-    /// The role of a peer that takes files.
-    public static let receiverRole = "receiver"
-    /// The role of the hub's store (`tcpipd --store`): the hub lets no other connection register it, so a peer with
-    /// this role is the hub's own.
-    public static let storeRole = "store"
+    /// The role of a peer that takes files (``PeerRole/receiver``).
+    public static let receiverRole = PeerRole.receiver
+    /// The role of the hub's store (``PeerRole/store``).
+    public static let storeRole = PeerRole.store
 
     /// This client as the hub knows it.
     public var me: PeerRecord { registered.peer }
@@ -61,6 +60,9 @@ public final class ClientSession {
         greeting = CredentialsRequest(hubVersion: "", tokenRequired: false)
         setDeadline(after: configuration.timeout, doing: "registering with the hub at \(configuration.server)")
 
+        // MyCredentials goes out at once, not after the greeting: a hub takes it whenever it arrives, and the client
+        // waits on the network once (for Registered) instead of twice.
+        try await send(configuration.credentials.packet(PacketHeader(type: .myCredentials, maskTo: .hub)))
         let first: Packet
         do {
             first = try await nextPacket()
@@ -78,7 +80,6 @@ public final class ClientSession {
             throw TCPIPError.internalError("the hub greeted with \(first.header.type), not RequestCredentials")
         }
         greeting = try CredentialsRequest(tlv: first.payload)
-        try await send(configuration.credentials.packet(PacketHeader(type: .myCredentials, maskTo: .hub)))
         let answer = try await nextPacket()
         switch answer.header.type {
         case .registered:
@@ -236,6 +237,12 @@ public final class ClientSession {
                     throw explained
                 }
                 if let wireError = error as? WireError {
+                    if configuration.security == nil && wireError.looksLikeTLSRecord {
+                        throw TCPIPError(
+                            .unavailable,
+                            "the hub at \(configuration.server) answered with TLS, and this client has no hub ID "
+                                + "to check it against: pass --hub-id ID (see 'tcpipd id') or --trust-new-hub")
+                    }
                     throw TCPIPError(.dataError, "the hub sent a bad frame: \(wireError)")
                 }
                 throw lostConnection(error)
@@ -351,16 +358,7 @@ public final class ClientSession {
         return TCPIPError(kind, text, hubCode: payload.code)
     }
 
-    static func describe(_ error: any Error) -> String {
-        if let failure = error as? NIOConnectionError {
-            if let first = failure.connectionErrors.first { return describe(first.error) }
-            if failure.dnsAError != nil || failure.dnsAAAAError != nil { return "cannot resolve \(failure.host)" }
-            return "no address for \(failure.host)"
-        }
-        if let ioError = error as? IOError { return String(cString: strerror(ioError.errnoCode)).lowercased() }
-        if case ChannelError.connectTimeout = error { return "connection timed out" }
-        return "\(error)"
-    }
+    static func describe(_ error: any Error) -> String { describeNetworkError(error) }
 
     static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components

@@ -5,23 +5,13 @@ import TCPIPWire
 /// a ``WireError`` down the pipeline, and nothing more is read from that connection.
 public struct PacketDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Packet
-    private var parser: FrameParser
-    private let limit: FrameLimit?
+    private let parser: FrameParser
 
     public init(maxFrameSize: Int = FrameParser.defaultMaxFrameSize) {
         parser = FrameParser(maxFrameSize: maxFrameSize)
-        limit = nil
-    }
-
-    /// A decoder whose limit can change while it runs: the hub's, which accepts only a MyCredentials-sized frame
-    /// until the connection has registered.
-    init(limit: FrameLimit) {
-        parser = FrameParser(maxFrameSize: limit.bytes)
-        self.limit = limit
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if let limit, limit.bytes != parser.maxFrameSize { parser = FrameParser(maxFrameSize: limit.bytes) }
         guard let packet = try parser.nextPacket(from: &buffer) else { return .needMoreData }
         context.fireChannelRead(Self.wrapInboundOut(packet))
         return .continue
@@ -36,13 +26,6 @@ public struct PacketDecoder: ByteToMessageDecoder {
     }
 }
 
-/// The largest frame one connection's ``PacketDecoder`` accepts, shared with the handler that may change it. Used on
-/// the connection's event loop only. The next frame decoded is held to the new value, even one already received.
-final class FrameLimit {
-    var bytes: Int
-    init(_ bytes: Int) { self.bytes = bytes }
-}
-
 /// Writes ``Packet``s as frames: the header as a small buffer and the payload as its own buffer, so relayed and bulk
 /// payloads are never copied (the socket sends both with one vectored write).
 public final class PacketEncoder: ChannelOutboundHandler, Sendable {
@@ -52,19 +35,27 @@ public final class PacketEncoder: ChannelOutboundHandler, Sendable {
     public init() {}
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let packet = unwrapOutboundIn(data)
-        var header = context.channel.allocator.buffer(capacity: PacketHeader.size)
-        header.writePacketHeader(packet.header, payloadLength: packet.payload.readableBytes)
-        if packet.payload.readableBytes == 0 {
-            context.write(wrapOutboundOut(header), promise: promise)
-        } else if packet.payload.readableBytes <= 512 {
-            // Small control packets: one buffer is cheaper than two.
-            header.writeImmutableBuffer(packet.payload)
-            context.write(wrapOutboundOut(header), promise: promise)
-        } else {
+        let (header, payload) = Self.frame(unwrapOutboundIn(data), allocator: context.channel.allocator)
+        if let payload {
             context.write(wrapOutboundOut(header), promise: nil)
-            context.write(wrapOutboundOut(packet.payload), promise: promise)
+            context.write(wrapOutboundOut(payload), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(header), promise: promise)
         }
+    }
+
+    /// A packet as the buffers of one frame: the header, and the payload unless it is empty or small enough (512 bytes
+    /// at most) to be copied behind the header, which is cheaper than a second buffer.
+    static func frame(_ packet: Packet, allocator: ByteBufferAllocator) -> (header: ByteBuffer, payload: ByteBuffer?) {
+        let length = packet.payload.readableBytes
+        var header = allocator.buffer(capacity: PacketHeader.size + (length <= 512 ? length : 0))
+        header.writePacketHeader(packet.header, payloadLength: length)
+        if length == 0 { return (header, nil) }
+        if length <= 512 {
+            header.writeImmutableBuffer(packet.payload)
+            return (header, nil)
+        }
+        return (header, packet.payload)
     }
 }
 

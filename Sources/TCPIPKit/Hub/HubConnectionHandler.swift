@@ -1,12 +1,14 @@
 import NIOCore
 import TCPIPWire
 
-/// One hub connection in the pipeline: hands packets to the router and reads only when the router's
-/// ``HubBackpressure`` allows.
+/// One hub connection, as the one handler of its pipeline (behind TLS's, when there is TLS): cuts the bytes received
+/// into packets, hands them to the router, writes the router's packets as frames, and reads only when the router's
+/// ``HubBackpressure`` allows. One handler, not a decoder, an encoder and a handler: each costs an idle connection a
+/// pipeline context and an object of its own.
 final class HubConnectionHandler: ChannelDuplexHandler {
-    typealias InboundIn = Packet
-    typealias OutboundIn = Packet
-    typealias OutboundOut = Packet
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let router: HubRouter
     private(set) var id = ConnectionID(0)
@@ -16,25 +18,15 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     private var paused = false
     /// A connection the hub made to itself (its store), not one accepted from the network.
     let local: Bool
-    /// The largest frame this connection's decoder accepts: a MyCredentials until it registers, then the hub's limit.
-    let frameLimit: FrameLimit
+    /// Cuts frames: held to the largest MyCredentials until the connection registers, then to the hub's limit.
+    private var parser = FrameParser(maxFrameSize: Credentials.maxFrameSize)
+    /// Bytes received that do not make a whole frame yet; nil when there are none (an idle connection holds no buffer).
+    private var received: ByteBuffer?
     /// Whether the connection has registered (its frame limit was raised).
-    var registered = false
-
-    init(router: HubRouter, frameLimit: FrameLimit, local: Bool = false) {
+    private(set) var registered = false
+    init(router: HubRouter, local: Bool = false) {
         self.router = router
-        self.frameLimit = frameLimit
         self.local = local
-    }
-
-    /// The decoder and this handler for one connection, the decoder held to a MyCredentials-sized frame until the
-    /// connection registers.
-    static func pipeline(router: HubRouter, local: Bool = false) -> [any ChannelHandler] {
-        let limit = FrameLimit(Credentials.maxFrameSize)
-        return [
-            ByteToMessageHandler(PacketDecoder(limit: limit)), PacketEncoder(),
-            HubConnectionHandler(router: router, frameLimit: limit, local: local),
-        ]
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -49,18 +41,67 @@ final class HubConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        received = nil
         router.disconnected(self)
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        router.received(unwrapInboundIn(data), from: self)
+        var bytes = unwrapInboundIn(data)
+        if received == nil {
+            received = bytes
+        } else {
+            received!.writeBuffer(&bytes)
+        }
+        // A packet may make the router close this connection (and run channelInactive) before the loop ends.
+        while !closing, self.context != nil, var buffer = received {
+            received = nil
+            let packet: Packet?
+            do {
+                packet = try parser.nextPacket(from: &buffer)
+            } catch {
+                router.failed(self, error: error)
+                return
+            }
+            guard let packet else {
+                buffer.discardReadBytes()
+                received = buffer
+                break
+            }
+            if buffer.readableBytes > 0 { received = buffer }
+            router.received(packet, from: self)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         router.flushPending()
         context.fireChannelReadComplete()
+    }
+
+    /// Bytes held for a frame not yet whole.
+    var bufferedBytes: Int { received?.readableBytes ?? 0 }
+
+    /// The connection registered: from the next frame on (one already received included), the hub's limit applies.
+    func registered(maxFrameSize: Int) {
+        registered = true
+        parser = FrameParser(maxFrameSize: maxFrameSize)
+    }
+
+    /// Writes a packet as a frame: the header as a small buffer and the payload as its own, so a relayed payload is
+    /// never copied (the socket sends both with one vectored write).
+    func write(_ packet: Packet, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        let (header, payload) = PacketEncoder.frame(packet, allocator: context.channel.allocator)
+        if let payload {
+            context.write(wrapOutboundOut(header), promise: nil)
+            context.write(wrapOutboundOut(payload), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(header), promise: promise)
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

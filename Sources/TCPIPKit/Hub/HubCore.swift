@@ -22,11 +22,21 @@ public enum HubAction: Equatable, Sendable {
 /// The hub's logic as a value: registration, roster, routing, heartbeats. No sockets: events go in, actions come out,
 /// and the clock is passed in, so every rule can be tested directly.
 public struct HubCore {
+    enum Phase {
+        case waiting
+        case registered(PeerRecord)
+    }
+
     struct Connection {
         var address: String
         var openedAt: WireTime
         var lastHeard: WireTime
-        var peer: PeerRecord?
+        /// Waiting to register (``Admission`` counts it), or registered as a peer.
+        var phase: Phase = .waiting
+        var peer: PeerRecord? {
+            if case .registered(let peer) = phase { return peer }
+            return nil
+        }
         var flags: RegistrationFlags = []
         /// The key the peer proved over TLS.
         var key: NodeID?
@@ -35,20 +45,20 @@ public struct HubCore {
         var local = false
     }
 
-    public private(set) var configuration: HubConfiguration
-    private let logger: Logger
-    private var connections: [ConnectionID: Connection] = [:]
-    private var byPeerID: [UInt32: ConnectionID] = [:]
-    private var byName: [String: UInt32] = [:]
-    private var watchers: Set<ConnectionID> = []
+    public internal(set) var configuration: HubConfiguration
+    let logger: Logger
+    var connections: [ConnectionID: Connection] = [:]
+    var byPeerID: [UInt32: ConnectionID] = [:]
+    var byName: [String: UInt32] = [:]
+    var watchers: Set<ConnectionID> = []
     /// Each connection's group (its last Recipients), and for each peer the connections whose group holds it.
     private var groups: [ConnectionID: [UInt32]] = [:]
     private var inGroupsOf: [UInt32: Set<ConnectionID>] = [:]
-    private var nextPeerID: UInt32 = 1
+    var nextPeerID: UInt32 = 1
     /// The hub's store: the first local connection that registered the role `store` (PeerQuery tag 4 finds it).
-    private var storeConnection: ConnectionID?
+    var storeConnection: ConnectionID?
     /// Connections waiting to register, by source: who is turned away or shed when too many wait.
-    private var admission: Admission
+    var admission: Admission
     private var admissionLog = AdmissionLog()
     private var lastPingAt: WireTime = 0
     private var pingSequence: UInt32 = 0
@@ -230,7 +240,7 @@ public struct HubCore {
         let registrationDeadline = configuration.registrationTimeout.microseconds
         let silenceLimit = 3 * configuration.pingInterval.microseconds
         for (id, connection) in connections {
-            if connection.peer == nil {
+            if case .waiting = connection.phase {
                 if now >= connection.openedAt + registrationDeadline {
                     logger.info(
                         "closing connection that did not register in time",
@@ -364,7 +374,7 @@ public struct HubCore {
                 "refused a credentials update", metadata: ["key": "\(key)", "peer": "\(describe(peer))"])
             return [.send(id, errorPacket(.authenticationFailed, problem, type: .credentialsUpdate))]
         }
-        if update.role == ClientSession.storeRole && connections[id]?.local != true && peer.role != update.role {
+        if update.role == PeerRole.store && connections[id]?.local != true && peer.role != update.role {
             return [.send(id, errorPacket(.invalidCredentials, Self.storeRoleReserved, type: .credentialsUpdate))]
         }
         var changed = peer
@@ -387,7 +397,7 @@ public struct HubCore {
         if let user = update.user { changed.user = user }
         if let role = update.role { changed.role = role }
         if let version = update.version { changed.version = version }
-        connections[id]?.peer = changed
+        connections[id]?.phase = .registered(changed)
         let notice = changed.encoded()
         var targets = watchers
         targets.insert(id)
@@ -424,190 +434,20 @@ public struct HubCore {
         }
     }
 
-    // MARK: registration
-
-    private mutating func receivedBeforeRegistration(_ packet: Packet, from id: ConnectionID, now: WireTime)
-        -> [HubAction]
-    {
-        switch packet.header.type {
-        case .myCredentials:
-            return register(packet, from: id, now: now)
-        case .close:
-            forget(id)
-            return [.close(id)]
-        default:
-            logger.info(
-                "closing connection that sent \(packet.header.type) before registering",
-                metadata: ["connection": "\(id)"])
-            forget(id)
-            return [
-                .send(id, errorPacket(.notRegistered, "send MyCredentials first", type: packet.header.type)),
-                .close(id),
-            ]
-        }
-    }
-
-    private mutating func refuse(_ id: ConnectionID, _ code: ErrorCode, _ message: String) -> [HubAction] {
-        let address = connections[id]?.address ?? "?"
-        logger.info("refused registration: \(message)", metadata: ["connection": "\(id)", "address": "\(address)"])
-        forget(id)
-        return [.send(id, errorPacket(code, message, type: .myCredentials)), .close(id)]
-    }
-
-    private mutating func register(_ packet: Packet, from id: ConnectionID, now: WireTime) -> [HubAction] {
-        let credentials: Credentials
-        do {
-            credentials = try Credentials(tlv: packet.payload)
-        } catch {
-            return refuse(id, .malformed, "bad MyCredentials payload: \(error)")
-        }
-        // The hub's own store comes through a socket the hub made: no token, key or list applies to it.
-        let local = connections[id]?.local ?? false
-        if credentials.role == ClientSession.storeRole && !local {
-            return refuse(id, .invalidCredentials, Self.storeRoleReserved)
-        }
-        if !local, let token = configuration.token, !token.matches(credentials.token) {
-            return refuse(
-                id, .authenticationFailed, credentials.token == nil ? "this hub requires a token" : "wrong token")
-        }
-        guard let requested = credentials.name else {
-            return refuse(id, .invalidCredentials, "MyCredentials carries no name")
-        }
-        if let problem = Self.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
-        let key = local ? configuration.ownID : connections[id]?.key
-        if !local && configuration.security != nil && key == nil {
-            return refuse(id, .authenticationFailed, "this hub takes only clients that prove a key over TLS")
-        }
-        var requestedName = requested
-        var enrolled: AuthorizedPeers.Entry?
-        if !local, let authorized = configuration.authorizedPeers, let key {
-            let role = credentials.role ?? "client"
-            let mine = authorized.entries(for: key).filter { $0.roles.isEmpty || $0.roles.contains(role) }
-            if credentials.flags.contains(.allowRename), !mine.contains(where: { $0.name == requested }),
-                let own = mine.first
-            {
-                // A default name (USER@HOST) stands for "whatever my key may be": the name bound to it.
-                requestedName = own.name
-            } else if mine.isEmpty && authorized.entries(for: key).isEmpty, let enrollToken = configuration.enrollToken,
-                enrollToken.matches(credentials.token), !authorized.owns(requested)
-            {
-                let entry = AuthorizedPeers.Entry(
-                    id: key, name: requested, roles: [],
-                    comment: "enrolled \(WireClock.rfc3339(now)) from \(connections[id]?.address ?? "?")")
-                // The line must read back as this entry: a name with a space or a '#' would come back as another name.
-                guard AuthorizedPeers.nameIsPlain(requested),
-                    (try? AuthorizedPeers(parsing: entry.line))?.entries == [entry]
-                else {
-                    return refuse(
-                        id, .invalidCredentials,
-                        "an enrolled name may hold only letters, digits and . _ @ + - (not '\(escapedForLog(requested.clipped))')"
-                    )
-                }
-                enrolled = entry
-            }
-            if enrolled == nil,
-                let problem = authorized.problem(id: key, name: requestedName, role: role)
-            {
-                logger.warning(
-                    "refused a key",
-                    metadata: [
-                        "key": "\(key)", "name": "\(escapedForLog(requested.clipped))",
-                        "address": "\(connections[id]?.address ?? "?")",
-                    ])
-                return refuse(id, .authenticationFailed, problem)
-            }
-        }
-        let peerID = nextPeerID
-        var name = requestedName
-        if byName[name] != nil {
-            guard credentials.flags.contains(.allowRename) else {
-                return refuse(id, .nameInUse, "the name '\(requested)' is used by another connected peer")
-            }
-            name = "\(requestedName)#\(peerID)"
-            guard byName[name] == nil else { return refuse(id, .nameInUse, "the name '\(name)' is in use") }
-        }
-        nextPeerID += 1
-        guard var connection = connections[id] else { return [] }
-        if let enrolled {
-            // Only now that the registration goes through: a refused one must not leave the key authorized.
-            configuration.authorizedPeers?.add(enrolled)
-            logger.notice("enrolled a key", metadata: ["key": "\(enrolled.id)", "name": "\(enrolled.name)"])
-        }
-        let peer = PeerRecord(
-            id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
-            address: connection.address, role: credentials.role ?? "client", connectedAt: now,
-            version: credentials.version ?? "", key: key?.bytes
-        )
-        connection.peer = peer
-        connection.flags = credentials.flags
-        connections[id] = connection
-        admission.leave(id)
-
-        var actions: [HubAction] = enrolled.map { [.enrolled($0)] } ?? []
-        var roster: [PeerRecord] = []
-        if credentials.flags.contains(.wantsRoster) {
-            roster = byPeerID.keys.sorted().compactMap { record(of: $0) }
-        }
-        let registered = Registered(
-            peer: peer, hubTime: now,
-            heartbeatMilliseconds: UInt32(clamping: configuration.pingInterval.microseconds / 1000),
-            rosterCount: UInt32(roster.count)
-        )
-        actions.append(.send(id, registered.packet(hubHeader(.registered, to: peerID))))
-        for other in roster {
-            let data = other.packet(
-                hubHeader(.clientData, to: peerID, dataType: ClientDataKind.present.rawValue, from: other.id))
-            actions.append(.send(id, data))
-        }
-        if !watchers.isEmpty {
-            let joined = Packet(
-                header: hubHeader(.clientData, dataType: ClientDataKind.joined.rawValue, from: peerID),
-                payload: peer.encoded())
-            for watcher in watchers { actions.append(.send(watcher, joined)) }
-        }
-        byPeerID[peerID] = id
-        byName[name] = peerID
-        if credentials.flags.contains(.wantsUpdates) { watchers.insert(id) }
-        // The store's intake is the local store connection that watches the roster; its couriers do not.
-        if local && peer.role == ClientSession.storeRole && credentials.flags.contains(.wantsUpdates)
-            && storeConnection == nil
-        {
-            storeConnection = id
-        }
-        logger.info(
-            "registered",
-            metadata: ["peer": "\(describe(peer))", "role": "\(peer.role)", "address": "\(peer.address)"]
-        )
-        return actions
-    }
-
-    static let storeRoleReserved = "the role 'store' is reserved for the hub's own store"
-
-    /// Why a name cannot be registered, or nil when it can.
-    public static func problem(withName name: String) -> String? {
-        if name.isEmpty { return "the name is empty" }
-        if name.utf8.count > maxNameLength { return "the name is longer than \(maxNameLength) bytes" }
-        if name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) }) {
-            return "the name contains control characters"
-        }
-        if name.first == "#" || UInt32(name) != nil { return "a name cannot be a number or start with '#'" }
-        return nil
-    }
-
     // MARK: helpers
 
-    private func record(of peerID: UInt32) -> PeerRecord? {
+    func record(of peerID: UInt32) -> PeerRecord? {
         byPeerID[peerID].flatMap { connections[$0]?.peer }
     }
 
     /// Forgets a connection that never registered.
-    private mutating func forget(_ id: ConnectionID) {
+    mutating func forget(_ id: ConnectionID) {
         connections[id] = nil
         admission.leave(id)
     }
 
     /// Forgets a connection and tells the watchers if it was a registered peer.
-    private mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
+    mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
         admission.leave(id)
         guard let connection = connections.removeValue(forKey: id) else { return [] }
         watchers.remove(id)
@@ -630,20 +470,20 @@ public struct HubCore {
         return told.map { .send($0, notice) }
     }
 
-    private func hubHeader(
+    func hubHeader(
         _ type: PacketType, to peerID: UInt32 = 0, mask: MaskTo = .client, dataType: UInt16 = 0,
         from: UInt32 = PacketHeader.hubID
     ) -> PacketHeader {
         PacketHeader(type: type, dataType: dataType, maskTo: mask, idTo: peerID, idFrom: from)
     }
 
-    private func errorPacket(_ code: ErrorCode, _ message: String, peer: UInt32? = nil, type: PacketType? = nil)
+    func errorPacket(_ code: ErrorCode, _ message: String, peer: UInt32? = nil, type: PacketType? = nil)
         -> Packet
     {
         ErrorPayload(code: code, message: message, peerID: peer, packetType: type).packet(hubHeader(.error))
     }
 
-    private func describe(_ peer: PeerRecord?) -> String {
+    func describe(_ peer: PeerRecord?) -> String {
         guard let peer else { return "(unregistered)" }
         return "\(peer.id) \(escapedForLog(peer.name))"
     }

@@ -68,9 +68,7 @@ final class HubRouter: @unchecked Sendable {
         }
         perform(core.received(packet, from: handler.id, now: now), source: handler)
         if !handler.registered, core.peerID(of: handler.id) != nil {
-            // Registered: from the next frame on (one already received included), the hub's own limit applies.
-            handler.registered = true
-            handler.frameLimit.bytes = core.configuration.maxFrameSize
+            handler.registered(maxFrameSize: core.configuration.maxFrameSize)
         }
     }
 
@@ -143,10 +141,10 @@ final class HubRouter: @unchecked Sendable {
                 packetsWritten += 1
                 if closing.contains(id) {
                     let promise = loop.makePromise(of: Void.self)
-                    context.write(NIOAny(packet), promise: promise)
+                    handler.write(packet, promise: promise)
                     lastWrite[id] = promise.futureResult
                 } else {
-                    context.write(NIOAny(packet), promise: nil)
+                    handler.write(packet, promise: nil)
                 }
                 needsFlush.insert(id)
                 let channel = context.channel

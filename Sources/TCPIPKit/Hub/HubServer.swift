@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -63,7 +63,7 @@ public final class HubServer: Sendable {
                     if let security = configuration.security {
                         try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
                     }
-                    try channel.pipeline.syncOperations.addHandlers(HubConnectionHandler.pipeline(router: router))
+                    try channel.pipeline.syncOperations.addHandler(HubConnectionHandler(router: router))
                 }
             }
         let channel: any Channel
@@ -72,7 +72,7 @@ public final class HubServer: Sendable {
         } catch {
             // "address already in use", not NIO's `bind(descriptor:ptr:bytes:)…`.
             throw TCPIPError(
-                .cannotCreate, "cannot listen on \(configuration.listen): \(ClientSession.describe(error))")
+                .cannotCreate, "cannot listen on \(configuration.listen): \(describeNetworkError(error))")
         }
         serverChannel.withLockedValue { $0 = channel }
         let tickEvery = Self.tickInterval(configuration)
@@ -99,8 +99,8 @@ public final class HubServer: Sendable {
                 .channelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(
-                            HubConnectionHandler.pipeline(router: router, local: true))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HubConnectionHandler(router: router, local: true))
                     }
                 }
                 .withConnectedSocket(ends[0]).get()
@@ -186,17 +186,12 @@ final class ConnectionLimiter: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
         open += 1
+        // The child's close, however it happens (before its handlers were added included), is the one sure signal.
         let server = context.channel
-        child.closeFuture.hop(to: context.eventLoop).assumeIsolated().whenComplete { _ in
-            self.open -= 1
-            guard self.paused, self.open < self.limit else { return }
-            self.paused = false
-            server.setOption(.autoRead, value: true).whenFailure { _ in }
-            self.logger.debug("accepting connections again", metadata: ["connections": "\(self.open)"])
-        }
+        child.closeFuture.hop(to: context.eventLoop).assumeIsolated().whenComplete { _ in self.closed(server) }
         if open >= limit && !paused {
             paused = true
-            server.setOption(.autoRead, value: false).whenFailure { _ in }
+            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
             // Once a minute at most: at the limit, accepting pauses and resumes with every connection that closes.
             if warned.map({ .now() - $0 > .seconds(60) }) ?? true {
                 warned = .now()
@@ -205,6 +200,14 @@ final class ConnectionLimiter: ChannelInboundHandler {
             }
         }
         context.fireChannelRead(data)
+    }
+
+    private func closed(_ server: any Channel) {
+        open -= 1
+        guard paused, open < limit else { return }
+        paused = false
+        server.setOption(.autoRead, value: true).whenFailure { _ in }
+        logger.debug("accepting connections again", metadata: ["connections": "\(open)"])
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -109,3 +109,12 @@ public enum DisconnectReason: UInt16, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// Roles with a meaning to the hub or the tools (a peer may register any other role, as text).
+public enum PeerRole {
+    /// A peer that takes files (`tcpiprecvd`).
+    public static let receiver = "receiver"
+    /// The hub's own store (`tcpipd --store`): the hub lets no other connection register it, so a peer with this role
+    /// is the hub's own.
+    public static let store = "store"
+}
