@@ -62,6 +62,11 @@ final class HubConnectionHandler: ChannelDuplexHandler {
                 packet = try parser.nextPacket(from: &buffer)
             } catch {
                 router.failed(self, error: error)
+                // The stream is out of step: nothing more is read, whether or not the core still knew this connection.
+                if !closing {
+                    closing = true
+                    context.close(promise: nil)
+                }
                 return
             }
             guard let packet else {
