@@ -268,12 +268,12 @@ import Testing
                 "tcpipctl", ["peers", "--timeout", "30"], environment: hub.environment)
             #expect(peers.status == 0, "\(attack): \(peers.stderr)")
             #expect(peers.stdout.hasPrefix("["), "\(attack): \(peers.stdout)")
-            let started = Date()
+            let started = ContinuousClock.now
             let socket = try RawSocket(port: hub.port)
             socket.send(Self.frame(Self.myCredentials, Self.text(1, "getting-in-\(round)")))
             let greeting = await socket.readFrame()
             let answer = await socket.readFrame()
-            times.append(Date().timeIntervalSince(started))
+            times.append(seconds(since: started))
             #expect(greeting?.type == 3 && answer?.type == 5, "\(attack): \(String(describing: answer))")
         }
         return times
