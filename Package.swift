@@ -86,6 +86,7 @@ let package = Package(
                 "TCPIPWire",
                 "TCPIPKit",
                 "TCPIPCLI",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

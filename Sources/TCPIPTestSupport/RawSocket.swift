@@ -28,6 +28,13 @@ public final class RawSocket: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// A socket accepted by a ``RawListener``.
+    init(accepted descriptor: Int32) {
+        fd = descriptor
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     deinit { close(fd) }
 
     public func send(_ bytes: [UInt8]) {
@@ -94,6 +101,44 @@ public final class RawSocket: @unchecked Sendable {
             if count == 0 { return (out, true) }
             if count < 0 { return (out, errno == ECONNRESET) }
             out += chunk[0..<count]
+        }
+    }
+}
+
+/// A listening socket on 127.0.0.1, port 0: a stand-in hub that says nothing unless the test makes it.
+public final class RawListener: @unchecked Sendable {
+    public let fd: Int32
+    public let port: Int
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            close(fd)
+            throw TestFailure("cannot listen on 127.0.0.1: errno \(errno)")
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(fd) }
+
+    /// The next connection, or nil when none came within `timeout` seconds.
+    public func accept(timeout: Double = 30) async -> RawSocket? {
+        await onItsOwnThread {
+            var descriptor = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, Int32(timeout * 1000)) == 1 else { return nil }
+            let accepted = Glibc.accept(self.fd, nil, nil)
+            return accepted >= 0 ? RawSocket(accepted: accepted) : nil
         }
     }
 }

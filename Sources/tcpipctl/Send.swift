@@ -92,13 +92,14 @@ struct Send: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // stdin is read from the start, while the session connects and registers.
+        let reader = message == nil ? InputReader.prefetching() : InputReader()
         try await reportingErrors("tcpipctl send") {
             let logger = connection.bootstrapLogging(label: "tcpipctl")
             var configuration = try connection.configuration(role: "client")
             // Waiting for a peer listens to the hub's join notices instead of asking again and again.
             if all { configuration.flags.insert(.wantsRoster) }
             if waitForPeer != nil { configuration.flags.insert(.wantsUpdates) }
-            let reader = InputReader()
             var request = SendRequest(source: message.map { .text($0) } ?? (lines ? .lines(reader) : .stream(reader)))
             request.recipients = to
             request.all = all
@@ -108,7 +109,10 @@ struct Send: AsyncParsableCommand {
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
             request.applicationType = type.map { PacketType($0) }
             let queueFor = queueing ? to.first : nil
-            let results = try await ClientSession.run(configuration, logger: logger) { session in
+            // With receipts, the hub has read all that matters once they are in: no need to wait for its close.
+            let results = try await ClientSession.run(
+                configuration, logger: logger, lookingUp: to, acknowledged: !noWait && type == nil
+            ) { session in
                 // An absent receiver: the whole message goes to the hub's store.
                 if let queueFor, try await session.lookUp(queueFor) == nil {
                     let bytes: [UInt8]

@@ -193,7 +193,7 @@ struct SendFile: AsyncParsableCommand {
             let descriptors = try request.openInputs(allOrNothing: allOrNothing)
             if dryRun {
                 defer { for case .success(let fd) in descriptors where fd > 0 { close(fd) } }
-                let recipients = try await ClientSession.run(configuration, logger: logger) { session in
+                let recipients = try await ClientSession.run(configuration, logger: logger, lookingUp: to) { session in
                     try await FileSending.resolveReceivers(request, session: session)
                 }
                 var statuses: [Int32] = []
@@ -210,7 +210,7 @@ struct SendFile: AsyncParsableCommand {
                 if status != 0 { throw ExitCode(status) }
                 return
             }
-            let results = try await ClientSession.run(configuration, logger: logger) { session in
+            let results = try await ClientSession.run(configuration, logger: logger, lookingUp: to) { session in
                 try await FileSending.run(request, descriptors: descriptors, session: session)
             }
             for result in results {

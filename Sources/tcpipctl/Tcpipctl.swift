@@ -1,4 +1,5 @@
 import ArgumentParser
+import NIOCore
 import TCPIPCLI
 import TCPIPKit
 
@@ -17,4 +18,11 @@ struct Tcpipctl: AsyncParsableCommand {
             Peers.self, Ping.self, Send.self, Listen.self, SendFile.self, Queue.self, Receipts.self, ShowID.self,
         ]
     )
+
+    static func main() async {
+        // One connection per run: one event-loop thread carries it. The default, a thread per core, costs a one-shot
+        // the start of threads it never uses.
+        NIOSingletons.groupLoopCountSuggestion = 1
+        await main(nil)
+    }
 }

@@ -13,6 +13,23 @@ import Testing
         return generator.bytes(count)
     }
 
+    /// A one-shot does not wait for the greeting, nor for Registered before it looks its recipient up: MyCredentials
+    /// and the PeerQuery for the recipient leave at once, one behind the other, to a stand-in hub that says nothing.
+    @Test func aOneShotSendsItsLookupRightBehindItsCredentials() async throws {
+        let listener = try RawListener()
+        let send = try RunningProgram(
+            "tcpipctl", ["send", "--to", "sink", "--message", "hi", "--timeout", "10"],
+            environment: ["TCPIP_SERVER": "127.0.0.1:\(listener.port)"])
+        let socket = try #require(await listener.accept())
+        let credentials = try #require(await socket.readFrame())
+        #expect(credentials.type == 4, "MyCredentials first")
+        let query = try #require(await socket.readFrame())
+        #expect(query.type == 65, "then a PeerQuery, with no greeting sent")
+        #expect(query.payload.count >= 4 && String(decoding: query.payload, as: UTF8.self).contains("sink"))
+        send.signal(SIGKILL)
+        _ = try await send.waitForExit()
+    }
+
     @Test func textArrivesAsJSON() async throws {
         let hub = try await TestHub()
         let listener = try RunningProgram(

@@ -34,6 +34,10 @@ public final class ClientSession {
     private var pending = CircularBuffer<Packet>()
     /// Peers looked up by id; ids are never reused while the hub runs, so an entry stays right until the peer leaves.
     private var peerCache: [UInt32: PeerRecord] = [:]
+    /// Lookups sent with the credentials, by the name or id asked for: their request ids.
+    private var pipelinedLookups: [String: UInt32] = [:]
+    /// Answers to lookups that arrived before anyone waited for them, by request id.
+    private var answers: [UInt32: PeerQueryResult] = [:]
     /// Whether this client takes messages. When false, ``next()`` refuses each incoming message with a receipt, so
     /// its sender learns at once instead of waiting for a timeout.
     public var acceptsMessages = false
@@ -49,7 +53,7 @@ public final class ClientSession {
 
     private init(
         channel: any Channel, inbound: NIOAsyncChannelInboundStream<[Packet]>,
-        configuration: ClientConfiguration, logger: Logger
+        configuration: ClientConfiguration, lookingUp names: [String], logger: Logger
     ) async throws {
         self.channel = channel
         self.inbound = inbound.makeAsyncIterator()
@@ -61,8 +65,15 @@ public final class ClientSession {
         setDeadline(after: configuration.timeout, doing: "registering with the hub at \(configuration.server)")
 
         // MyCredentials goes out at once, not after the greeting: a hub takes it whenever it arrives, and the client
-        // waits on the network once (for Registered) instead of twice.
-        try await send(configuration.credentials.packet(PacketHeader(type: .myCredentials, maskTo: .hub)))
+        // waits on the network once (for Registered) instead of twice. The lookups the caller will need follow it: a
+        // hub handles a connection's packets in order, so it answers them right after Registered, in the same wait.
+        var packets = [configuration.credentials.packet(PacketHeader(type: .myCredentials, maskTo: .hub))]
+        for name in Set(names) {
+            let query = takeRequestID(for: Self.query(for: name))
+            pipelinedLookups[name] = query.requestID
+            packets.append(query.packet(PacketHeader(type: .peerQuery, maskTo: .hub)))
+        }
+        try await sender.send(contentsOf: packets)
         let first: Packet
         do {
             first = try await nextPacket()
@@ -91,6 +102,9 @@ public final class ClientSession {
         }
         while roster.count < registered.rosterCount {
             let packet = try await next()
+            if packet.header.type == .peerQueryResult, let result = try? PeerQueryResult(tlv: packet.payload) {
+                answers[result.requestID] = result
+            }
             guard packet.header.type == .clientData else { continue }
             roster.append(try PeerRecord(tlv: packet.payload))
         }
@@ -99,8 +113,16 @@ public final class ClientSession {
     }
 
     /// Connects, registers, runs `body`, says Close and disconnects.
+    ///
+    /// `names`: peers `body` will look up (``lookUp(_:)``); the queries go out with the credentials, so their answers
+    /// come with the registration instead of a round trip later.
+    ///
+    /// `acknowledged`: everything `body` sent that matters was answered (every receipt is in), so the hub has read it
+    /// and a reset cannot lose it; the session then closes at once instead of waiting for the hub's end of the
+    /// connection (a one-shot exits as soon as its receipt is in).
     public static func run<Result: Sendable>(
-        _ configuration: ClientConfiguration, logger: Logger, _ body: (ClientSession) async throws -> Result
+        _ configuration: ClientConfiguration, logger: Logger, lookingUp names: [String] = [],
+        acknowledged: Bool = false, _ body: (ClientSession) async throws -> Result
     ) async throws -> Result {
         let server = configuration.server
         let maxFrameSize = configuration.maxFrameSize
@@ -135,7 +157,7 @@ public final class ClientSession {
         }
         return try await connection.executeThenClose { inbound, _ in
             let session = try await ClientSession(
-                channel: connection.channel, inbound: inbound, configuration: configuration,
+                channel: connection.channel, inbound: inbound, configuration: configuration, lookingUp: names,
                 logger: logger
             )
             let result = try await body(session)
@@ -143,7 +165,7 @@ public final class ClientSession {
             // Everything written must reach the kernel before the connection closes, or it would be lost.
             try? await session.sender.send(Packet(header: PacketHeader(type: .close, maskTo: .hub)))
             try? await session.sender.drain()
-            await session.awaitHubClosing(within: .seconds(2))
+            if !acknowledged { await session.awaitHubClosing(within: .seconds(2)) }
             return result
         }
     }
@@ -290,8 +312,22 @@ public final class ClientSession {
 
     /// Finds a connected peer by name or numeric id, or nil.
     public func lookUp(_ peer: String) async throws -> PeerRecord? {
-        if let id = UInt32(peer) { return try await lookUp(id: id) }
-        return try await lookUp(PeerQuery(requestID: 0, name: peer))
+        // Asked already, with the credentials: the answer is here or on its way.
+        if let requestID = pipelinedLookups.removeValue(forKey: peer) { return try await answer(to: requestID) }
+        return try await lookUp(Self.query(for: peer))
+    }
+
+    /// The query for a peer name, or for an id when the text is a number.
+    private static func query(for peer: String) -> PeerQuery {
+        if let id = UInt32(peer) { return PeerQuery(requestID: 0, id: id) }
+        return PeerQuery(requestID: 0, name: peer)
+    }
+
+    private func takeRequestID(for query: PeerQuery) -> PeerQuery {
+        var query = query
+        query.requestID = nextRequestID
+        nextRequestID &+= 1
+        return query
     }
 
     /// The peer with this id, asked of the hub the first time and remembered after; nil when it is not connected.
@@ -316,17 +352,21 @@ public final class ClientSession {
     }
 
     private func lookUp(_ query: PeerQuery) async throws -> PeerRecord? {
-        let requestID = nextRequestID
-        nextRequestID &+= 1
-        var query = query
-        query.requestID = requestID
+        let query = takeRequestID(for: query)
         try await send(query.packet(PacketHeader(type: .peerQuery, maskTo: .hub)))
+        return try await answer(to: query.requestID)
+    }
+
+    /// Waits for the answer to the lookup `requestID`, setting aside what else arrives.
+    private func answer(to requestID: UInt32) async throws -> PeerRecord? {
+        if let result = answers.removeValue(forKey: requestID) { return result.peer }
         while true {
             let packet = try await receive()
             switch packet.header.type {
             case .peerQueryResult:
                 let result = try PeerQueryResult(tlv: packet.payload)
                 if result.requestID == requestID { return result.peer }
+                answers[result.requestID] = result
             case .error:
                 let error = try ErrorPayload(tlv: packet.payload)
                 guard error.packetType == .peerQuery else {

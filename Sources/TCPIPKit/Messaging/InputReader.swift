@@ -8,27 +8,57 @@ import TCPIPWire
 
 /// Reads a file descriptor (stdin by default) chunk by chunk on NIO's thread pool, so a pipe streams without being
 /// read whole and no event loop ever blocks. Works for pipes, terminals, sockets and regular files alike.
+///
+/// ``prefetching(descriptor:headroom:)`` reads on a thread of its own instead, from the moment it is made (stdin of
+/// `send`: the message is in hand by the time the hub has registered the sender).
 public struct InputReader: Sendable {
     public let descriptor: Int32
     /// Bytes left free in front of each chunk, so a header can be put there without copying the chunk.
     public let headroom: Int
+    private let prefetch: InputPrefetch?
 
     public init(descriptor: Int32 = 0, headroom: Int = MessagePart.headerSize) {
         self.descriptor = descriptor
         self.headroom = headroom
+        prefetch = nil
+    }
+
+    private init(descriptor: Int32, headroom: Int, prefetch: InputPrefetch) {
+        self.descriptor = descriptor
+        self.headroom = headroom
+        self.prefetch = prefetch
+    }
+
+    /// A reader that starts reading `descriptor` now, on a thread of its own, at most 1 MiB ahead of its consumer.
+    public static func prefetching(descriptor: Int32 = 0, headroom: Int = MessagePart.headerSize) -> InputReader {
+        InputReader(
+            descriptor: descriptor, headroom: headroom,
+            prefetch: InputPrefetch(descriptor: descriptor, headroom: headroom))
     }
 
     /// Reads up to `maximum` bytes; returns nil at end of input. Returns as soon as some bytes are there (a pipe's
     /// reader gets each line as soon as it is written).
     public func read(upTo maximum: Int) async throws -> ByteBuffer? {
-        try await read(upTo: maximum, untilFull: false).bytes
+        if let prefetch { return try await prefetch.read(upTo: maximum) }
+        return try await read(upTo: maximum, untilFull: false).bytes
     }
 
     /// Reads until `maximum` bytes or the end of input, in one trip to the thread pool, so chunks are full-sized even
     /// from a pipe. Returns the bytes (nil if there were none) and whether the end of input was seen.
     public func readFull(upTo maximum: Int) async throws -> (bytes: ByteBuffer?, atEnd: Bool) {
-        try await read(upTo: maximum, untilFull: true)
+        guard let prefetch else { return try await read(upTo: maximum, untilFull: true) }
+        var collected: ByteBuffer?
+        while (collected?.readableBytes ?? 0) < maximum {
+            guard let chunk = try await prefetch.read(upTo: maximum - (collected?.readableBytes ?? 0)) else {
+                return (collected, true)
+            }
+            if collected == nil { collected = chunk } else { collected?.writeImmutableBuffer(chunk) }
+        }
+        return (collected, false)
     }
+
+    /// Stops a prefetching reader's thread from reading further (what it read already stays readable).
+    public func stopReading() { prefetch?.stop() }
 
     private func read(upTo maximum: Int, untilFull: Bool) async throws -> (bytes: ByteBuffer?, atEnd: Bool) {
         let descriptor = self.descriptor
