@@ -56,7 +56,7 @@ public struct ShowID: ParsableCommand {
                     ("id", .string(key.id.description)), ("stateDir", .string(key.directory)),
                     ("key", .string(key.keyPath)), ("certificate", .string(key.certificatePath)),
                 ])
-                try StandardOutput.write(object.rendered() + "\n")
+                try StandardOutput.write(line: object)
             } else {
                 try StandardOutput.write(key.id.description + "\n")
             }

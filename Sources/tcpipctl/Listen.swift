@@ -87,7 +87,7 @@ struct Listen: AsyncParsableCommand {
                         bytes.writeBytes(separatorBytes)
                         try bytes.withUnsafeReadableBytes { try StandardOutput.write(bytes: $0) }
                     } else {
-                        try StandardOutput.write(message.json.rendered() + "\n")
+                        try StandardOutput.write(line: message.json)
                     }
                 }
             }

@@ -87,6 +87,6 @@ struct Peers: AsyncParsableCommand {
 
     private func emit(_ event: String, _ peer: PeerRecord, extra: [(String, JSON)] = []) throws {
         let line = JSON.object([("event", .string(event)), ("peer", peer.json)] + extra)
-        try StandardOutput.write(line.rendered() + "\n")
+        try StandardOutput.write(line: line)
     }
 }

@@ -83,7 +83,7 @@ struct Ping: AsyncParsableCommand {
                     ("offsetMs", .double((offset * 1000).rounded() / 1000)),
                     ("time", .string(WireClock.rfc3339(answeredAt))),
                 ])
-                try StandardOutput.write(line.rendered() + "\n")
+                try StandardOutput.write(line: line)
                 return
             case .error:
                 throw ClientSession.error(from: try ErrorPayload(tlv: packet.payload))

@@ -111,7 +111,7 @@ struct Send: AsyncParsableCommand {
             let queueFor = queueing ? to.first : nil
             // With receipts, the hub has read all that matters once they are in: no need to wait for its close.
             let results = try await ClientSession.run(
-                configuration, logger: logger, lookingUp: to, acknowledged: !noWait && type == nil
+                configuration, logger: logger, lookingUp: pipelinedLookups, acknowledged: !noWait && type == nil
             ) { session in
                 // An absent receiver: the whole message goes to the hub's store.
                 if let queueFor, try await session.lookUp(queueFor) == nil {
@@ -143,7 +143,7 @@ struct Send: AsyncParsableCommand {
                 return try await MessageSending.run(request, session: session)
             }
             for result in results {
-                if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
+                if json { try StandardOutput.write(line: Self.summary(result)) }
                 if result.exitStatus != 0 {
                     StandardOutput.error(
                         "tcpipctl send: \(escapedForLog(result.peer.name)): \(result.statusText)"
@@ -171,4 +171,8 @@ struct Send: AsyncParsableCommand {
         if let reason = result.reason { fields.append(("error", .string(reason))) }
         return .object(fields)
     }
+
+    /// The recipients to look up while registering. Not when waiting for them to join: an answer from registration
+    /// time would be stale by the time it is used, and their join notices may have gone by meanwhile.
+    var pipelinedLookups: [String] { waitForPeer == nil ? to : [] }
 }

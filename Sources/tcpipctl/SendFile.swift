@@ -193,13 +193,15 @@ struct SendFile: AsyncParsableCommand {
             let descriptors = try request.openInputs(allOrNothing: allOrNothing)
             if dryRun {
                 defer { for case .success(let fd) in descriptors where fd > 0 { close(fd) } }
-                let recipients = try await ClientSession.run(configuration, logger: logger, lookingUp: to) { session in
+                let lookups = pipelinedLookups
+                let recipients = try await ClientSession.run(configuration, logger: logger, lookingUp: lookups) {
+                    session in
                     try await FileSending.resolveReceivers(request, session: session)
                 }
                 var statuses: [Int32] = []
                 for (source, input) in zip(sources, descriptors) {
                     for peer in recipients {
-                        try StandardOutput.write(Self.dryRunLine(source, input, peer).rendered() + "\n")
+                        try StandardOutput.write(line: Self.dryRunLine(source, input, peer))
                     }
                     if case .failure(let error) = input {
                         StandardOutput.error("tcpipctl send-file: \(escapedForLog(error.message))")
@@ -210,11 +212,12 @@ struct SendFile: AsyncParsableCommand {
                 if status != 0 { throw ExitCode(status) }
                 return
             }
-            let results = try await ClientSession.run(configuration, logger: logger, lookingUp: to) { session in
+            let lookups = pipelinedLookups
+            let results = try await ClientSession.run(configuration, logger: logger, lookingUp: lookups) { session in
                 try await FileSending.run(request, descriptors: descriptors, session: session)
             }
             for result in results {
-                if json { try StandardOutput.write(Self.summary(result).rendered() + "\n") }
+                if json { try StandardOutput.write(line: Self.summary(result)) }
                 if result.exitStatus != 0 {
                     StandardOutput.error(
                         "tcpipctl send-file: \(escapedForLog(result.name)) to \(escapedForLog(result.recipient.name)): "
@@ -282,6 +285,10 @@ struct SendFile: AsyncParsableCommand {
         fields.append(("error", result.reason.map { .string($0) } ?? .null))
         return .object(fields)
     }
+
+    /// The recipients to look up while registering. Not when waiting for them to join: an answer from registration
+    /// time would be stale by the time it is used, and their join notices may have gone by meanwhile.
+    var pipelinedLookups: [String] { waitForPeer == nil ? to : [] }
 }
 
 /// Bytes, rate and ETA per file on stderr, redrawn at most five times a second. The rate is this file's, from its

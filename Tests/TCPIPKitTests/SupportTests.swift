@@ -14,9 +14,21 @@ import Testing
         #expect(escapedForLog(raw) == escaped)
     }
 
+    @Test(arguments: [
+        (UInt64(0), "1970-01-01T00:00:00.000Z"), (1_764_064_140_123_456, "2025-11-25T09:49:00.123Z"),
+        (253_402_300_799_999_999, "9999-12-31T23:59:59.999Z"),
+    ])
+    func timesAreRFC3339InUTCWithMilliseconds(time: UInt64, text: String) {
+        #expect(WireClock.rfc3339(time) == text)
+    }
+
     @Test func jsonEscapesControlCharactersAndKeepsKeyOrder() {
         let value = JSON.object([("b", .string("x\u{1}\"\n")), ("a", .int(1)), ("c", .array([.null, .bool(true)]))])
         #expect(value.rendered() == #"{"b":"x\u0001\"\n","a":1,"c":[null,true]}"#)
+        #expect(value.utf8(newline: true) == Array(#"{"b":"x\u0001\"\n","a":1,"c":[null,true]}"#.utf8) + [10])
+        #expect(
+            value.rendered(pretty: true)
+                == "{\n  \"b\": \"x\\u0001\\\"\\n\",\n  \"a\": 1,\n  \"c\": [\n    null,\n    true\n  ]\n}")
     }
 
     @Test(arguments: [

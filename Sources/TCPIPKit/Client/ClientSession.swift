@@ -36,7 +36,11 @@ public final class ClientSession {
     private var peerCache: [UInt32: PeerRecord] = [:]
     /// Lookups sent with the credentials, by the name or id asked for: their request ids.
     private var pipelinedLookups: [String: UInt32] = [:]
-    /// Answers to lookups that arrived before anyone waited for them, by request id.
+    /// Lookups sent and not answered yet, by request id.
+    private var outstandingQueries: Set<UInt32> = []
+    /// Answers to outstanding lookups, by request id, until the one who asked takes them. ``receive()`` files every
+    /// answer here, whoever is reading: a lookup sent with the credentials may be answered while the caller waits for
+    /// something else (a peer to join).
     private var answers: [UInt32: PeerQueryResult] = [:]
     /// Whether this client takes messages. When false, ``next()`` refuses each incoming message with a receipt, so
     /// its sender learns at once instead of waiting for a timeout.
@@ -102,9 +106,6 @@ public final class ClientSession {
         }
         while roster.count < registered.rosterCount {
             let packet = try await next()
-            if packet.header.type == .peerQueryResult, let result = try? PeerQueryResult(tlv: packet.payload) {
-                answers[result.requestID] = result
-            }
             guard packet.header.type == .clientData else { continue }
             roster.append(try PeerRecord(tlv: packet.payload))
         }
@@ -238,6 +239,11 @@ public final class ClientSession {
             case .clientDisconnecting:
                 peerCache[packet.header.idFrom] = nil
                 return packet
+            case .peerQueryResult where packet.header.idFrom == PacketHeader.hubID:
+                let result = try PeerQueryResult(tlv: packet.payload)
+                // Only answers to questions asked are kept: a hub cannot fill memory with unasked ones.
+                if outstandingQueries.remove(result.requestID) != nil { answers[result.requestID] = result }
+                return Self.wakePacket
             case .hostExiting where packet.header.idFrom == PacketHeader.hubID:
                 let reason = (try? Reason(tlv: packet.payload))?.text ?? ""
                 throw TCPIPError.temporary(
@@ -327,6 +333,7 @@ public final class ClientSession {
         var query = query
         query.requestID = nextRequestID
         nextRequestID &+= 1
+        outstandingQueries.insert(query.requestID)
         return query
     }
 
@@ -359,14 +366,12 @@ public final class ClientSession {
 
     /// Waits for the answer to the lookup `requestID`, setting aside what else arrives.
     private func answer(to requestID: UInt32) async throws -> PeerRecord? {
-        if let result = answers.removeValue(forKey: requestID) { return result.peer }
         while true {
+            if let result = answers.removeValue(forKey: requestID) { return result.peer }
             let packet = try await receive()
             switch packet.header.type {
-            case .peerQueryResult:
-                let result = try PeerQueryResult(tlv: packet.payload)
-                if result.requestID == requestID { return result.peer }
-                answers[result.requestID] = result
+            case .localWake:
+                continue
             case .error:
                 let error = try ErrorPayload(tlv: packet.payload)
                 guard error.packetType == .peerQuery else {

@@ -17,14 +17,40 @@ public enum WireClock {
     /// RFC 3339 in UTC with milliseconds: `2026-11-25T09:49:00.123Z`.
     public static func rfc3339(_ time: WireTime) -> String {
         var seconds = time_t(time / 1_000_000)
-        let millis = Int(time % 1_000_000) / 1000
+        let millis = Int32(time % 1_000_000 / 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        // Digits written in place: `listen` stamps every message, and building it from padded Strings was a tenth
+        // of its time.
+        return String(unsafeUninitializedCapacity: 24) { out in
+            var index = 0
+            func put(_ value: Int32, _ width: Int) {
+                var value = max(0, value)
+                for position in stride(from: index + width - 1, through: index, by: -1) {
+                    out[position] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                index += width
+            }
+            func put(_ character: Unicode.Scalar) {
+                out[index] = UInt8(ascii: character)
+                index += 1
+            }
+            put(parts.tm_year + 1900, 4)
+            put("-")
+            put(parts.tm_mon + 1, 2)
+            put("-")
+            put(parts.tm_mday, 2)
+            put("T")
+            put(parts.tm_hour, 2)
+            put(":")
+            put(parts.tm_min, 2)
+            put(":")
+            put(parts.tm_sec, 2)
+            put(".")
+            put(millis, 3)
+            put("Z")
+            return index
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 }

@@ -23,6 +23,11 @@ public enum StandardOutput {
         try text.withUTF8 { try write(bytes: UnsafeRawBufferPointer($0)) }
     }
 
+    /// Writes a JSON value as one line.
+    public static func write(line value: JSON) throws {
+        try value.utf8(newline: true).withUnsafeBytes { try write(bytes: $0) }
+    }
+
     public static func write(bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
