@@ -17,6 +17,8 @@ public struct HubTLS: LinkSecurity {
         configuration.minimumTLSVersion = .tlsv13
         // Ask for (and require) a client certificate; the callback below replaces BoringSSL's chain checks.
         configuration.certificateVerification = .noHostnameVerification
+        // Keys are pinned, never chained to a CA: the system's CA bundle would be parsed for nothing.
+        configuration.trustRoots = .certificates([])
         context = try NIOSSLContext(configuration: configuration)
     }
 
@@ -65,6 +67,9 @@ public final class HubPin: LinkSecurity, @unchecked Sendable {
         configuration.certificateChain = [.certificate(key.certificate)]
         configuration.privateKey = .privateKey(key.privateKey)
         configuration.certificateVerification = .noHostnameVerification
+        // The hub's key is checked against its pin by the callback in `makeHandlers`, never against a CA: loading the
+        // system's CA bundle cost every TLS one-shot its parsing.
+        configuration.trustRoots = .certificates([])
         context = try NIOSSLContext(configuration: configuration)
         expectedBox = NIOLockedValueBox(expected)
         self.source = source
