@@ -189,7 +189,7 @@ small_ours() {  # label, then send-file arguments
     record "small files (ours, $label)" "$(printf %.0f "$(echo "$SMALL / $t" | bc -l)")" "files/s" "$SMALL × 4 KiB in $(printf %.2f "$t") s, fresh ext4${extra:-}"
 }
 small_ours "--files-from" --files-from ../small.list
-extra=" (argument parsing included)" small_ours "names as arguments" -- f*
+extra=" (argument parsing included)" small_ours "names as arguments" -- $(cd "$work/small" && ls)
 fresh_fs "$work/smallfs"
 sync
 t0=$(now); rsync -r "$work/small/" "$work/smallfs/rsync-small/" && sync; t=$(echo "$(now) - $t0" | bc -l)
