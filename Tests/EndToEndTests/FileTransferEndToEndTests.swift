@@ -115,6 +115,24 @@ import Testing
         try await fixture.stop()
     }
 
+    /// Files named after `--` (which skip the argument parser, whose time grows with the square of their number) and
+    /// before it all arrive, and the options before `--` still apply.
+    @Test func namesAfterDoubleDashAreFilesEvenWhenTheyLookLikeOptions() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        let plain = try fixture.file("plain.txt", Array("plain\n".utf8))
+        let dashed = try fixture.file("--to", Array("dashed\n".utf8))
+        let many = try (0..<200).map { try fixture.file("many-\($0).txt", Array("\($0)\n".utf8)) }
+        let result = try await fixture.sendFile([plain, "--to", "archive", "--json", "--"] + [dashed] + many)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.split(separator: "\n").count == 202)
+        #expect(Set(fixture.visible) == Set(["plain.txt", "--to"] + (0..<200).map { "many-\($0).txt" }))
+        #expect(fixture.spooled("--to") == Array("dashed\n".utf8))
+        let nothingAfter = try await fixture.sendFile(["--to", "archive", "--"])
+        #expect(nothingAfter.status == 64, "no file named: \(nothingAfter.stderr)")
+        try await fixture.stop()
+    }
+
     @Test func filesFromReadsLinesOrStdinAndAnEmptyListSendsNothing() async throws {
         let fixture = try await Fixture()
         try await fixture.startReceiver()
