@@ -72,6 +72,9 @@ public final class DeliveryTracker: ReceiptTracking {
         var receipts: Bool
         /// Recipients that left owing nothing: fine if nothing more is sent, "left" if something is.
         var gone: Set<UInt32> = []
+        /// The recipients still pending, worked out once until one of them fails: every message's waiting set shares
+        /// this one's storage instead of building its own (a set and an array per line of `send --lines`).
+        var pending: Set<UInt32>?
     }
 
     private let state: NIOLockedValueBox<State>
@@ -88,7 +91,8 @@ public final class DeliveryTracker: ReceiptTracking {
     public func expect(messageID: UInt32, bytes: Int, now: WireTime) {
         state.withLockedValue { state in
             for peer in state.gone { Self.fail(peer, .left, "left before the last message", in: &state, now: now) }
-            let waiting = Set(state.results.values.filter { $0.status == .pending }.map(\.peer.id))
+            let waiting = state.pending ?? Set(state.results.values.filter { $0.status == .pending }.map(\.peer.id))
+            state.pending = waiting
             guard !waiting.isEmpty else { return }
             state.outstanding[messageID] = Outstanding(sentAt: now, bytes: UInt64(bytes), waiting: waiting)
         }
@@ -197,6 +201,7 @@ public final class DeliveryTracker: ReceiptTracking {
         _ peer: UInt32, _ status: DeliveryResult.Status, _ reason: String?, in state: inout State, now: WireTime
     ) {
         guard state.results[peer]?.status == .pending else { return }
+        state.pending = nil
         state.results[peer]?.status = status
         state.results[peer]?.reason = reason
         state.results[peer]?.finishedAt = now
