@@ -48,6 +48,39 @@ import Testing
         _ = try? channel.finish()
     }
 
+    /// What `PacketSender` writes: a batch framed into shared buffers of at most 64 KiB (small payloads copied in,
+    /// large ones as they are), which decodes to the same packets in the same order.
+    @Test func aBatchIsFramedIntoFewBuffersAndDecodesToTheSamePackets() throws {
+        let channel = EmbeddedChannel(handler: PacketEncoder())
+        let context = try channel.pipeline.syncOperations.context(handlerType: PacketEncoder.self)
+        let lines = (0..<5000).map {
+            Packet(header: PacketHeader(type: .message, maskTo: .group), payload: ByteBuffer(string: "line \($0)"))
+        }
+        let batch = lines.prefix(2500) + Self.packets + lines.suffix(2500) + [Self.packets[1]]
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        PacketEncoder.write(Array(batch), to: context, promise: written)
+        #expect(throws: Never.self) { try written.futureResult.wait() }
+        var bytes = ByteBuffer()
+        var buffers: [ByteBuffer] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            buffers.append(buffer)
+            bytes.writeImmutableBuffer(buffer)
+        }
+        #expect(buffers.allSatisfy { $0.readableBytes <= 64 << 10 })
+        #expect(buffers.count < 20, "shared buffers, not one or two per packet: \(buffers.count)")
+        #expect(buffers.contains { $0 == Self.packets[1].payload }, "a large payload is not copied")
+        let decoder = EmbeddedChannel()
+        try decoder.pipeline.syncOperations.addHandlers([
+            ByteToMessageHandler(PacketDecoder(maxFrameSize: 1 << 20)), PacketBatcher(),
+        ])
+        try decoder.writeInbound(bytes)
+        var decoded: [Packet] = []
+        while let some = try decoder.readInbound(as: [Packet].self) { decoded += some }
+        #expect(decoded == Array(batch))
+        _ = try? decoder.finish()
+        _ = try? channel.finish()
+    }
+
     @Test func encoderWritesHeaderAndPayloadWithoutCopyingLargePayloads() throws {
         let channel = EmbeddedChannel(handler: PacketEncoder())
         let big = Self.packets[1]

@@ -44,6 +44,43 @@ public final class PacketEncoder: ChannelOutboundHandler, Sendable {
         }
     }
 
+    /// Writes `packets` as frames through `context` (the encoder's own, so they go to the handler below it) and
+    /// flushes: headers and payloads of 512 bytes or less are copied into shared buffers of up to 64 KiB, larger
+    /// payloads go as they are. `promise` completes with the last write.
+    public static func write(_ packets: [Packet], to context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        let limit = 64 << 10
+        var buffers: [ByteBuffer] = []
+        var shared: ByteBuffer?  // taken out while written to, so it has one owner and grows in place
+        for packet in packets {
+            let length = packet.payload.readableBytes
+            let small = length <= 512
+            var buffer: ByteBuffer
+            if let held = shared, held.readableBytes + PacketHeader.size + (small ? length : 0) <= limit {
+                shared = nil
+                buffer = held
+            } else {
+                if let held = shared { buffers.append(held) }
+                shared = nil
+                buffer = context.channel.allocator.buffer(capacity: 4096)
+            }
+            buffer.writePacketHeader(packet.header, payloadLength: length)
+            if small {
+                buffer.writeImmutableBuffer(packet.payload)
+                shared = buffer
+            } else {
+                buffers.append(buffer)
+                buffers.append(packet.payload)
+            }
+        }
+        if let held = shared { buffers.append(held) }
+        guard let last = buffers.popLast() else {
+            promise?.succeed()
+            return
+        }
+        for buffer in buffers { context.write(NIOAny(buffer), promise: nil) }
+        context.writeAndFlush(NIOAny(last), promise: promise)
+    }
+
     /// A packet as the buffers of one frame: the header, and the payload unless it is empty or small enough (512 bytes
     /// at most) to be copied behind the header, which is cheaper than a second buffer.
     static func frame(_ packet: Packet, allocator: ByteBufferAllocator) -> (header: ByteBuffer, payload: ByteBuffer?) {
