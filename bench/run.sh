@@ -51,6 +51,9 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 minmax() { sort -g | awk 'NR==1{m=$1} {M=$1} END {printf "%.3f–%.3f", m, M}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits (5 s at most) until something listens on 127.0.0.1:PORT: a fixed sleep was not always enough for mosquitto
+# on a loaded machine, and its row then measured a refused connection (0 of 100000 delivered).
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 results=()
 record() { results+=("$1|$2|$3|$4"); echo "$1: $2 $3 ($4)" >&2; }   # workload | figure | unit | detail
 
@@ -204,9 +207,9 @@ sleep 0.5
 t0=$(now); "$bin/tcpipctl" send --lines --to sink --wait-for-peer 5 --timeout 120 < "$work/lines.txt"; wait $sink; t=$(echo "$(now) - $t0" | bc -l)
 got=$(wc -l < "$work/sink.out")
 record "messages (send --lines → listen, receipts)" "$(printf %.0f "$(echo "$LINES / $t" | bc -l)")" "msg/s" "$got of $LINES delivered in $(printf %.2f "$t") s"
-mp=$(free_port); mosquitto -p "$mp" >/dev/null 2>&1 & pids+=($!); sleep 0.3
+mp=$(free_port); mosquitto -p "$mp" >/dev/null 2>&1 & pids+=($!); wait_port "$mp"
 mosquitto_sub -p "$mp" -t bench -q 1 -C "$LINES" > "$work/mq.out" 2>/dev/null & msub=$!
-sleep 0.3
+sleep 0.5
 t0=$(now); mosquitto_pub -p "$mp" -t bench -q 1 -l < "$work/lines.txt"; timeout 60 tail --pid=$msub -f /dev/null || kill $msub; t=$(echo "$(now) - $t0" | bc -l)
 got=$(wc -l < "$work/mq.out")
 record "messages (mosquitto_pub -l -q 1 → mosquitto_sub)" "$(printf %.0f "$(echo "$got / $t" | bc -l)")" "msg/s" "$got of $LINES delivered in $(printf %.2f "$t") s"
@@ -294,7 +297,7 @@ mqt=$(free_port)
 # `user root`: started as root, mosquitto would drop to its own user and could not read the key in $work (0700).
 printf 'listener %s 127.0.0.1\ncertfile %s\nkeyfile %s\nallow_anonymous true\ntls_version tlsv1.3\nuser root\n' "$mqt" \
     "$work/mq.crt" "$work/mq.key" > "$work/mq-tls.conf"
-mosquitto -c "$work/mq-tls.conf" >/dev/null 2>&1 & pids+=($!); sleep 0.3
+mosquitto -c "$work/mq-tls.conf" >/dev/null 2>&1 & pids+=($!); wait_port "$mqt"
 mosquitto_sub -h localhost -p "$mqt" --cafile "$work/mq.crt" -t one -q 1 > /dev/null 2>&1 & pids+=($!)
 sleep 0.5
 ours=(); theirs=()
@@ -439,7 +442,7 @@ record "join storm (ours)" "$(printf %.2f "$secs")" "s" "$IDLE peers registered;
 mq2=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\n' "$mq2" > "$work/mq-idle.conf"
 mosquitto -c "$work/mq-idle.conf" >/dev/null 2>&1 & mqpid=$!; pids+=($mqpid)
-sleep 0.3
+wait_port "$mq2"
 read -r per _ _ secs <<<"$(idle_run mqtt "$mq2" $mqpid)"
 record "idle connections (mosquitto, RSS per connection)" "$per" "bytes" "$IDLE MQTT clients, connected in $(printf %.2f "$secs") s"
 
