@@ -174,8 +174,8 @@ public final class RunningProgram: @unchecked Sendable {
     public func stop(when condition: @escaping @Sendable () -> Bool, timeout: Double = 60) async -> Bool {
         await onItsOwnThread {
             let pid = self.process.processIdentifier
-            let deadline = ContinuousClock.now + .seconds(timeout)
-            while ContinuousClock.now < deadline {
+            let deadline = SuspendingClock.now + .seconds(timeout)
+            while SuspendingClock.now < deadline {
                 kill(pid, SIGSTOP)
                 if self.waitUntilStopped() && condition() { return true }
                 kill(pid, SIGCONT)
@@ -266,18 +266,19 @@ public final class RunningProgram: @unchecked Sendable {
 public func eventually(
     within timeout: Double = 60, every interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool
 ) async throws -> Bool {
-    // The monotonic clock: CI once saw a 60 s wait end after 3 s, the wall clock stepped by the machine's time sync.
-    let deadline = ContinuousClock.now + .seconds(timeout)
+    // CLOCK_MONOTONIC (SuspendingClock): CI saw a 60 s wait on the wall clock end after 3 s, and a 30 s wait on
+    // CLOCK_BOOTTIME (ContinuousClock) end within a 20 s test: the VM was paused, and only this clock stood still.
+    let deadline = SuspendingClock.now + .seconds(timeout)
     while try await !condition() {
-        guard ContinuousClock.now < deadline else { return false }
+        guard SuspendingClock.now < deadline else { return false }
         try await Task.sleep(for: interval)
     }
     return true
 }
 
 /// Seconds since `start` on the monotonic clock (a test's elapsed time must not follow the wall clock's steps).
-public func seconds(since start: ContinuousClock.Instant) -> Double {
-    let elapsed = ContinuousClock.now - start
+public func seconds(since start: SuspendingClock.Instant) -> Double {
+    let elapsed = SuspendingClock.now - start
     return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 }
 

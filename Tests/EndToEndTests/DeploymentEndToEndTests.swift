@@ -95,7 +95,7 @@ import Testing
         try await fixture.hub.waitForPeers(["ops", "watcher"])
         let path = try fixture.file("report.txt", Array("report\n".utf8))
         for peer in ["ops", "watcher"] {
-            let started = ContinuousClock.now
+            let started = SuspendingClock.now
             let file = try await fixture.sendFile(["--to", peer, "--timeout", "30", path])
             #expect(file.status == 77, "\(file.stderr)")
             #expect(file.stderr.contains("not a receiver"))

@@ -268,7 +268,7 @@ import Testing
                 "tcpipctl", ["peers", "--timeout", "30"], environment: hub.environment)
             #expect(peers.status == 0, "\(attack): \(peers.stderr)")
             #expect(peers.stdout.hasPrefix("["), "\(attack): \(peers.stdout)")
-            let started = ContinuousClock.now
+            let started = SuspendingClock.now
             let socket = try RawSocket(port: hub.port)
             socket.send(Self.frame(Self.myCredentials, Self.text(1, "getting-in-\(round)")))
             let greeting = await socket.readFrame()

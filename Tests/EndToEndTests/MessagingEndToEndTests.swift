@@ -191,7 +191,7 @@ import Testing
 
     @Test func waitForPeerFailsWith68WhenThePeerNeverComes() async throws {
         let hub = try await TestHub()
-        let started = ContinuousClock.now
+        let started = SuspendingClock.now
         let result = try await RunningProgram.run(
             "tcpipctl", ["send", "--to", "ghost", "--wait-for-peer", "0.5", "-m", "x"], environment: hub.environment)
         #expect(result.status == 68)

@@ -173,7 +173,7 @@ import Testing
         // alert, which the client recognises.
         var plain = scene.hub.environment
         plain["TCPIP_STATE_DIR"] = scene.directory.appendingPathComponent("cron").path
-        let started = ContinuousClock.now
+        let started = SuspendingClock.now
         let mismatch = try await RunningProgram.run("tcpipctl", ["peers"], environment: plain, timeout: 30)
         #expect(mismatch.status == 69, "\(mismatch.stderr)")
         #expect(mismatch.stderr.contains("TLS"))
