@@ -18,13 +18,12 @@ final class InputPrefetch: @unchecked Sendable {
         case failed(TCPIPError)
     }
 
-    /// Its value is 1 while the reader thread may read (room ahead, or stopped), 0 while it must wait.
+    /// Its value is 1 while the reader thread may read (room ahead), 0 while it must wait.
     private let condition = ConditionLock(value: 1)
     // Guarded by `condition`; every unlock says `mayRead`.
     private var items = CircularBuffer<Item>()
     private var buffered = 0
     private var waiter: CheckedContinuation<Void, Never>?
-    private var stopped = false
 
     private let descriptor: Int32
     private let headroom: Int
@@ -41,7 +40,7 @@ final class InputPrefetch: @unchecked Sendable {
         }
     }
 
-    private var mayRead: Int { buffered < ahead || stopped ? 1 : 0 }
+    private var mayRead: Int { buffered < ahead ? 1 : 0 }
 
     /// The next bytes read, up to `maximum` (the rest of a larger read stays for the next call); nil at the end.
     func read(upTo maximum: Int) async throws -> ByteBuffer? {
@@ -66,13 +65,6 @@ final class InputPrefetch: @unchecked Sendable {
         case .end: return nil
         case .failed(let error): throw error
         }
-    }
-
-    /// Stops reading ahead (the thread ends at its next wake-up; a read in progress finishes first).
-    func stop() {
-        condition.lock()
-        stopped = true
-        condition.unlock(withValue: mayRead)
     }
 
     private func waitForItem() async {
@@ -101,9 +93,7 @@ final class InputPrefetch: @unchecked Sendable {
     private func readLoop() {
         while true {
             condition.lock(whenValue: 1)
-            let stop = stopped
             condition.unlock(withValue: mayRead)
-            if stop { return }
             var buffer = ByteBufferAllocator().buffer(capacity: headroom + readSize)
             buffer.moveWriterIndex(forwardBy: headroom)
             buffer.moveReaderIndex(forwardBy: headroom)

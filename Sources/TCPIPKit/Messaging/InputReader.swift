@@ -57,9 +57,6 @@ public struct InputReader: Sendable {
         return (collected, false)
     }
 
-    /// Stops a prefetching reader's thread from reading further (what it read already stays readable).
-    public func stopReading() { prefetch?.stop() }
-
     private func read(upTo maximum: Int, untilFull: Bool) async throws -> (bytes: ByteBuffer?, atEnd: Bool) {
         let descriptor = self.descriptor
         let headroom = self.headroom

@@ -46,24 +46,20 @@ public enum StandardOutput {
     /// /dev/null never wakes it.
     public static func watchReader(onGone: @escaping @Sendable () -> Void) {
         readerGoneHandler.withLockedValue { $0 = onGone }
-        var thread = pthread_t()
-        let started = pthread_create(
-            &thread, nil,
-            { _ in
-                var descriptor = pollfd(fd: 1, events: 0, revents: 0)
-                while true {
-                    if poll(&descriptor, 1, -1) < 0 {
-                        if errno == EINTR { continue }
-                        return nil
-                    }
-                    if descriptor.revents & Int16(POLLNVAL) != 0 { return nil }
-                    if descriptor.revents & Int16(POLLERR | POLLHUP) != 0 {
-                        StandardOutput.readerGoneHandler.withLockedValue({ $0 })?()
-                        return nil
-                    }
+        startThread {
+            var descriptor = pollfd(fd: 1, events: 0, revents: 0)
+            while true {
+                if poll(&descriptor, 1, -1) < 0 {
+                    if errno == EINTR { continue }
+                    return
                 }
-            }, nil)
-        if started == 0 { pthread_detach(thread) }
+                if descriptor.revents & Int16(POLLNVAL) != 0 { return }
+                if descriptor.revents & Int16(POLLERR | POLLHUP) != 0 {
+                    StandardOutput.readerGoneHandler.withLockedValue({ $0 })?()
+                    return
+                }
+            }
+        }
     }
 
     private static let readerGoneHandler = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
