@@ -9,7 +9,6 @@ let package = Package(
         .executable(name: "tcpipctl", targets: ["tcpipctl"]),
         .executable(name: "tcpiprecvd", targets: ["tcpiprecvd"]),
         .library(name: "TCPIPWire", targets: ["TCPIPWire"]),
-        .library(name: "TCPIPKit", targets: ["TCPIPKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -29,11 +28,52 @@ let package = Package(
         ),
         // Linux calls Swift's Glibc module does not expose (syncfs).
         .target(name: "CTCPIPSystem"),
-        // The logic on SwiftNIO: hub, client session, output helpers.
+        // What every side shares: the framing codec, identities and pinned keys, errors, JSON and output, clocks.
         .target(
-            name: "TCPIPKit",
+            name: "TCPIPCore",
             dependencies: [
                 "TCPIPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
+        // The hub: admission, registration, routing, its server. It knows no client, receiver or store code.
+        .target(
+            name: "TCPIPHub",
+            dependencies: [
+                "TCPIPWire",
+                "TCPIPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // A client of the hub: the session, messages, receipts, sending files.
+        .target(
+            name: "TCPIPClient",
+            dependencies: [
+                "TCPIPWire",
+                "TCPIPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The receiving side: the spool, the transfer state machine, hooks; a client of the hub.
+        .target(
+            name: "TCPIPReceiver",
+            dependencies: [
+                "TCPIPWire",
+                "TCPIPCore",
+                "TCPIPClient",
                 "CTCPIPSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -41,15 +81,29 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
-        // Node keys and TLS 1.3 links (swift-nio-ssl, swift-certificates), kept out of TCPIPKit so that the fuzz build
+        // The hub's store: a receiver and a sender inside tcpipd, joined to the hub through a local socket.
+        .target(
+            name: "TCPIPStore",
+            dependencies: [
+                "TCPIPWire",
+                "TCPIPCore",
+                "TCPIPHub",
+                "TCPIPClient",
+                "TCPIPReceiver",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Node keys and TLS 1.3 links (swift-nio-ssl, swift-certificates), kept out of TCPIPCore so that the fuzz build
         // does not compile a second BoringSSL.
         .target(
             name: "TCPIPTLS",
             dependencies: [
-                "TCPIPKit",
+                "TCPIPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -62,7 +116,9 @@ let package = Package(
         .target(
             name: "TCPIPCLI",
             dependencies: [
-                "TCPIPKit",
+                "TCPIPWire",
+                "TCPIPCore",
+                "TCPIPClient",
                 "TCPIPTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -72,7 +128,10 @@ let package = Package(
             name: "tcpipd",
             dependencies: [
                 "TCPIPWire",
-                "TCPIPKit",
+                "TCPIPCore",
+                "TCPIPHub",
+                "TCPIPReceiver",
+                "TCPIPStore",
                 "TCPIPTLS",
                 "TCPIPCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -84,7 +143,8 @@ let package = Package(
             name: "tcpipctl",
             dependencies: [
                 "TCPIPWire",
-                "TCPIPKit",
+                "TCPIPCore",
+                "TCPIPClient",
                 "TCPIPCLI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -94,7 +154,8 @@ let package = Package(
         .executableTarget(
             name: "tcpiprecvd",
             dependencies: [
-                "TCPIPKit",
+                "TCPIPCore",
+                "TCPIPReceiver",
                 "TCPIPCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -106,7 +167,10 @@ let package = Package(
         .target(
             name: "TCPIPFuzz",
             dependencies: [
-                "TCPIPKit",
+                "TCPIPCore",
+                "TCPIPHub",
+                "TCPIPClient",
+                "TCPIPReceiver",
                 "TCPIPWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -119,7 +183,6 @@ let package = Package(
         .target(
             name: "TCPIPTestSupport",
             dependencies: [
-                "TCPIPWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
@@ -130,13 +193,16 @@ let package = Package(
                 "TCPIPWire",
                 "TCPIPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "TCPIPKitTests",
             dependencies: [
-                "TCPIPKit",
+                "TCPIPCore",
+                "TCPIPHub",
+                "TCPIPClient",
+                "TCPIPReceiver",
+                "TCPIPStore",
                 "TCPIPTLS",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -144,7 +210,8 @@ let package = Package(
                 "TCPIPWire",
                 "TCPIPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]

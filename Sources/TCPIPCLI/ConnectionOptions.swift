@@ -1,8 +1,10 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPTLS
+import TCPIPWire
 
 #if canImport(Glibc)
     import Glibc
@@ -83,7 +85,7 @@ public struct ConnectionOptions: ParsableArguments {
     ) throws -> ClientConfiguration {
         let explicitName = name ?? environment["TCPIP_NAME"].flatMap { $0.isEmpty ? nil : $0 }
         var configuration = ClientConfiguration(name: explicitName)
-        if let explicitName, let problem = HubCore.problem(withName: explicitName) {
+        if let explicitName, let problem = Credentials.problem(withName: explicitName) {
             throw TCPIPError.usage("invalid name '\(escapedForLog(explicitName))': \(problem)")
         }
         if let text = server ?? environment["TCPIP_SERVER"].flatMap({ $0.isEmpty ? nil : $0 }) {

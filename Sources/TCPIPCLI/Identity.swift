@@ -1,7 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
-import TCPIPKit
+import TCPIPCore
 import TCPIPTLS
 
 #if canImport(Glibc)

@@ -1,7 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,5 @@
 import ArgumentParser
-import TCPIPKit
+import TCPIPCore
 
 /// Runs a command body and turns failures into one line on stderr and the sysexits status scripts rely on.
 public func reportingErrors(_ program: String, _ body: () async throws -> Void) async throws {

@@ -1,4 +1,4 @@
-import TCPIPKit
+import TCPIPCore
 
 #if canImport(Glibc)
     import Glibc

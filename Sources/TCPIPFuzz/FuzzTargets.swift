@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
+import TCPIPHub
 import TCPIPWire
 
 /// The fuzz targets: each takes arbitrary bytes, drives a decoder or a state machine with them, and checks the

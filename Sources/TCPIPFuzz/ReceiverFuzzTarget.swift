@@ -1,7 +1,8 @@
 import Crypto
 import NIOCore
 import Synchronization
-import TCPIPKit
+import TCPIPCore
+import TCPIPReceiver
 import TCPIPWire
 
 extension FuzzTargets {

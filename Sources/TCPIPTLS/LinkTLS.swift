@@ -2,7 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import NIOTLS
-import TCPIPKit
+import TCPIPCore
 
 /// The hub's side of TLS 1.3: it presents its node key and asks every client for one. Which keys may join is decided
 /// at registration (``AuthorizedPeers``), so any key completes the handshake; the key each connection proved reaches

@@ -1,7 +1,7 @@
 import Crypto
 import FoundationEssentials
 import NIOSSL
-import TCPIPKit
+import TCPIPCore
 import X509
 
 #if canImport(Glibc)

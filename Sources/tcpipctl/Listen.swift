@@ -1,7 +1,8 @@
 import ArgumentParser
 import NIOConcurrencyHelpers
 import TCPIPCLI
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPWire
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import TCPIPCLI
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPWire
 
 struct Ping: AsyncParsableCommand {

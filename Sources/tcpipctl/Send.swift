@@ -1,7 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
 import TCPIPCLI
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPWire
 
 struct Send: AsyncParsableCommand {

@@ -2,7 +2,8 @@ import ArgumentParser
 import FoundationEssentials
 import NIOConcurrencyHelpers
 import TCPIPCLI
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPWire
 
 #if canImport(Glibc)

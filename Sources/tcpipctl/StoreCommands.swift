@@ -1,6 +1,7 @@
 import ArgumentParser
 import TCPIPCLI
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPWire
 
 /// What `queue` and `receipts` share: where to ask, and whose files.

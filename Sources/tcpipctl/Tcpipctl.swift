@@ -1,7 +1,7 @@
 import ArgumentParser
 import NIOCore
 import TCPIPCLI
-import TCPIPKit
+import TCPIPCore
 
 @main
 struct Tcpipctl: AsyncParsableCommand {

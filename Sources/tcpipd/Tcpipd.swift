@@ -4,7 +4,10 @@ import FoundationEssentials
 import Logging
 import ServiceLifecycle
 import TCPIPCLI
-import TCPIPKit
+import TCPIPCore
+import TCPIPHub
+import TCPIPReceiver
+import TCPIPStore
 import TCPIPTLS
 import TCPIPWire
 

@@ -3,7 +3,8 @@ import FoundationEssentials
 import Logging
 import ServiceLifecycle
 import TCPIPCLI
-import TCPIPKit
+import TCPIPCore
+import TCPIPReceiver
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,6 @@
 import Foundation
 import TCPIPTestSupport
+import TCPIPWire
 import Testing
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Foundation
 import TCPIPTestSupport
+import TCPIPWire
 import Testing
 
 /// `tcpipctl send` and `tcpipctl listen` through a real hub.

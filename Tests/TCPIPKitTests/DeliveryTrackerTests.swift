@@ -1,4 +1,4 @@
-import TCPIPKit
+import TCPIPClient
 import TCPIPWire
 import Testing
 

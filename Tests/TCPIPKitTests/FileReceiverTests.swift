@@ -2,7 +2,9 @@ import Crypto
 import Foundation
 import Logging
 import NIOCore
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
+import TCPIPReceiver
 import TCPIPTestSupport
 import TCPIPWire
 import Testing

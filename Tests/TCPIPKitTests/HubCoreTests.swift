@@ -1,10 +1,11 @@
 import Logging
 import NIOCore
+import TCPIPCore
 import TCPIPTestSupport
 import TCPIPWire
 import Testing
 
-@testable import TCPIPKit
+@testable import TCPIPHub
 
 /// Drives a HubCore directly: no sockets, and a clock the test moves.
 struct HubHarness {

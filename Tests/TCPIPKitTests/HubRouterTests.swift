@@ -4,7 +4,7 @@ import NIOEmbedded
 import TCPIPWire
 import Testing
 
-@testable import TCPIPKit
+@testable import TCPIPHub
 
 /// The router's backpressure, on embedded channels whose writability the test sets.
 @Suite struct HubRouterTests {

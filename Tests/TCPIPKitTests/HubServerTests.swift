@@ -1,7 +1,9 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
+import TCPIPHub
 import TCPIPWire
 import Testing
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
-import TCPIPKit
+import TCPIPCore
+import TCPIPHub
 import TCPIPWire
 import Testing
 

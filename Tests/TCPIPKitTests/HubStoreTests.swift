@@ -1,5 +1,5 @@
 import Foundation
-import TCPIPKit
+import TCPIPStore
 import Testing
 
 /// The store's receipts file: pruning drops the old head and keeps the rest byte for byte, however large.

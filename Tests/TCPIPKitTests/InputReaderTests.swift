@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import TCPIPKit
+import TCPIPClient
 import TCPIPTestSupport
 import Testing
 

@@ -1,5 +1,5 @@
 import NIOCore
-import TCPIPKit
+import TCPIPClient
 import TCPIPTestSupport
 import TCPIPWire
 import Testing

@@ -1,7 +1,8 @@
 import Crypto
 import Foundation
 import Logging
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
 import TCPIPWire
 import Testing
 import X509

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
-import TCPIPKit
+import TCPIPCore
 import TCPIPWire
 import Testing
 

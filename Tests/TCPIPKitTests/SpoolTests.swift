@@ -2,7 +2,8 @@ import Crypto
 import Foundation
 import Logging
 import NIOCore
-import TCPIPKit
+import TCPIPCore
+import TCPIPReceiver
 import TCPIPTestSupport
 import TCPIPWire
 import Testing

@@ -1,4 +1,6 @@
-import TCPIPKit
+import TCPIPClient
+import TCPIPCore
+import TCPIPReceiver
 import Testing
 
 @Suite struct SupportTests {

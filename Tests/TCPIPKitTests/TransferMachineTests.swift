@@ -1,6 +1,6 @@
 import Crypto
 import NIOCore
-import TCPIPKit
+import TCPIPReceiver
 import TCPIPWire
 import Testing
 

@@ -105,3 +105,17 @@ public struct RegistrationFlags: OptionSet, Hashable, Sendable {
     /// If the name is taken, the hub may register this client as `name#ID` instead of refusing it.
     public static let allowRename = RegistrationFlags(rawValue: 1 << 2)
 }
+
+extension Credentials {
+    /// Why `name` cannot be registered, or nil when it can: the hub's name rule, which clients and the authorized-peers
+    /// file check too.
+    public static func problem(withName name: String) -> String? {
+        if name.isEmpty { return "the name is empty" }
+        if name.utf8.count > maxNameBytes { return "the name is longer than \(maxNameBytes) bytes" }
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) }) {
+            return "the name contains control characters"
+        }
+        if name.first == "#" || UInt32(name) != nil { return "a name cannot be a number or start with '#'" }
+        return nil
+    }
+}

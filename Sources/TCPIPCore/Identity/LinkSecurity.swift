@@ -1,0 +1,17 @@
+import NIOCore
+
+/// What secures a link (TLS, in the TCPIPTLS module): handlers that go first in each connection's pipeline. Kept as a
+/// protocol so that the hub and client modules (and the fuzz build, which compiles them with sanitizers) link no TLS
+/// library.
+public protocol LinkSecurity: Sendable {
+    /// The handlers for one new connection, made on its event loop.
+    func makeHandlers() throws -> [any ChannelHandler]
+    /// A clear error for a failure of the secured link (a pin mismatch, a peer that does not speak TLS), or nil.
+    func explain(_ error: any Error, address: HostPort) -> TCPIPError?
+}
+
+/// Fired up the pipeline once a TLS handshake proved which key the peer holds.
+public struct PeerAuthenticated: Sendable, Hashable {
+    public var id: NodeID
+    public init(id: NodeID) { self.id = id }
+}

@@ -1,0 +1,224 @@
+import FoundationEssentials
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TCPIPCore
+import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The hub: accepts clients on one event loop and relays their packets through a ``HubCore``.
+///
+/// One loop keeps routing free of locks and hops; the hub's work per packet is a header rewrite and a vectored write.
+public final class HubServer: Sendable {
+    public let configuration: HubConfiguration
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let router: HubRouter
+    private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let tickTask = NIOLockedValueBox<RepeatedTask?>(nil)
+
+    public init(configuration: HubConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        router = HubRouter(
+            core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
+        router.authorizedFile = configuration.authorizedPeersFile
+    }
+
+    /// SIGHUP: reads the authorized peers again (connected peers stay).
+    public func reloadAuthorizedPeers() {
+        let router = self.router
+        router.loop.execute { router.reloadAuthorizedPeers() }
+    }
+
+    /// Binds and starts accepting. Returns the address actually bound (the real port when asked for port 0).
+    public func start() async throws -> SocketAddress {
+        try configuration.validate()
+        let router = self.router
+        let configuration = self.configuration
+        let high = configuration.maxQueuedBytes / 2
+        let maxConnections = DescriptorLimit.raise()
+        let logger = self.logger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionLimiter(limit: maxConnections, logger: logger))
+                }
+            }
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+            .childChannelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(configuration.receiveBufferSize))
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
+            )
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let security = configuration.security {
+                        try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
+                    }
+                    try channel.pipeline.syncOperations.addHandler(HubConnectionHandler(router: router))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
+        } catch {
+            // "address already in use", not NIO's `bind(descriptor:ptr:bytes:)…`.
+            throw TCPIPError(
+                .cannotCreate, "cannot listen on \(configuration.listen): \(describeNetworkError(error))")
+        }
+        serverChannel.withLockedValue { $0 = channel }
+        let tickEvery = Self.tickInterval(configuration)
+        let task = router.loop.scheduleRepeatedTask(initialDelay: tickEvery, delay: tickEvery) { _ in router.tick() }
+        tickTask.withLockedValue { $0 = task }
+        guard let address = channel.localAddress else { throw TCPIPError.internalError("bound socket has no address") }
+        logger.info("listening", metadata: ["address": "\(HubConnectionHandler.describe(address))"])
+        return address
+    }
+
+    /// Makes a connection to this hub that no one else can make: a socket pair, one end served like an accepted
+    /// connection, marked local (it may register the role `store`, needs no token or key), the other end returned for
+    /// a ``ClientConfiguration/connectedSocket``. The hub's store joins through it.
+    public func connectLocal() async throws -> Int32 {
+        var ends: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+            throw TCPIPError.internalError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        let router = self.router
+        let configuration = self.configuration
+        let high = configuration.maxQueuedBytes / 2
+        do {
+            _ = try await ClientBootstrap(group: group)
+                .channelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            HubConnectionHandler(router: router, local: true))
+                    }
+                }
+                .withConnectedSocket(ends[0]).get()
+        } catch {
+            close(ends[0])
+            close(ends[1])
+            throw error
+        }
+        return ends[1]
+    }
+
+    /// Sends HostExiting to every client, closes every connection and stops accepting.
+    public func shutdown(reason: String = "stopped") async {
+        let router = self.router
+        tickTask.withLockedValue { $0?.cancel() }
+        let channel = serverChannel.withLockedValue { $0 }
+        try? await channel?.close()
+        try? await router.loop.submit { router.shutdown(reason: reason) }.get()
+        // Give the closes a moment to reach the clients before the loop goes away.
+        for _ in 0..<100 {
+            let open = (try? await router.loop.submit { router.openConnections }.get()) ?? 0
+            if open == 0 { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    /// Counters for tests and benchmarks.
+    public func statistics() async throws -> HubStatistics {
+        let router = self.router
+        return try await router.loop.submit { router.statistics() }.get()
+    }
+
+    static func tickInterval(_ configuration: HubConfiguration) -> TimeAmount {
+        let shortest = min(configuration.pingInterval, configuration.registrationTimeout, configuration.writeTimeout)
+        let quarter = TimeAmount.nanoseconds(TimeAmount(shortest).nanoseconds / 4)
+        return min(max(quarter, .milliseconds(10)), .seconds(1))
+    }
+}
+
+/// The hub's file descriptors: one per connection, and up to one more per connection for the store's files.
+enum DescriptorLimit {
+    /// Descriptors kept free for everything that is not a connection (the authorized-peers file, the store's index,
+    /// the few connections accepted at once past the limit), beyond the two per connection: 16, or an eighth of a
+    /// small limit.
+    static func reserve(_ descriptors: Int) -> Int { min(16, descriptors / 8) }
+
+    /// Raises the soft RLIMIT_NOFILE to the hard limit (as far as 1,048,576) and returns how many connections fit in
+    /// it: half of what is left after the descriptors already open and ``reserve``, at least 1.
+    static func raise() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 480 }
+        let wanted = min(limit.rlim_max, 1 << 20)
+        if limit.rlim_cur < wanted {
+            var raised = limit
+            raised.rlim_cur = wanted
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 16
+        return max(1, (descriptors - open - reserve(descriptors)) / 2)
+    }
+}
+
+/// Stops accepting while `limit` connections are open and accepts again when one closes: the connections past it wait
+/// in the listening socket's backlog. Without it a hub out of descriptors spins: accept fails (EMFILE) with the
+/// connection still waiting, the listening socket stays readable, and the loop tries again at full CPU for as long as
+/// it waits (NIO's AcceptBackoffHandler cannot stop that: NIO keeps the socket registered until an accept succeeds).
+final class ConnectionLimiter: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    let limit: Int
+    let logger: Logger
+    private var open = 0
+    private var paused = false
+    private var warned: NIODeadline?
+
+    init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let child = unwrapInboundIn(data)
+        open += 1
+        // The child's close, however it happens (before its handlers were added included), is the one sure signal.
+        let server = context.channel
+        child.closeFuture.hop(to: context.eventLoop).assumeIsolated().whenComplete { _ in self.closed(server) }
+        if open >= limit && !paused {
+            paused = true
+            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+            // Once a minute at most: at the limit, accepting pauses and resumes with every connection that closes.
+            if warned.map({ .now() - $0 > .seconds(60) }) ?? true {
+                warned = .now()
+                let limit = "as many as the descriptor limit allows (LimitNOFILE, ulimit -n)"
+                logger.warning("\(open) connections, \(limit): new ones wait until one closes")
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    private func closed(_ server: any Channel) {
+        open -= 1
+        guard paused, open < limit else { return }
+        paused = false
+        server.setOption(.autoRead, value: true).whenFailure { _ in }
+        logger.debug("accepting connections again", metadata: ["connections": "\(open)"])
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // accept failed (a connection reset before it was accepted, or descriptors used elsewhere): the server goes on.
+        logger.debug("accept failed", metadata: ["error": "\(error)"])
+    }
+}
+
+/// A bound address as `HOST:PORT` (`[HOST]:PORT` for IPv6), for the "listening on" line.
+public struct SocketAddressDescription: Sendable {
+    public let text: String
+    public init(_ address: SocketAddress) { text = HubConnectionHandler.describe(address) }
+}

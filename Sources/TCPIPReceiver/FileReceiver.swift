@@ -1,0 +1,288 @@
+import Crypto
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TCPIPClient
+import TCPIPCore
+import TCPIPWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Lands incoming files and messages in the spool. Files go through a ``TransferMachine``, which decides; this class
+/// performs what it decides: makes each temporary file, inflates, hashes and writes chunks off the event loops, and
+/// hands verified files to the ``Committer``, which syncs, publishes and only then answers DoneReceivingFile.
+/// Messages go to a ``MessageStore``.
+public final class FileReceiver {
+    /// A file that was published, for the hook and the log.
+    public struct Published: Sendable {
+        public var path: String
+        public var storedAs: String
+        /// The name the sender asked for.
+        public var sentAs: String
+        public var from: PeerRecord?
+        public var fromID: UInt32
+        public var size: UInt64
+        public var sha256: String
+    }
+
+    public let configuration: ReceiverConfiguration
+    private let logger: Logger
+    private var machine: TransferMachine
+    private let messages: MessageStore
+    private let decompressor: ChunkDecompressor
+    /// Syncs, publishes and answers verified files; its ``Committer/run(sender:onBatch:)`` must run beside
+    /// ``handle(_:session:)``.
+    public let committer: Committer
+
+    /// `index` remembers what was stored, for files sent again (unused with `alwaysStore`); `onPublished` is called
+    /// after each file is published (the `--exec` hook).
+    public init(
+        configuration: ReceiverConfiguration, logger: Logger, receiverName: String = "", index: SpoolIndex? = nil,
+        onPublished: (@Sendable (Published) -> Void)? = nil
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let index = configuration.alwaysStore ? nil : index
+        machine = TransferMachine(policy: configuration.policy(receiverName: receiverName, index: index))
+        messages = MessageStore(configuration: configuration, logger: logger)
+        decompressor = try ChunkDecompressor()
+        committer = Committer(spool: configuration.spool, logger: logger, index: index, onPublished: onPublished)
+    }
+
+    /// Transfers in progress, counting verified files not yet answered.
+    public var inProgress: Int { machine.open + committer.outstanding }
+
+    /// New transfers are refused from now on (the daemon is stopping); those in progress may finish.
+    public func stopTaking() { perform(machine.handle(.stopTaking)) }
+
+    /// Handles one packet; sends receipts through `session`. A malformed packet from a peer costs that peer its
+    /// transfer (an `invalid` receipt when the transfer can be told), never this session or anyone else's transfer.
+    public func handle(_ packet: Packet, session: ClientSession) async throws {
+        let from = packet.header.idFrom
+        let event: TransferMachine.Event
+        do {
+            switch packet.header.type {
+            case .fileStart:
+                event = .start(try FileStart(tlv: packet.payload), from: from, sender: try await session.peer(id: from))
+            case .fileChunk:
+                event = .chunk(try FileChunk(packet), from: from)
+            case .fileEnd:
+                let end = try FileEnd(tlv: packet.payload)
+                let aborted = packet.header.dataType == FileEnd.abort
+                event = .end(
+                    end, aborted: aborted, from: from, sender: aborted ? nil : try await session.peer(id: from))
+            case .message:
+                return try await messages.handle(packet, session: session)
+            case .fileSeek:
+                event = .seek(try FileSeek(tlv: packet.payload), from: from)
+            case .clientDisconnecting:
+                messages.forget(sender: from)
+                event = .senderLeft(from)
+            default:
+                return
+            }
+        } catch let error as WireError {
+            event = .malformed(
+                packet.header.type, from: from, transferID: Self.transferID(in: packet), error: "\(error)")
+        }
+        var next: [TransferMachine.Event] = [event]
+        while !next.isEmpty {
+            for action in machine.handle(next.removeFirst()) {
+                if let outcome = try await perform(action, session: session) { next.append(outcome) }
+            }
+        }
+    }
+
+    /// Removes every unfinished transfer (the connection ended, or the daemon stops).
+    public func abandonAll(reason: String) { perform(machine.handle(.abandonAll(reason: reason))) }
+
+    /// The transfer a file packet that did not decode belongs to, if that much can be read.
+    package static func transferID(in packet: Packet) -> UInt32? {
+        switch packet.header.type {
+        case .fileChunk:
+            return packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt32.self)
+        case .fileStart, .fileEnd, .fileSeek:
+            var reader = TLVReader(packet.payload)
+            while let field = try? reader.next() {
+                if field.tag == 1, let id = try? field.integer(as: UInt32.self) { return id }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    // MARK: actions
+
+    /// Performs one action; returns the outcome the machine asked for, if it asked.
+    private func perform(_ action: TransferMachine.Action, session: ClientSession) async throws -> TransferMachine
+        .Event?
+    {
+        switch action {
+        case .send(let receipt, let to):
+            try await session.send(receipt.packet(to: to))
+        case .offer(let resume, let to):
+            try await session.send(resume.packet(to: to))
+        case .create(let key, let tag, let partial):
+            do {
+                guard let partial else {
+                    let (descriptor, path) = try configuration.spool.createTemporary(tag: tag)
+                    return .created(key, TransferMachine.Temporary(descriptor: descriptor, path: path))
+                }
+                let spool = configuration.spool
+                let maxAge = configuration.partialMaxAge
+                let (descriptor, path, held, hasher) = try await NIOThreadPool.singleton.runIfActive {
+                    // A long-running daemon ages out what nobody came back for here, too.
+                    _ = spool.removePartials(olderThan: maxAge)
+                    let (descriptor, path, held) = try spool.openPartial(partial.name)
+                    if held == 0 { spool.writePartialRecord(partial.name, partial.record) }
+                    // What was kept is read back for the hash; a file that cannot be read starts over.
+                    guard held > 0, let hasher = try? sha256State(of: descriptor, upTo: held, path: path) else {
+                        guard ftruncate(descriptor, 0) == 0 else {
+                            let code = errno
+                            close(descriptor)
+                            throw SpoolError.writeFailed(code)
+                        }
+                        return (descriptor, path, UInt64(0), SHA256())
+                    }
+                    return (descriptor, path, held, hasher)
+                }
+                return .created(
+                    key, TransferMachine.Temporary(descriptor: descriptor, path: path), held: held, hasher: hasher)
+            } catch {
+                return .createFailed(key, reason: "\(error)")
+            }
+        case .write(let key, let chunk, let temporary, let offset, let hasher):
+            return await write(chunk, key: key, to: temporary, at: offset, hasher: hasher)
+        case .commit(var commit):
+            // What is published must be exactly what was checked: its size on disk too (a truncate that failed
+            // would leave a stale tail).
+            var info = stat()
+            guard fstat(commit.temporary.descriptor, &info) == 0, UInt64(info.st_size) == commit.size else {
+                perform([.discard(commit.temporary)])
+                let receipt = FileReceipt(
+                    transferID: commit.key.id, status: .storageFailed,
+                    reason: "the stored bytes do not have the announced size")
+                try await session.send(receipt.packet(to: commit.key.from))
+                return nil
+            }
+            if commit.temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {
+                unlink(commit.temporary.path + ".json")
+            }
+            commit.temporary.path = configuration.spool.retirePartial(commit.temporary.path)
+            self.commit(commit)
+        case .discard, .keep, .truncate, .log:
+            perform([action])
+        }
+        return nil
+    }
+
+    /// Performs the actions that need no I/O beyond closing a file: all that stopping and abandoning produce.
+    private func perform(_ actions: [TransferMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .discard(let temporary):
+                close(temporary.descriptor)
+                unlink(temporary.path)
+                if temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {
+                    unlink(temporary.path + ".json")
+                }
+            case .keep(let temporary):
+                // Kept for a later attempt: what the kernel has is what the next attempt finds (after a power cut the
+                // whole-file SHA-256 still catches anything lost).
+                close(temporary.descriptor)
+            case .truncate(let temporary):
+                // Writes go at explicit offsets, and the size is checked before publishing: a truncate that failed
+                // leaves a file that is refused, never a mixed one.
+                _ = ftruncate(temporary.descriptor, 0)
+            case .log(let level, let message, let metadata):
+                logger.log(level: level, message, metadata: metadata)
+            case .send, .offer, .create, .write, .commit:
+                assertionFailure("\(action) needs a session")
+            }
+        }
+    }
+
+    /// Inflates (bounded by the transfer's chunk size), hashes and writes a chunk off the event loops.
+    private func write(
+        _ chunk: FileChunk, key: TransferMachine.Key, to temporary: TransferMachine.Temporary, at offset: UInt64,
+        hasher: SHA256
+    ) async -> TransferMachine.Event {
+        let decompressor = self.decompressor
+        let rawLength = Int(chunk.rawLength)
+        let outcome: Result<SHA256, any Error> = await Result.capturing {
+            try await NIOThreadPool.singleton.runIfActive {
+                var hasher = hasher
+                let bytes =
+                    chunk.compressed ? try decompressor.decompress(chunk.data, rawLength: rawLength) : chunk.data
+                try bytes.withUnsafeReadableBytes { pointer in
+                    hasher.update(bufferPointer: pointer)
+                    // At the machine's offset: the bytes on disk are exactly the ones hashed, whatever the file held.
+                    try Spool.writeAll(temporary.descriptor, pointer, at: Int64(offset))
+                }
+                Spool.startWriteback(temporary.descriptor, wrote: Int64(bytes.readableBytes), at: Int64(offset))
+                return hasher
+            }
+        }
+        switch outcome {
+        case .success(let updated):
+            return .wrote(key, hasher: updated, raw: UInt64(rawLength), wire: UInt64(chunk.data.readableBytes))
+        case .failure(let error as ChunkDecompressor.Failure):
+            return .writeFailed(key, .corrupt, reason: error.description)
+        case .failure(let error as SpoolError):
+            return .writeFailed(
+                key, .storageFailed, reason: error.isNoSpace ? "the receiver's disk is full" : error.description)
+        case .failure(let error):
+            return .writeFailed(key, .storageFailed, reason: "\(error)")
+        }
+    }
+
+    /// Hands a verified file to the committer, which owns its descriptor from here.
+    private func commit(_ commit: TransferMachine.Commit) {
+        let hex = commit.sha256.hex
+        let (sentAs, from, fromName, size, wireBytes) = (
+            commit.sentAs, commit.key.from, commit.senderName, commit.size, commit.wireBytes
+        )
+        let fromKey: JSON = commit.sender?.keyID.map { .string($0.description) } ?? .null
+        let resumedFrom = commit.resumedFrom
+        let message = commit.message
+        let compression = commit.compression == 1 ? "zlib" : "none"
+        let receivedAt = WireClock.rfc3339(WireClock.now())
+        // A message queued with `send --queue` is stored as a message is, under a message's name.
+        let name =
+            commit.message ? MessageStore.fileName(from: from, id: commit.key.id, sender: commit.sender) : sentAs
+        let file = Spool.Finished(
+            descriptor: commit.temporary.descriptor, temporary: commit.temporary.path, name: name
+        ) { storedAs in
+            JSON.object([
+                ("name", .string(storedAs)), ("sentAs", .string(sentAs)),
+                ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName)), ("key", fromKey)])),
+                ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
+                ("wireBytes", .int(Int64(wireBytes))), ("resumedFrom", .int(Int64(resumedFrom))),
+                ("receivedAt", .string(receivedAt)), ("kind", .string(message ? "message" : "file")),
+            ]).rendered()
+        }
+        committer.enqueue(
+            Committer.Job(
+                file: file, transferID: commit.key.id,
+                // A message is indexed apart from files (see TransferMachine.indexName) and runs no --exec hook,
+                // as a message sent as one does not.
+                published: Published(
+                    path: "", storedAs: "", sentAs: commit.message ? "\u{0}message/" + sentAs : sentAs,
+                    from: commit.sender, fromID: from, size: size, sha256: hex),
+                deduplicate: commit.announced, notify: !commit.message))
+    }
+}
+
+extension Result where Failure == any Error {
+    static func capturing(_ body: () async throws -> Success) async -> Result {
+        do {
+            return .success(try await body())
+        } catch {
+            return .failure(error)
+        }
+    }
+}
