@@ -250,15 +250,17 @@ record "one-shot under a lockout attempt (mosquitto_pub -q 1)" "$(printf '%s\n' 
     "median of $ONESHOT; $(cat "$work/flood-mq.out") connections opened by the attacker"
 
 # The same over TLS 1.3 (issue 12): a hub with --authorized-peers, a receiver and senders with keys of their own, the
-# hub's key pinned. Files (one sender, then two at once: is encryption serialised on the hub's one event loop?),
+# hub's key pinned. Files (one sender, then two and four at once: the hub's TLS runs on one loop per core),
 # lines with receipts, one-shot sends against mosquitto_pub to a mosquitto TLS listener (certificate made here).
-for node in thub trecv tsend tsend2 tlisten; do "$bin/tcpipctl" id --state-dir "$work/$node" > "$work/$node.id"; done
+for node in thub trecv tsend tsend2 tsend3 tsend4 tlisten; do "$bin/tcpipctl" id --state-dir "$work/$node" > "$work/$node.id"; done
 printf '%s tbench receiver
 %s tsend
 %s tsend2
+%s tsend3
+%s tsend4
 %s tlisten
-' "$(cat "$work/trecv.id")" "$(cat "$work/tsend.id")" \
-    "$(cat "$work/tsend2.id")" "$(cat "$work/tlisten.id")" > "$work/tls_peers"
+' "$(cat "$work/trecv.id")" "$(cat "$work/tsend.id")" "$(cat "$work/tsend2.id")" "$(cat "$work/tsend3.id")" \
+    "$(cat "$work/tsend4.id")" "$(cat "$work/tlisten.id")" > "$work/tls_peers"
 "$bin/tcpipd" --listen 127.0.0.1:0 --log-level error --state-dir "$work/thub" --authorized-peers "$work/tls_peers" \
     > "$work/thub.out" 2>/dev/null &
 thub=$!; pids+=($thub)
@@ -269,22 +271,31 @@ pids+=($!)
 tls_send() { env "${tls_env[@]}" TCPIP_STATE_DIR="$work/$1" "$bin/tcpipctl" "${@:2}"; }
 tls_send tsend ping --to tbench --timeout 10 >/dev/null 2>&1 || sleep 1
 bytes=$(stat -c %s "$work/random.bin")
-one=(); two=()
-for _ in $(seq "$ROUNDS"); do
+# N senders at once (tsend, tsend2, …), each sending random.bin; prints the seconds until the last one is done.
+tls_many() {
     rm -f "$work/tspool"/tls*; sync
-    t0=$(now); tls_send tsend send-file --to tbench --progress never --as tls1.bin "$work/random.bin" >/dev/null
-    one+=("$(echo "$(now) - $t0" | bc -l)")
-    rm -f "$work/tspool"/tls*; sync
+    local t0 started=() i node
     t0=$(now)
-    tls_send tsend send-file --to tbench --progress never --as tlsa.bin "$work/random.bin" >/dev/null & a=$!
-    tls_send tsend2 send-file --to tbench --progress never --as tlsb.bin "$work/random.bin" >/dev/null
-    wait $a
-    two+=("$(echo "$(now) - $t0" | bc -l)")
+    for i in $(seq "$1"); do
+        node=tsend; [ "$i" -gt 1 ] && node=tsend$i
+        tls_send "$node" send-file --to tbench --progress never --as "tls$i.bin" "$work/random.bin" >/dev/null &
+        started+=($!)
+    done
+    wait "${started[@]}"
+    echo "$(now) - $t0" | bc -l
+}
+one=(); two=(); four=()
+for _ in $(seq "$ROUNDS"); do
+    one+=("$(tls_many 1)")
+    two+=("$(tls_many 2)")
+    four+=("$(tls_many 4)")
 done
 m=$(printf '%s\n' "${one[@]}" | median)
 record "files random.bin (ours over TLS)" "$(printf %.3f "$(echo "$bytes / $m / 1000000000" | bc -l)")" "GB/s" "median of ${#one[@]}: $(printf %.3f "$m") s, range $(printf '%s\n' "${one[@]}" | minmax) s"
 m=$(printf '%s\n' "${two[@]}" | median)
 record "files random.bin (ours over TLS, two senders at once)" "$(printf %.3f "$(echo "2 * $bytes / $m / 1000000000" | bc -l)")" "GB/s" "both files together, median of ${#two[@]}: $(printf %.3f "$m") s"
+m=$(printf '%s\n' "${four[@]}" | median)
+record "files random.bin (ours over TLS, four senders at once)" "$(printf %.3f "$(echo "4 * $bytes / $m / 1000000000" | bc -l)")" "GB/s" "all four files together, median of ${#four[@]}: $(printf %.3f "$m") s; $(nproc) cores for the hub, the senders and the receiver"
 tls_send tlisten listen --name tlisten --raw --count "$LINES" > "$work/tsink.out" 2>/dev/null &
 tsink=$!; pids+=($tsink)
 sleep 0.5

@@ -20,7 +20,7 @@ function __tcpipd_parse_tokens -S
     set -l unparsed_tokens (__tcpipd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpipd'
-        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'tls' 'authorized-peers=' 'enroll-token-file=' 'insecure-plaintext' 'state-dir=' 'store=' 'store-max-bytes=' 'store-max-age=' 'store-receipt-max-age=' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'max-unregistered=' 'max-unregistered-per-source=' 'write-timeout=' 'log-level=' 'log-format=' 'version' 'h/help'
+        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'tls' 'authorized-peers=' 'enroll-token-file=' 'insecure-plaintext' 'state-dir=' 'store=' 'store-max-bytes=' 'store-max-age=' 'store-receipt-max-age=' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'max-unregistered=' 'max-unregistered-per-source=' 'write-timeout=' 'threads=' 'log-level=' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'id'
             __tcpipd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
@@ -98,6 +98,7 @@ complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options 
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" max-unregistered' -l 'max-unregistered' -d 'Connections waiting to register at once, from all sources; past it a waiting one is shed for a newcomer.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" max-unregistered-per-source' -l 'max-unregistered-per-source' -d 'Connections waiting to register at once from one address (IPv6: one /64); more from it are told busy.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" write-timeout' -l 'write-timeout' -d 'Seconds a peer may make no progress reading before it is dropped.' -rfka ''
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" threads' -l 'threads' -d 'Threads for connections (accepting, TLS, framing, writing); routing has one more of its own. Default: one per core.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" log-level' -l 'log-level' -d 'trace, debug, info, notice, warning, error or critical.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" version' -l 'version' -d 'Show the version.'

@@ -1,3 +1,4 @@
+import NIOCore
 import TCPIPCore
 import TCPIPWire
 
@@ -25,6 +26,8 @@ public struct HubConfiguration: Sendable {
     var receiveBufferSize: Int { min(max(maxQueuedBytes / 16, 64 << 10), 1 << 20) }
     /// Time a destination may make no progress reading before it is dropped (default 30 s).
     public var writeTimeout: Duration = .seconds(30)
+    /// Event-loop threads for the connections (accepting, TLS, framing, writing); the core has one more of its own.
+    public var threads = System.coreCount
     /// Connections waiting to register (TLS handshakes included), at most, from all sources together (default 256).
     /// Past it a newcomer is still admitted and a waiting connection is shed (``Admission``). Each may hold one
     /// MyCredentials-sized frame (``Credentials/maxFrameSize``) and its TLS handshake until its registration deadline,
@@ -77,6 +80,7 @@ public struct HubConfiguration: Sendable {
         guard maxQueuedBytes >= 2 * maxFrameSize else {
             throw TCPIPError.usage("--max-queued-bytes must be at least twice --max-frame-size")
         }
+        guard (1...1024).contains(threads) else { throw TCPIPError.usage("--threads must be from 1 to 1024") }
         guard maxUnregistered > 0 else { throw TCPIPError.usage("--max-unregistered must be at least 1") }
         guard maxUnregisteredPerSource > 0 else {
             throw TCPIPError.usage("--max-unregistered-per-source must be at least 1")

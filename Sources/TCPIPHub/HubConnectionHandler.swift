@@ -1,33 +1,59 @@
+import Logging
 import NIOCore
 import TCPIPCore
 import TCPIPWire
 
-/// One hub connection, as the one handler of its pipeline (behind TLS's, when there is TLS): cuts the bytes received
-/// into packets, hands them to the router, writes the router's packets as frames, and reads only when the router's
-/// ``HubBackpressure`` allows. One handler, not a decoder, an encoder and a handler: each costs an idle connection a
-/// pipeline context and an object of its own.
-final class HubConnectionHandler: ChannelDuplexHandler {
+/// One hub connection, as the one handler of its pipeline (behind TLS's, when there is TLS), on one of the hub's
+/// connection loops: cuts the bytes received into packets and hands them to the router, on the hub's own loop, in one
+/// batch per read; writes the packets the router hands back; and reads only when the router allows. One handler, not a
+/// decoder, an encoder and a handler: each costs an idle connection a pipeline context and an object of its own.
+///
+/// At most one batch per connection is with the router at a time: the connection reads nothing more until the router
+/// has carried that batch out, so what it may have read past a full destination (``HubBackpressure``) stays one read
+/// burst, and a MyCredentials is registered before the frame behind it is cut with the registered limit.
+///
+/// `@unchecked Sendable`: its state is touched only on its channel's loop. The router holds it only to send it tasks
+/// that run there.
+final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let router: HubRouter
-    private(set) var id = ConnectionID(0)
-    private(set) var context: ChannelHandlerContext?
-    /// Set once the hub decided to close the connection: nothing more is read.
-    var closing = false
-    private var paused = false
+    let id: ConnectionID
+    /// The connection's loop: where every method of this handler runs.
+    let loop: any EventLoop
     /// A connection the hub made to itself (its store), not one accepted from the network.
     let local: Bool
+    private var context: ChannelHandlerContext?
+    /// The hub decided to close the connection: nothing more is read, handed over or written.
+    private var closing = false
+    /// The stream ended or went out of step: nothing more is read or handed over (the router may still write a last
+    /// packet and close).
+    private var stopped = false
+    /// The router holds this connection back (a destination it fed is full).
+    private var paused = false
+    /// A batch is with the router.
+    private var inFlight = false
+    /// NIO asked to read while reading was not allowed: read once it is.
+    private var readWithheld = false
+    /// A MyCredentials was cut and the router has not answered yet: the frames behind it wait for its frame limit.
+    private var awaitingRegistration = false
+    /// Packets cut and not handed to the router yet.
+    private var batch: [Packet] = []
     /// Cuts frames: held to the largest MyCredentials until the connection registers, then to the hub's limit.
     private var parser = FrameParser(maxFrameSize: Credentials.maxFrameSize)
-    /// Bytes received that do not make a whole frame yet; nil when there are none (an idle connection holds no buffer).
+    /// Bytes received that do not make a whole frame yet (or wait for registration); nil when there are none (an idle
+    /// connection holds no buffer).
     private var received: ByteBuffer?
     /// Whether the connection has registered (its frame limit was raised).
     private(set) var registered = false
-    init(router: HubRouter, local: Bool = false) {
+
+    init(router: HubRouter, loop: any EventLoop, local: Bool = false) {
         self.router = router
+        self.loop = loop
         self.local = local
+        id = router.makeConnectionID()
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -36,37 +62,71 @@ final class HubConnectionHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let remote = context.channel.remoteAddress
-        id = router.connected(
-            self, address: local ? "local" : Self.describe(remote), source: local ? nil : Admission.source(of: remote))
+        let address = local ? "local" : Self.describe(remote)
+        let source = local ? nil : Admission.source(of: remote)
+        let router = self.router
+        router.loop.execute { router.connected(self, address: address, source: source) }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        received = nil
-        router.disconnected(self)
+        finishInput()
+        let router = self.router
+        router.loop.execute { router.disconnected(self) }
         context.fireChannelInactive()
     }
 
+    /// The peer sent all it will send (its FIN; the hub allows half-closure, so its answers can still go out), or the
+    /// connection closed. What arrived before still counts (a last message, a goodbye): cut all of it, with the hub's
+    /// limit (the bytes are already held, so the pre-registration limit protects nothing here), and hand it over,
+    /// whatever is with the router. Returns whether there was input left to end.
+    @discardableResult
+    private func finishInput() -> Bool {
+        guard !stopped else { return false }
+        stopped = true
+        if !closing, var bytes = received {
+            parser = FrameParser(maxFrameSize: router.maxFrameSize)
+            while let packet = try? parser.nextPacket(from: &bytes) { batch.append(packet) }
+        }
+        received = nil
+        let (packets, router) = (batch, self.router)
+        batch = []
+        if !packets.isEmpty { router.loop.execute { router.received(packets, from: self) } }
+        return true
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+        guard !closing, !stopped else { return }
         var bytes = unwrapInboundIn(data)
         if received == nil {
             received = bytes
         } else {
             received!.writeBuffer(&bytes)
         }
-        // A packet may make the router close this connection (and run channelInactive) before the loop ends.
-        while !closing, self.context != nil, var buffer = received {
+        cut()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        handOver()
+        context.fireChannelReadComplete()
+    }
+
+    /// Cuts the packets held, up to and including a MyCredentials while unregistered.
+    private func cut() {
+        while !closing, !stopped, !awaitingRegistration, var buffer = received {
             received = nil
             let packet: Packet?
             do {
                 packet = try parser.nextPacket(from: &buffer)
             } catch {
-                router.failed(self, error: error)
-                // The stream is out of step: nothing more is read, whether or not the core still knew this connection.
-                if !closing {
-                    closing = true
-                    context.close(promise: nil)
+                // The stream is out of step: nothing more is read. The router answers (an error, then the close)
+                // after the packets cut before it.
+                stopped = true
+                let (packets, router) = (batch, self.router)
+                batch = []
+                router.loop.execute {
+                    if !packets.isEmpty { router.received(packets, from: self) }
+                    router.failed(self, error: error)
                 }
                 return
             }
@@ -76,76 +136,139 @@ final class HubConnectionHandler: ChannelDuplexHandler {
                 break
             }
             if buffer.readableBytes > 0 { received = buffer }
-            router.received(packet, from: self)
+            batch.append(packet)
+            if !registered && packet.header.type == .myCredentials { awaitingRegistration = true }
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        router.flushPending()
-        context.fireChannelReadComplete()
+    /// Hands the packets cut to the router, unless a batch is with it already.
+    private func handOver() {
+        guard !inFlight, !closing, !stopped, !batch.isEmpty else { return }
+        inFlight = true
+        let (packets, router) = (batch, self.router)
+        batch = []
+        router.loop.execute { router.received(packets, from: self) }
+    }
+
+    /// The router carried out the last batch (run on this connection's loop); `maxFrameSize` when the connection
+    /// registered with it.
+    func acknowledged(registeredWith maxFrameSize: Int?) {
+        inFlight = false
+        if let maxFrameSize, !registered {
+            registered = true
+            parser = FrameParser(maxFrameSize: maxFrameSize)
+        }
+        if awaitingRegistration {
+            awaitingRegistration = false
+            cut()
+        }
+        handOver()
+        readIfAllowed()
     }
 
     /// Bytes held for a frame not yet whole.
     var bufferedBytes: Int { received?.readableBytes ?? 0 }
 
-    /// The connection registered: from the next frame on (one already received included), the hub's limit applies.
-    func registered(maxFrameSize: Int) {
-        registered = true
-        parser = FrameParser(maxFrameSize: maxFrameSize)
-    }
-
-    /// Writes a packet as a frame: the header as a small buffer and the payload as its own, so a relayed payload is
-    /// never copied (the socket sends both with one vectored write).
-    func write(_ packet: Packet, promise: EventLoopPromise<Void>?) {
-        guard let context else {
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
+    /// Writes packets as frames (run on this connection's loop), each header as a small buffer and each payload as its
+    /// own, so a relayed payload is never copied (the socket sends them with one vectored write); then closes, when
+    /// `close`, once they are written.
+    func deliver(_ packets: [Packet], close: Bool) {
+        guard let context, !closing else { return }
+        let channel = context.channel
+        var last: EventLoopPromise<Void>?
+        for (index, packet) in packets.enumerated() {
+            let promise = close && index == packets.count - 1 ? context.eventLoop.makePromise(of: Void.self) : nil
+            let (header, payload) = PacketEncoder.frame(packet, allocator: channel.allocator)
+            if let payload {
+                context.write(wrapOutboundOut(header), promise: nil)
+                context.write(wrapOutboundOut(payload), promise: promise)
+            } else {
+                context.write(wrapOutboundOut(header), promise: promise)
+            }
+            last = promise
         }
-        let (header, payload) = PacketEncoder.frame(packet, allocator: context.channel.allocator)
-        if let payload {
-            context.write(wrapOutboundOut(header), promise: nil)
-            context.write(wrapOutboundOut(payload), promise: promise)
+        // Measured before the flush: what waits for the socket, the kernel's share not counted.
+        if let queued = try? channel.syncOptions?.getOption(.bufferedWritableBytes) {
+            router.counters.queued(queued, connection: id, writable: channel.isWritable, logger: router.logger)
+        }
+        context.flush()
+        guard close else { return }
+        closing = true
+        let closeNow: @Sendable () -> Void = { channel.close(promise: nil) }
+        if let last {
+            last.futureResult.whenComplete { _ in closeNow() }
+            // A peer that never reads must not keep the connection open forever. Cancelled once closed: the task holds
+            // the channel, and a flood of refused connections must not keep thousands alive.
+            let deadline = context.eventLoop.scheduleTask(in: .seconds(5)) { closeNow() }
+            channel.closeFuture.whenComplete { _ in deadline.cancel() }
         } else {
-            context.write(wrapOutboundOut(header), promise: promise)
+            closeNow()
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        router.writabilityChanged(self, writable: context.channel.isWritable)
+        let (router, writable) = (self.router, context.channel.isWritable)
+        router.loop.execute { router.writabilityChanged(self, writable: writable) }
         context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let proof = event as? PeerAuthenticated {
-            router.authenticated(self, key: proof.id)
+        if case ChannelEvent.inputClosed = event {
+            // Answer what it sent, then close: the router closes it after everything queued for it so far.
+            if finishInput() {
+                let router = self.router
+                router.loop.execute { router.ended(self) }
+            }
+        } else if let proof = event as? PeerAuthenticated {
+            let (router, key) = (self.router, proof.id)
+            router.loop.execute { router.authenticated(self, key: key) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        router.failed(self, error: error)
+        // Not the stream's content (that is the router's to judge): a reset, a TLS failure. The connection ends.
+        router.logger.debug("connection error: \(error)", metadata: ["connection": "\(id)"])
+        stopped = true
+        context.close(promise: nil)
     }
 
     func read(context: ChannelHandlerContext) {
-        if !paused && !closing { context.read() }
+        if paused || closing || stopped || inFlight {
+            readWithheld = true
+        } else {
+            context.read()
+        }
     }
 
-    /// Stops reading (the router calls this when ``HubBackpressure`` holds this connection back). Turning autoRead off
-    /// takes the socket out of the poller at once, whether or not a read was already requested. (NIO still reads all
-    /// that was received when the peer closes: ``HubConfiguration`` bounds that with the receive buffer's size.)
+    private func readIfAllowed() {
+        guard readWithheld, !paused, !closing, !stopped, !inFlight, let context else { return }
+        readWithheld = false
+        context.read()
+    }
+
+    /// Stops reading (the router holds this connection back; run on its loop). Turning autoRead off takes the socket
+    /// out of the poller at once, whether or not a read was already requested. (NIO still reads all that was received
+    /// when the peer closes: ``HubConfiguration`` bounds that with the receive buffer's size.)
     func pause() {
         guard !paused, let context else { return }
         paused = true
         try? context.channel.syncOptions?.setOption(.autoRead, value: false)
     }
 
-    /// Reads again (nothing holds this connection back any more).
+    /// Reads again (nothing holds this connection back any more; run on its loop).
     func resume() {
         guard paused, let context else { return }
         paused = false
-        guard !closing else { return }
+        guard !closing, !stopped else { return }
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
+        readIfAllowed()
+    }
+
+    /// Closes the connection (run on its loop), without a last packet.
+    func close() {
+        deliver([], close: true)
     }
 
     static func describe(_ address: SocketAddress?) -> String {

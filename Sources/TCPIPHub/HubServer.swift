@@ -11,13 +11,18 @@ import TCPIPWire
     import Glibc
 #endif
 
-/// The hub: accepts clients on one event loop and relays their packets through a ``HubCore``.
+/// The hub: accepts clients and relays their packets through a ``HubCore``.
 ///
-/// One loop keeps routing free of locks and hops; the hub's work per packet is a header rewrite and a vectored write.
+/// Connections (accepting, TLS, framing, writing) run on a group of ``HubConfiguration/threads`` loops; the core, a
+/// single-owner value, runs on a loop of its own, which they hand packets to in batches (``HubRouter``). Routing stays
+/// free of locks, and TLS's record crypto, the costliest work per byte, runs on every core.
 public final class HubServer: Sendable {
     public let configuration: HubConfiguration
     private let logger: Logger
+    /// The connections' loops.
     private let group: MultiThreadedEventLoopGroup
+    /// The core's loop.
+    private let coreGroup: MultiThreadedEventLoopGroup
     private let router: HubRouter
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
     private let tickTask = NIOLockedValueBox<RepeatedTask?>(nil)
@@ -25,9 +30,10 @@ public final class HubServer: Sendable {
     public init(configuration: HubConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
+        coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         router = HubRouter(
-            core: HubCore(configuration: configuration, logger: logger), loop: group.next(), logger: logger)
+            core: HubCore(configuration: configuration, logger: logger), loop: coreGroup.next(), logger: logger)
         router.authorizedFile = configuration.authorizedPeersFile
     }
 
@@ -55,6 +61,8 @@ public final class HubServer: Sendable {
                 }
             }
             .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+            // A peer's FIN ends its input, not the connection: the answers to what it sent still go out.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(configuration.receiveBufferSize))
             .childChannelOption(
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
@@ -64,7 +72,8 @@ public final class HubServer: Sendable {
                     if let security = configuration.security {
                         try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
                     }
-                    try channel.pipeline.syncOperations.addHandler(HubConnectionHandler(router: router))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HubConnectionHandler(router: router, loop: channel.eventLoop))
                 }
             }
         let channel: any Channel
@@ -101,7 +110,7 @@ public final class HubServer: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            HubConnectionHandler(router: router, local: true))
+                            HubConnectionHandler(router: router, loop: channel.eventLoop, local: true))
                     }
                 }
                 .withConnectedSocket(ends[0]).get()
@@ -127,6 +136,7 @@ public final class HubServer: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         try? await group.shutdownGracefully()
+        try? await coreGroup.shutdownGracefully()
     }
 
     /// Counters for tests and benchmarks.

@@ -141,6 +141,13 @@ struct Tcpipd: AsyncParsableCommand {
             "Seconds a peer may make no progress reading before it is dropped.", valueName: "seconds"))
     var writeTimeout: Double = 30
 
+    @Option(
+        help: ArgumentHelp(
+            "Threads for connections (accepting, TLS, framing, writing); routing has one more of its own. Default: one"
+                + " per core.",
+            valueName: "n"))
+    var threads: Int?
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel = "info"
 
@@ -247,6 +254,7 @@ struct Tcpipd: AsyncParsableCommand {
         configuration.maxQueuedBytes = maxQueuedBytes
         configuration.maxUnregistered = maxUnregistered
         configuration.maxUnregisteredPerSource = maxUnregisteredPerSource
+        if let threads { configuration.threads = threads }
         configuration.pingInterval = try Self.duration(pingInterval, "--ping-interval")
         configuration.registrationTimeout = try Self.duration(registrationTimeout, "--registration-timeout")
         configuration.writeTimeout = try Self.duration(writeTimeout, "--write-timeout")

@@ -114,6 +114,37 @@ import Testing
         _ = bystander
     }
 
+    @Test func aClientThatSendsAndHalfClosesGetsEveryAnswerBeforeTheHubCloses() async throws {
+        let hub = try await TestHub()
+        let bystander = try RunningProgram(
+            "tcpipctl", ["peers", "--watch", "--name", "bystander"], environment: hub.environment)
+        try await hub.waitForPeers(["bystander"])
+        // Register, ask for a peer, and say no more (shutdown(SHUT_WR), as `nc -N` does): the hub answers both, then
+        // closes.
+        let socket = try RawSocket(port: hub.port)
+        var bytes = Credentials(name: "halfclosed").packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
+        var query = PeerQuery(requestID: 7, name: "bystander").packet(PacketHeader(type: .peerQuery, maskTo: .hub))
+            .encoded()
+        bytes.writeBuffer(&query)
+        socket.send(Array(bytes.readableBytesView))
+        shutdown(socket.fd, Int32(SHUT_WR))
+        let (received, closed) = await socket.readToEnd()
+        #expect(closed)
+        var buffer = ByteBuffer(bytes: received)
+        var types: [PacketType] = []
+        var answer: PeerQueryResult?
+        while let packet = try FrameParser().nextPacket(from: &buffer) {
+            types.append(packet.header.type)
+            if packet.header.type == .peerQueryResult { answer = try PeerQueryResult(tlv: packet.payload) }
+        }
+        #expect(Array(types.prefix(2)) == [.requestCredentials, .registered], "\(types)")
+        #expect(answer?.requestID == 7)
+        #expect(answer?.peer?.name == "bystander")
+        #expect(hub.program.isRunning)
+        try await hub.stop()
+        _ = bystander
+    }
+
     @Test func unreachableHubExits69() async throws {
         // Bind a port and close it again: nothing listens there now.
         let hub = try await TestHub()

@@ -22,7 +22,7 @@ import Testing
         func register(_ name: String, flags: RegistrationFlags = []) throws -> (
             EmbeddedChannel, HubConnectionHandler, UInt32
         ) {
-            let handler = HubConnectionHandler(router: router)
+            let handler = HubConnectionHandler(router: router, loop: loop)
             let channel = EmbeddedChannel(loop: loop)
             try channel.pipeline.syncOperations.addHandler(handler)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -36,8 +36,9 @@ import Testing
             return (channel, handler, id)
         }
 
-        /// The packets the hub wrote to `channel` so far.
+        /// The packets the hub wrote to `channel` so far, once the tasks between the connections and the router ran.
         static func written(_ channel: EmbeddedChannel) throws -> [Packet] {
+            channel.embeddedEventLoop.run()
             var bytes = ByteBuffer()
             while var piece = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&piece) }
             var packets: [Packet] = []
@@ -50,6 +51,7 @@ import Testing
         let hub = Hub()
         let (watcher, watcherHandler, watcherID) = try hub.register("watcher", flags: [.wantsUpdates])
         watcher.isWritable = false
+        watcher.pipeline.fireChannelWritabilityChanged()
         // The hub tells the watcher about the newcomer; that notice must not stop the newcomer's reads.
         let (newcomer, newcomerHandler, _) = try hub.register("newcomer")
         #expect(hub.router.mayRead(newcomerHandler.id))
@@ -60,10 +62,12 @@ import Testing
                 header: PacketHeader(type: .message, dataType: 3, maskTo: .client, idTo: watcherID),
                 payload: ByteBuffer(bytes: [0, 0, 0, 1, 65])
             ).encoded())
+        hub.loop.run()
         #expect(!hub.router.mayRead(newcomerHandler.id))
         // Until the watcher drains.
         watcher.isWritable = true
         watcher.pipeline.fireChannelWritabilityChanged()
+        hub.loop.run()
         #expect(hub.router.mayRead(newcomerHandler.id))
         _ = watcherHandler
         _ = try? watcher.finish()
@@ -119,7 +123,7 @@ import Testing
     /// A connection as the hub's server sets it up (decoder, encoder, handler), not yet registered.
     static func unregistered(_ hub: Hub) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel(loop: hub.loop)
-        try channel.pipeline.syncOperations.addHandler(HubConnectionHandler(router: hub.router))
+        try channel.pipeline.syncOperations.addHandler(HubConnectionHandler(router: hub.router, loop: hub.loop))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         #expect(try Hub.written(channel).map(\.header.type) == [.requestCredentials])
         return channel
@@ -179,7 +183,7 @@ import Testing
         let hub = Hub()
         let (other, _, otherID) = try hub.register("other")
         let channel = EmbeddedChannel(loop: hub.loop)
-        let handler = HubConnectionHandler(router: hub.router)
+        let handler = HubConnectionHandler(router: hub.router, loop: hub.loop)
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
         var bytes = Credentials(name: "cut").packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
@@ -191,6 +195,7 @@ import Testing
             let piece = bytes.readSlice(length: min(chunk, bytes.readableBytes))!
             try channel.writeInbound(piece)
         }
+        hub.loop.run()
         // An idle connection holds no buffer.
         #expect(handler.bufferedBytes == 0)
         #expect(try Hub.written(channel).map(\.header.type) == [.requestCredentials, .registered])
