@@ -186,7 +186,7 @@ public final class FileReceiver {
             switch action {
             case .discard(let temporary):
                 close(temporary.descriptor)
-                unlink(temporary.path)
+                Spool.removeTemporary(temporary.path)
                 if temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {
                     unlink(temporary.path + ".json")
                 }

@@ -452,8 +452,3 @@ public struct TransferMachine: Sendable {
         return actions
     }
 }
-
-extension Sequence<UInt8> {
-    /// Lower-case hexadecimal.
-    package var hex: String { map { String(format2: $0) }.joined() }
-}

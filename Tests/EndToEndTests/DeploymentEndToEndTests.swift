@@ -56,7 +56,7 @@ import Testing
             "tcpipctl", ["send", "--to", "archive", "-m", "a note"], environment: fixture.hub.environment)
         #expect(message.status == 73, "\(message.stderr)")
         #expect(fixture.visible.isEmpty)
-        #expect(fixture.temporary.isEmpty)
+        #expect(fixture.temporary.isEmpty && fixture.inProgress.isEmpty)
         try await fixture.stop()
     }
 
@@ -81,7 +81,7 @@ import Testing
         let fine = try await fixture.sendFile(["--to", "archive", small])
         #expect(fine.status == 0, "\(fine.stderr)")
         #expect(fixture.visible == ["small.txt"])
-        #expect(fixture.temporary.isEmpty)
+        #expect(fixture.temporary.isEmpty && fixture.inProgress.isEmpty)
         #expect(fixture.receiver?.stderr.contains("could not store a message") == true)
         try await fixture.stop()
     }
@@ -196,15 +196,17 @@ import Testing
             "tcpipctl", ["send-file", "--to", "archive", "-", "--as", "slow.bin"], environment: fixture.hub.environment)
         let first = FileTransferEndToEndTests.random(200_000, seed: 3)
         sender.write(first)
-        try await eventually { !fixture.temporary.isEmpty }
-        let inProgress = fixture.temporary
+        try await eventually { !fixture.inProgress.isEmpty }
+        let inProgress = fixture.inProgress
+        let leftBehind = fixture.temporary
         #expect(inProgress.count == 1)
         let second = try await RunningProgram.run(
             "tcpiprecvd", ["--spool", fixture.spool, "--name", "archive2"], environment: fixture.hub.environment,
             timeout: 60)
         #expect(second.status == 73)
         #expect(second.stderr.contains("in use by another tcpiprecvd (pid "), "\(second.stderr)")
-        #expect(fixture.temporary == inProgress)
+        #expect(fixture.inProgress == inProgress)
+        #expect(fixture.temporary == leftBehind)
         let rest = FileTransferEndToEndTests.random(100_000, seed: 4)
         sender.write(rest)
         sender.closeStdin()

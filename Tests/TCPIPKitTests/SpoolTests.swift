@@ -34,20 +34,28 @@ import Testing
         return spool
     }
 
-    static func temporaryFile(_ spool: Spool, _ content: String) throws -> String {
+    /// A temporary file holding `content`, still open (an unnamed one is reached through its descriptor until
+    /// published): close `descriptor` once it is published.
+    static func temporaryFile(_ spool: Spool, _ content: String) throws -> (descriptor: Int32, path: String) {
         let (fd, path) = try spool.createTemporary(tag: "test")
         let bytes = Array(content.utf8)
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        return path
+        return (fd, path)
+    }
+
+    /// Publishes `content` as `name`; returns the name it got.
+    static func publish(_ spool: Spool, _ content: String, as name: String) throws -> String {
+        let (fd, path) = try temporaryFile(spool, content)
+        defer { close(fd) }
+        return try spool.publish(temporary: path, as: name)
     }
 
     @Test func publishNeverReplacesAndNumbersClashes() throws {
         let spool = try Self.temporarySpool()
         defer { try? FileManager.default.removeItem(atPath: spool.root) }
-        let first = try spool.publish(temporary: try Self.temporaryFile(spool, "one"), as: "same.txt")
-        let second = try spool.publish(temporary: try Self.temporaryFile(spool, "two"), as: "same.txt")
-        let third = try spool.publish(temporary: try Self.temporaryFile(spool, "three"), as: "same.txt")
+        let first = try Self.publish(spool, "one", as: "same.txt")
+        let second = try Self.publish(spool, "two", as: "same.txt")
+        let third = try Self.publish(spool, "three", as: "same.txt")
         #expect([first, second, third] == ["same.txt", "same.txt.1", "same.txt.2"])
         #expect(try String(contentsOfFile: spool.root + "/same.txt", encoding: .utf8) == "one")
         #expect(try String(contentsOfFile: spool.root + "/same.txt.1", encoding: .utf8) == "two")
@@ -57,7 +65,7 @@ import Testing
     @Test func aCommittedBatchIsPublishedWithRecordsAndClashesNumbered() throws {
         let spool = try Self.temporarySpool()
         defer { try? FileManager.default.removeItem(atPath: spool.root) }
-        _ = try spool.publish(temporary: try Self.temporaryFile(spool, "already here"), as: "b.txt")
+        _ = try Self.publish(spool, "already here", as: "b.txt")
         let batch = try ["a.txt", "b.txt", "b.txt", "c.txt", "d.txt"].enumerated().map { index, name in
             let (fd, path) = try spool.createTemporary(tag: "batch")
             let bytes = Array("file \(index)".utf8)
@@ -78,13 +86,36 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
     }
 
+    @Test func aRecordLeftByAFileAConsumerTookIsReplacedWhole() throws {
+        let spool = try Self.temporarySpool()
+        defer { try? FileManager.default.removeItem(atPath: spool.root) }
+        func commit(_ content: String) throws -> String {
+            let (fd, path) = try Self.temporaryFile(spool, content)
+            let finished = Spool.Finished(descriptor: fd, temporary: path, name: "x.txt") {
+                #"{"content":"\#(content)","storedAs":"\#($0)"}"#
+            }
+            return try #require(spool.commit([finished]).first).stored.get()
+        }
+        #expect(try commit("old") == "x.txt")
+        // A consumer takes the file and leaves its record; the next x.txt gets the name, and the record is the new
+        // one (replaced in one rename, never missing or mixed).
+        unlink(spool.root + "/x.txt")
+        #expect(try commit("new") == "x.txt")
+        #expect(try String(contentsOfFile: spool.root + "/x.txt", encoding: .utf8) == "new")
+        #expect(
+            try String(contentsOfFile: spool.metadataDirectory + "/x.txt.json", encoding: .utf8)
+                == #"{"content":"new","storedAs":"x.txt"}"# + "\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
+    }
+
     @Test func racingWritersWithTheSameNameEachGetTheirOwnFile() async throws {
         let spool = try Self.temporarySpool()
         defer { try? FileManager.default.removeItem(atPath: spool.root) }
         let writers = 16
-        let paths = try (0..<writers).map { try Self.temporaryFile(spool, "writer \($0)") }
+        let files = try (0..<writers).map { try Self.temporaryFile(spool, "writer \($0)") }
+        defer { for file in files { close(file.descriptor) } }
         let names = await withTaskGroup(of: String?.self) { group in
-            for path in paths {
+            for path in files.map(\.path) {
                 group.addTask { try? spool.publish(temporary: path, as: "race.bin") }
             }
             var names: [String] = []
@@ -99,8 +130,10 @@ import Testing
     @Test func prepareRemovesLeftovers() throws {
         let spool = try Self.temporarySpool()
         defer { try? FileManager.default.removeItem(atPath: spool.root) }
-        _ = try Self.temporaryFile(spool, "partial")
-        _ = try Self.temporaryFile(spool, "partial 2")
+        // What a crash leaves: named temporaries (unnamed ones vanish with the process).
+        for _ in 0..<2 { close(try spool.createNamedTemporary(tag: "partial").descriptor) }
+        let unnamed = try Self.temporaryFile(spool, "never published")
+        close(unnamed.descriptor)
         #expect(try spool.prepare() == 2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: spool.temporaryDirectory).isEmpty)
     }

@@ -24,6 +24,12 @@ import Testing
         #expect(WireClock.rfc3339(time) == text)
     }
 
+    @Test func hexIsTwoLowerCaseDigitsPerByte() {
+        #expect([UInt8]().hex == "")
+        #expect([0x00, 0x0F, 0xA0, 0xFF, 0x5C].hex == "000fa0ff5c")
+        #expect(Array(0...255).map(UInt8.init).hex.count == 512)
+    }
+
     @Test func jsonEscapesControlCharactersAndKeepsKeyOrder() {
         let value = JSON.object([("b", .string("x\u{1}\"\n")), ("a", .int(1)), ("c", .array([.null, .bool(true)]))])
         #expect(value.rendered() == #"{"b":"x\u0001\"\n","a":1,"c":[null,true]}"#)

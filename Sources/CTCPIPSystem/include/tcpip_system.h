@@ -9,4 +9,9 @@ int tcpip_syncfs(int fd);
 /// later fsync has less left to do. Returns 0 or -1 (errno set); a no-op returning 0 where it does not exist.
 int tcpip_start_writeback(int fd, long long offset, long long length);
 
+/// open(2) with O_TMPFILE: an unnamed regular file in `directory`, opened for writing with `mode`, that vanishes unless
+/// it is linked in (linkat through /proc/self/fd). Returns the descriptor or -1 (errno set; EOPNOTSUPP or EISDIR where
+/// the file system or kernel has no O_TMPFILE).
+int tcpip_open_tmpfile(const char *directory, unsigned int mode);
+
 #endif

@@ -355,7 +355,7 @@ public enum FileSending {
             )
             request.progress?(source.name, sent, size, true)
             tracker.ended(
-                transferID, bytes: sent, wireBytes: wire, sha256: digest.map { String(format2: $0) }.joined(),
+                transferID, bytes: sent, wireBytes: wire, sha256: digest.hex,
                 resumedFrom: resumedFrom, now: WireClock.now())
             if tracker.nobodyLeft { break }
         }

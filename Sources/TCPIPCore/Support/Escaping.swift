@@ -19,11 +19,23 @@ public func escapedForLog(_ text: String) -> String {
 }
 
 extension String {
-    package init(format2 byte: UInt8) {
-        let hex = String(byte, radix: 16)
-        self = hex.count == 1 ? "0" + hex : hex
-    }
-
     /// At most 64 characters of text from the wire, for a reason or a log line (`…` marks the cut).
     package var clipped: String { count <= 64 ? self : String(prefix(64)) + "…" }
+}
+
+extension Sequence<UInt8> {
+    /// Lower-case hexadecimal, two digits a byte (a SHA-256 for every file received and sent: written in place).
+    package var hex: String {
+        let bytes = Array(self)
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            let digits: StaticString = "0123456789abcdef"
+            digits.withUTF8Buffer { digits in
+                for (index, byte) in bytes.enumerated() {
+                    out[2 * index] = digits[Int(byte >> 4)]
+                    out[2 * index + 1] = digits[Int(byte & 0x0F)]
+                }
+            }
+            return bytes.count * 2
+        }
+    }
 }
