@@ -144,7 +144,7 @@ struct Tcpipd: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Threads for connections (accepting, TLS, framing, writing); routing has one more of its own. Default: one"
-                + " per core.",
+                + " per core, less one (at least one).",
             valueName: "n"))
     var threads: Int?
 

@@ -43,9 +43,15 @@ import Testing
         return configuration
     }
 
-    @Test func stalledReceiverBoundsTheHubsQueueAndLosesNothing() async throws {
+    /// With one connection loop and with four (the sender's and the receiver's connections then usually on different
+    /// loops, each a hop from the core's).
+    @Test(arguments: [1, 4])
+    func stalledReceiverBoundsTheHubsQueueAndLosesNothing(threads: Int) async throws {
         let maxQueued = 4 << 20
-        let (hub, address) = try await Self.startHub { $0.maxQueuedBytes = maxQueued }
+        let (hub, address) = try await Self.startHub {
+            $0.maxQueuedBytes = maxQueued
+            $0.threads = threads
+        }
         let chunk = ByteBuffer(repeating: 0x5A, count: 256 << 10)
         let total = 96 << 20  // far more than the bound, and more than the kernel buffers on the way
         let sent = NIOLockedValueBox(0)
