@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 import TCPIPCore
 import TCPIPWire
 
@@ -33,6 +34,8 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var stopped = false
     /// The router holds this connection back (a destination it fed is full).
     private var paused = false
+    /// autoRead was turned off by ``pause()`` and is not on again yet.
+    private var autoReadOff = false
     /// A batch is with the router.
     private var inFlight = false
     /// NIO asked to read while reading was not allowed: read once it is.
@@ -48,6 +51,12 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var received: ByteBuffer?
     /// Whether the connection has registered (its frame limit was raised).
     private(set) var registered = false
+    /// Bytes of packets the router queued for this connection and it has not written yet (they wait in the router or in
+    /// this loop's task queue, beyond NIO's write buffer): the router holds sources back on them too, so a loop that
+    /// lags cannot make the hub queue without bound.
+    let undelivered = Atomic<Int>(0)
+    /// The router held a source back on ``undelivered``: report when it drains.
+    let drainWanted = Atomic<Bool>(false)
 
     init(router: HubRouter, loop: any EventLoop, local: Bool = false) {
         self.router = router
@@ -77,21 +86,31 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// The peer sent all it will send (its FIN; the hub allows half-closure, so its answers can still go out), or the
-    /// connection closed. What arrived before still counts (a last message, a goodbye): cut all of it, with the hub's
-    /// limit (the bytes are already held, so the pre-registration limit protects nothing here), and hand it over,
-    /// whatever is with the router. Returns whether there was input left to end.
+    /// connection closed or failed. What arrived before still counts (a last message, a goodbye): cut all of it, with
+    /// the limit in force (closing gets an unregistered connection no larger frame), and hand it over, whatever is with
+    /// the router; a frame out of step is the router's to answer, as when reading. Returns whether there was input left
+    /// to end.
     @discardableResult
     private func finishInput() -> Bool {
         guard !stopped else { return false }
-        stopped = true
+        var failure: (any Error)?
         if !closing, var bytes = received {
-            parser = FrameParser(maxFrameSize: router.maxFrameSize)
-            while let packet = try? parser.nextPacket(from: &bytes) { batch.append(packet) }
+            do {
+                while let packet = try parser.nextPacket(from: &bytes) { batch.append(packet) }
+            } catch {
+                failure = error
+            }
         }
+        stopped = true
         received = nil
-        let (packets, router) = (batch, self.router)
+        let (packets, router, error) = (batch, self.router, failure)
         batch = []
-        if !packets.isEmpty { router.loop.execute { router.received(packets, from: self) } }
+        if !packets.isEmpty || error != nil {
+            router.loop.execute {
+                if !packets.isEmpty { router.received(packets, from: self) }
+                if let error { router.failed(self, error: error) }
+            }
+        }
         return true
     }
 
@@ -154,6 +173,11 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// registered with it.
     func acknowledged(registeredWith maxFrameSize: Int?) {
         inFlight = false
+        if autoReadOff, !paused, !closing, !stopped, let context {
+            // Resumed while the batch was out: reading comes back on now.
+            autoReadOff = false
+            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
+        }
         if let maxFrameSize, !registered {
             registered = true
             parser = FrameParser(maxFrameSize: maxFrameSize)
@@ -171,11 +195,24 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Writes packets as frames (run on this connection's loop), each header as a small buffer and each payload as its
     /// own, so a relayed payload is never copied (the socket sends them with one vectored write); then closes, when
-    /// `close`, once they are written.
-    func deliver(_ packets: [Packet], close: Bool) {
+    /// `close`, once they are written. `bytes` is what the router counted for them in ``undelivered``.
+    func deliver(_ packets: [Packet], close: Bool, bytes: Int) {
+        if bytes > 0 {
+            undelivered.subtract(bytes, ordering: .sequentiallyConsistent)
+            if drainWanted.exchange(false, ordering: .sequentiallyConsistent), let context {
+                let (router, writable) = (self.router, context.channel.isWritable)
+                router.loop.execute { router.writabilityChanged(self, writable: writable) }
+            }
+        }
         guard let context, !closing else { return }
         let channel = context.channel
         var last: EventLoopPromise<Void>?
+        if close && packets.isEmpty {
+            // Closed after what earlier deliveries wrote: an empty write completes once they are written.
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            context.write(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: promise)
+            last = promise
+        }
         for (index, packet) in packets.enumerated() {
             let promise = close && index == packets.count - 1 ? context.eventLoop.makePromise(of: Void.self) : nil
             let (header, payload) = PacketEncoder.frame(packet, allocator: channel.allocator)
@@ -228,9 +265,10 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Not the stream's content (that is the router's to judge): a reset, a TLS failure. The connection ends.
+        // Not the stream's content (that is the router's to judge): a reset, a TLS failure (a TLS peer's FIN without
+        // close_notify arrives as one). The connection ends, but what it sent before still counts.
         router.logger.debug("connection error: \(error)", metadata: ["connection": "\(id)"])
-        stopped = true
+        finishInput()
         context.close(promise: nil)
     }
 
@@ -254,6 +292,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func pause() {
         guard !paused, let context else { return }
         paused = true
+        autoReadOff = true
         try? context.channel.syncOptions?.setOption(.autoRead, value: false)
     }
 
@@ -261,14 +300,16 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func resume() {
         guard paused, let context else { return }
         paused = false
-        guard !closing, !stopped else { return }
+        // With a batch out, reading comes back on with its acknowledgement (turning autoRead on reads at once).
+        guard !closing, !stopped, !inFlight else { return }
+        autoReadOff = false
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         readIfAllowed()
     }
 
     /// Closes the connection (run on its loop), without a last packet.
     func close() {
-        deliver([], close: true)
+        deliver([], close: true, bytes: 0)
     }
 
     static func describe(_ address: SocketAddress?) -> String {

@@ -58,13 +58,16 @@ final class HubRouter: @unchecked Sendable {
     let logger: Logger
     /// The hub's frame limit, for connections that have registered.
     let maxFrameSize: Int
+    /// Bytes queued for a connection and not yet written by its loop past which relaying to it holds the source back
+    /// (NIO's write buffer has a mark of its own, half of ``HubConfiguration/maxQueuedBytes``).
+    let undeliveredLimit: Int
     let counters: HubCounters
     private var core: HubCore
     private var links: [ConnectionID: Link] = [:]
     private var backpressure = HubBackpressure()
     private let nextConnection = Atomic<UInt64>(1)
     /// Packets to hand to each connection when the current event is carried out, and the connections to close then.
-    private var outgoing: [ConnectionID: [Packet]] = [:]
+    private var outgoing: [ConnectionID: (packets: [Packet], bytes: Int)] = [:]
     private var closingAfter: [ConnectionID] = []
     private var packetsWritten = 0
     private var stopped = false
@@ -76,6 +79,7 @@ final class HubRouter: @unchecked Sendable {
         self.loop = loop
         self.logger = logger
         maxFrameSize = core.configuration.maxFrameSize
+        undeliveredLimit = core.configuration.maxQueuedBytes / 4
         counters = HubCounters(maxQueuedBytes: core.configuration.maxQueuedBytes)
     }
 
@@ -205,9 +209,14 @@ final class HubRouter: @unchecked Sendable {
             case .send(let id, let packet):
                 guard let link = links[id], !link.closing else { continue }
                 packetsWritten += 1
-                outgoing[id, default: []].append(packet)
+                let bytes = PacketHeader.size + packet.payload.readableBytes
+                outgoing[id, default: ([], 0)].packets.append(packet)
+                outgoing[id]!.bytes += bytes
+                link.handler.undelivered.add(bytes, ordering: .sequentiallyConsistent)
                 if let source, let sourceLink = links[source], !sourceLink.closing,
-                    backpressure.wrote(relayed: Self.isRelayed(packet), from: source, to: id, writable: link.writable)
+                    backpressure.wrote(
+                        relayed: Self.isRelayed(packet), from: source, to: id,
+                        writable: link.writable && !overDelivered(link.handler))
                 {
                     let handler = sourceLink.handler
                     handler.loop.execute { handler.pause() }
@@ -218,6 +227,14 @@ final class HubRouter: @unchecked Sendable {
                 close(id)
             }
         }
+    }
+
+    /// Whether more than ``undeliveredLimit`` bytes wait for `handler`'s loop to write them. If so it is asked to report
+    /// when they drain, and checked again: the report and this check cannot both miss each other's update.
+    private func overDelivered(_ handler: HubConnectionHandler) -> Bool {
+        guard handler.undelivered.load(ordering: .sequentiallyConsistent) > undeliveredLimit else { return false }
+        handler.drainWanted.store(true, ordering: .sequentiallyConsistent)
+        return handler.undelivered.load(ordering: .sequentiallyConsistent) > undeliveredLimit
     }
 
     private func close(_ id: ConnectionID) {
@@ -234,13 +251,13 @@ final class HubRouter: @unchecked Sendable {
 
     /// Hands each connection what was queued for it: one task per connection, closing it after its packets when asked.
     func flushPending() {
-        for id in closingAfter where outgoing[id] == nil { outgoing[id] = [] }
+        for id in closingAfter where outgoing[id] == nil { outgoing[id] = ([], 0) }
         guard !outgoing.isEmpty else { return }
         let closing = Set(closingAfter)
-        for (id, packets) in outgoing {
+        for (id, (packets, bytes)) in outgoing {
             guard let handler = links[id]?.handler else { continue }
             let close = closing.contains(id)
-            handler.loop.execute { handler.deliver(packets, close: close) }
+            handler.loop.execute { handler.deliver(packets, close: close, bytes: bytes) }
         }
         outgoing.removeAll(keepingCapacity: true)
         closingAfter.removeAll(keepingCapacity: true)

@@ -4,7 +4,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 import TCPIPCore
 import TCPIPWire
 
@@ -182,19 +181,16 @@ enum DescriptorLimit {
 /// connection still waiting, the listening socket stays readable, and the loop tries again at full CPU for as long as
 /// it waits (NIO's AcceptBackoffHandler cannot stop that: NIO keeps the socket registered until an accept succeeds).
 ///
-/// The count is atomic so that a connection's close is counted on its own loop, with one callback and no hop to the
-/// accepting loop (a hop costs every idle connection a promise and a callback of its own); only the close that ends a
-/// pause goes there.
-final class ConnectionLimiter: ChannelInboundHandler, Sendable {
+/// Its state lives on the accepting loop alone (`@unchecked Sendable`): a connection's close, on its own loop, is sent
+/// there as a task. (Not a future hopped there: that costs every idle connection a promise and a callback more.)
+final class ConnectionLimiter: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = any Channel
     typealias InboundOut = any Channel
     let limit: Int
     let logger: Logger
-    private let open = Atomic<Int>(0)
-    /// Accepting is paused (set on the accepting loop, cleared there).
-    private let paused = Atomic<Bool>(false)
-    /// When the last warning was logged, in NIODeadline nanoseconds (the accepting loop only).
-    private let warned = Atomic<Int64>(Int64.min)
+    private var open = 0
+    private var paused = false
+    private var warned: NIODeadline?
 
     init(limit: Int, logger: Logger) {
         self.limit = limit
@@ -203,35 +199,30 @@ final class ConnectionLimiter: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        let count = open.wrappingAdd(1, ordering: .relaxed).newValue
+        open += 1
         // The child's close, however it happens (before its handlers were added included), is the one sure signal.
         let server = context.channel
-        child.closeFuture.whenComplete { _ in self.closed(server) }
-        if count >= limit && !paused.load(ordering: .relaxed) {
-            paused.store(true, ordering: .relaxed)
+        child.closeFuture.whenComplete { _ in server.eventLoop.execute { self.closed(server) } }
+        if open >= limit && !paused {
+            paused = true
             context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
             // Once a minute at most: at the limit, accepting pauses and resumes with every connection that closes.
-            let now = NIODeadline.now().uptimeNanoseconds
-            let last = warned.load(ordering: .relaxed)
-            if last == Int64.min || Int64(now) - last > 60_000_000_000 {
-                warned.store(Int64(now), ordering: .relaxed)
+            if warned.map({ .now() - $0 > .seconds(60) }) ?? true {
+                warned = .now()
                 let limit = "as many as the descriptor limit allows (LimitNOFILE, ulimit -n)"
-                logger.warning("\(count) connections, \(limit): new ones wait until one closes")
+                logger.warning("\(open) connections, \(limit): new ones wait until one closes")
             }
         }
         context.fireChannelRead(data)
     }
 
-    /// A connection closed (on its own loop).
+    /// A connection closed (run on the accepting loop).
     private func closed(_ server: any Channel) {
-        let count = open.wrappingSubtract(1, ordering: .relaxed).newValue
-        guard count < limit, paused.load(ordering: .relaxed) else { return }
-        server.eventLoop.execute {
-            guard self.paused.load(ordering: .relaxed), self.open.load(ordering: .relaxed) < self.limit else { return }
-            self.paused.store(false, ordering: .relaxed)
-            server.setOption(.autoRead, value: true).whenFailure { _ in }
-            self.logger.debug("accepting connections again", metadata: ["connections": "\(count)"])
-        }
+        open -= 1
+        guard paused, open < limit else { return }
+        paused = false
+        server.setOption(.autoRead, value: true).whenFailure { _ in }
+        logger.debug("accepting connections again", metadata: ["connections": "\(open)"])
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -111,8 +111,8 @@ extension FileReceiver {
             } catch {
                 // The thread pool is shutting down (the process is ending): nothing was published.
                 for file in files {
+                    Spool.removeTemporary(file.temporary)
                     close(file.descriptor)
-                    unlink(file.temporary)
                 }
                 results = files.map { _ in Spool.Committed(stored: .failure(.writeFailed(ECANCELED)), recordError: nil)
                 }
@@ -162,8 +162,8 @@ extension FileReceiver {
                     }
                     storedAs = name
                 }
+                Spool.removeTemporary(job.file.temporary)
                 close(job.file.descriptor)
-                unlink(job.file.temporary)
                 logger.info("already stored", metadata: ["file": "\(escapedForLog(storedAs ?? job.published.sentAs))"])
                 receipts.append(
                     FileReceipt(

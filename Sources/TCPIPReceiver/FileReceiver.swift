@@ -185,8 +185,8 @@ public final class FileReceiver {
         for action in actions {
             switch action {
             case .discard(let temporary):
-                close(temporary.descriptor)
                 Spool.removeTemporary(temporary.path)
+                close(temporary.descriptor)
                 if temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {
                     unlink(temporary.path + ".json")
                 }

@@ -308,8 +308,8 @@ public struct Spool: Sendable {
             try Self.sync(files.map(\.descriptor))
         } catch {
             for file in files {
-                close(file.descriptor)
                 Self.removeTemporary(file.temporary)
+                close(file.descriptor)
             }
             return files.map { _ in Committed(stored: .failure(Self.spoolError(error)), recordError: nil) }
         }
@@ -392,8 +392,8 @@ public struct Spool: Sendable {
             }
             return fd
         } catch {
-            close(fd)
             Self.removeTemporary(path)
+            close(fd)
             throw error
         }
     }

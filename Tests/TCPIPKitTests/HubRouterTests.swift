@@ -167,6 +167,45 @@ import Testing
         #expect(channel.isActive)
     }
 
+    @Test func packetsReadBeforeAConnectionErrorAreStillCarriedOut() throws {
+        let hub = Hub()
+        let (other, _, otherID) = try hub.register("other")
+        let channel = try Self.unregistered(hub)
+        // MyCredentials and a message in one read; the connection then fails (a reset, a TLS peer's FIN without
+        // close_notify) before the router has registered it: the message still reaches its recipient.
+        var bytes = Credentials(name: "leaving").packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
+        var message = Packet(
+            header: PacketHeader(type: .message, maskTo: .client, idTo: otherID), payload: ByteBuffer(string: "bye")
+        ).encoded()
+        bytes.writeBuffer(&message)
+        try channel.writeInbound(bytes)
+        channel.pipeline.fireErrorCaught(ChannelError.ioOnClosedChannel)
+        let relayed = try Hub.written(other)
+        #expect(relayed.map(\.header.type).contains(.message))
+        #expect(relayed.last?.payload == ByteBuffer(string: "bye"))
+        _ = try? channel.finish()
+    }
+
+    @Test func aConnectionThatClosesItsInputBeforeRegisteringGetsNoLargerFrame() throws {
+        let hub = Hub()
+        let (other, _, otherID) = try hub.register("other")
+        let channel = try Self.unregistered(hub)
+        // Refused credentials (a number as the name), then a frame legal only once registered, then FIN: the frame is
+        // cut with the pre-registration limit, refused, and never reaches anyone.
+        var bytes = Credentials(name: "12").packet(PacketHeader(type: .myCredentials, maskTo: .hub)).encoded()
+        var big = Packet(
+            header: PacketHeader(type: .message, maskTo: .client, idTo: otherID),
+            payload: ByteBuffer(repeating: 1, count: 64 << 10)
+        ).encoded()
+        bytes.writeBuffer(&big)
+        try channel.writeInbound(bytes)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let answer = try Hub.written(channel)
+        #expect(answer.map(\.header.type).contains(.error))
+        #expect(!channel.isActive)
+        #expect(try Hub.written(other).allSatisfy { $0.header.type != .message })
+    }
+
     @Test func credentialsOneByteOverTheLargestAreRefused() throws {
         var credentials = Self.largestCredentials
         credentials.token = String(repeating: "t", count: 4092)
