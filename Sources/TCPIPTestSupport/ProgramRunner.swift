@@ -296,7 +296,9 @@ public struct TestFailure: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// A `tcpipd` started on loopback port 0 for one test.
+/// A `tcpipd` started on loopback port 0 for one test, with three connection loops unless the test says otherwise
+/// (whatever the machine's cores: connections then sit on different loops, each a hop from the core's, as on a big
+/// machine).
 public final class TestHub: @unchecked Sendable {
     public let program: RunningProgram
     public let address: String
@@ -305,8 +307,10 @@ public final class TestHub: @unchecked Sendable {
     public init(_ arguments: [String] = [], environment: [String: String] = [:], openFileLimit: Int? = nil)
         async throws
     {
+        let threads = arguments.contains("--threads") ? [] : ["--threads", "3"]
         program = try RunningProgram(
-            "tcpipd", ["--listen", "127.0.0.1:0"] + arguments, environment: environment, openFileLimit: openFileLimit)
+            "tcpipd", ["--listen", "127.0.0.1:0"] + threads + arguments, environment: environment,
+            openFileLimit: openFileLimit)
         let lines = try await program.waitForLines(1)
         guard let first = lines.first, first.hasPrefix("listening on ") else {
             throw TestFailure("tcpipd did not say where it listens: \(lines) \(program.stderr)")
