@@ -44,14 +44,17 @@ import Testing
             ((try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
         }
         var temporary: [String] { (try? FileManager.default.contentsOfDirectory(atPath: spool + "/.tcpip/tmp")) ?? [] }
-        /// The files the receiver has open in its temporary directory: transfers in progress, unnamed ones (O_TMPFILE,
-        /// which leave no name in the directory) included: /proc shows those as `…/.tcpip/tmp/#INODE (deleted)`.
+        /// The files the receiver has open in its temporary and partial directories: transfers in progress, unnamed
+        /// ones (O_TMPFILE, which leave no name in the directory) included: /proc shows those as
+        /// `…/.tcpip/tmp/#INODE (deleted)`.
         var inProgress: [String] {
             guard let pid = receiver?.process.processIdentifier else { return [] }
             let descriptors = "/proc/\(pid)/fd"
             return ((try? FileManager.default.contentsOfDirectory(atPath: descriptors)) ?? []).compactMap { fd in
                 let target = try? FileManager.default.destinationOfSymbolicLink(atPath: descriptors + "/" + fd)
-                return target.flatMap { $0.hasPrefix(spool + "/.tcpip/tmp/") ? $0 : nil }
+                return target.flatMap {
+                    $0.hasPrefix(spool + "/.tcpip/tmp/") || $0.hasPrefix(spool + "/.tcpip/partial/") ? $0 : nil
+                }
             }
         }
 
@@ -246,6 +249,34 @@ import Testing
         #expect(fixture.temporary.isEmpty && fixture.inProgress.isEmpty)
         #expect(fixture.visible.isEmpty)
         sender.closeStdin()
+        try await fixture.stop()
+    }
+
+    @Test func aFileChangedAfterItWasHashedIsReportedChangedAndNothingIsPublished() async throws {
+        let fixture = try await Fixture()
+        try await fixture.startReceiver()
+        // 256 MiB (sparse: quick to make, long to send), resumable.
+        let path = fixture.directory.appendingPathComponent("growing.log").path
+        let size = 256 << 20
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        #expect(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
+        close(fd)
+        chmod(path, 0o644)
+        let sender = try RunningProgram(
+            "tcpipctl", ["send-file", "--to", "archive", "--json", path], environment: fixture.hub.environment)
+        // Once the receiver holds the transfer open, the sender is stopped far from the end, and the file's last byte
+        // changes (its modification time with it) before it goes on.
+        #expect(try await eventually { !fixture.inProgress.isEmpty })
+        sender.signal(SIGSTOP)
+        let writer = open(path, O_WRONLY)
+        #expect(writer >= 0)
+        #expect(pwrite(writer, [UInt8(0x55)], 1, off_t(size - 1)) == 1)
+        close(writer)
+        sender.signal(SIGCONT)
+        let status = try await sender.waitForExit()
+        #expect(status == 75, "\(sender.stderr)")
+        #expect(sender.stdout.contains("\"status\":\"changed\""), "\(sender.stdout)")
+        #expect(fixture.visible.isEmpty)
         try await fixture.stop()
     }
 

@@ -147,6 +147,13 @@ public enum FileSending {
     /// nothing that matters.
     public static let resumableSize = 4 << 20
 
+    /// Whether a file's status says it changed: its size, modification or change time, or inode.
+    static func changed(_ before: stat, _ after: stat) -> Bool {
+        before.st_size != after.st_size || before.st_ino != after.st_ino
+            || before.st_mtim.tv_sec != after.st_mtim.tv_sec || before.st_mtim.tv_nsec != after.st_mtim.tv_nsec
+            || before.st_ctim.tv_sec != after.st_ctim.tv_sec || before.st_ctim.tv_nsec != after.st_ctim.tv_nsec
+    }
+
     /// A small regular file whole (`size` bytes, or what is there: one byte more shows it grew), with `headroom` free
     /// in front for the chunk's header.
     static func readSmall(_ descriptor: Int32, size: Int, headroom: Int, path: String) throws -> ByteBuffer {
@@ -257,6 +264,9 @@ public enum FileSending {
             start.message = source.message
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
+            // Hashed once: a regular file before sending (the digest announced), a stream while sending. Whether a
+            // regular file changed after it was hashed is told by its status at the end (size, times, inode), not by
+            // hashing every byte again; the receiver checks the digest over what it got in any case.
             var hasher = SHA256()
             var sent: UInt64 = 0
             var resumedFrom: UInt64 = 0
@@ -275,7 +285,6 @@ public enum FileSending {
                     Array(held.finalize()) == prefix
                 {
                     seek = offer.offset
-                    hasher = held
                 }
                 try await outbox.add(
                     FileSeek(transferID: transferID, offset: seek).packet(
@@ -313,7 +322,7 @@ public enum FileSending {
                     aborted = true
                     break
                 }
-                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+                if announced == nil { chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
                 let rawLength = UInt32(chunk.readableBytes)
                 sent += UInt64(chunk.readableBytes)
                 if compression != nil {
@@ -339,9 +348,10 @@ public enum FileSending {
                 wire += UInt64(ready.data.readableBytes)
                 try await outbox.add(ready.packet(transferID, group))
             }
-            let digest = Array(hasher.finalize())
-            if let announced, announced != digest, !aborted {
-                // Changed between hashing and sending: what was announced would not match what was sent.
+            let digest = announced ?? Array(hasher.finalize())
+            var after = stat()
+            if announced != nil, !aborted, fstat(descriptor, &after) != 0 || Self.changed(info, after) {
+                // Changed after it was hashed: what was announced may not match what was sent.
                 try await abandonChanged()
                 continue
             }
