@@ -51,11 +51,11 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var received: ByteBuffer?
     /// Whether the connection has registered (its frame limit was raised).
     private(set) var registered = false
-    /// Bytes of packets the router queued for this connection and it has not written yet (they wait in the router or in
-    /// this loop's task queue, beyond NIO's write buffer): the router holds sources back on them too, so a loop that
-    /// lags cannot make the hub queue without bound.
-    let undelivered = Atomic<Int>(0)
-    /// The router held a source back on ``undelivered``: report when it drains.
+    /// Bytes of packets the router queued for this connection that have not left the hub yet: in the router, in this
+    /// loop's task queue, or in NIO's write buffer (until the socket took them). The router counts them in and holds
+    /// sources back on them, exactly, whatever this loop's lag; this loop counts them out as writes complete.
+    let queued = Atomic<Int>(0)
+    /// The router held a source back on ``queued``: report when it drains.
     let drainWanted = Atomic<Bool>(false)
 
     init(router: HubRouter, loop: any EventLoop, local: Bool = false) {
@@ -195,16 +195,12 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Writes packets as frames (run on this connection's loop), each header as a small buffer and each payload as its
     /// own, so a relayed payload is never copied (the socket sends them with one vectored write); then closes, when
-    /// `close`, once they are written. `bytes` is what the router counted for them in ``undelivered``.
+    /// `close`, once they are written. `bytes` is what the router counted for them in ``queued``.
     func deliver(_ packets: [Packet], close: Bool, bytes: Int) {
-        if bytes > 0 {
-            undelivered.subtract(bytes, ordering: .sequentiallyConsistent)
-            if drainWanted.exchange(false, ordering: .sequentiallyConsistent), let context {
-                let (router, writable) = (self.router, context.channel.isWritable)
-                router.loop.execute { router.writabilityChanged(self, writable: writable) }
-            }
+        guard let context, !closing else {
+            left(bytes)
+            return
         }
-        guard let context, !closing else { return }
         let channel = context.channel
         var last: EventLoopPromise<Void>?
         if close && packets.isEmpty {
@@ -214,7 +210,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             last = promise
         }
         for (index, packet) in packets.enumerated() {
-            let promise = close && index == packets.count - 1 ? context.eventLoop.makePromise(of: Void.self) : nil
+            let promise = index == packets.count - 1 ? context.eventLoop.makePromise(of: Void.self) : nil
             let (header, payload) = PacketEncoder.frame(packet, allocator: channel.allocator)
             if let payload {
                 context.write(wrapOutboundOut(header), promise: nil)
@@ -222,7 +218,11 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             } else {
                 context.write(wrapOutboundOut(header), promise: promise)
             }
-            last = promise
+            if promise != nil { last = promise }
+        }
+        if bytes > 0 {
+            // Writes complete in order: the last one's completion says all of them left (or the connection is gone).
+            if let last { last.futureResult.whenComplete { _ in self.left(bytes) } } else { left(bytes) }
         }
         // Measured before the flush: what waits for the socket, the kernel's share not counted.
         if let queued = try? channel.syncOptions?.getOption(.bufferedWritableBytes) {
@@ -241,6 +241,18 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         } else {
             closeNow()
         }
+    }
+
+    /// `bytes` counted in ``queued`` left the hub (written to the socket, or dropped with the connection); run on this
+    /// connection's loop. Reports the drain to the router when it asked and the count is below its low mark.
+    private func left(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        let now = queued.wrappingSubtract(bytes, ordering: .sequentiallyConsistent).newValue
+        guard now <= router.queuedLowMark, drainWanted.exchange(false, ordering: .sequentiallyConsistent) else {
+            return
+        }
+        let (router, writable) = (self.router, context?.channel.isWritable ?? true)
+        router.loop.execute { router.writabilityChanged(self, writable: writable) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -58,9 +58,11 @@ final class HubRouter: @unchecked Sendable {
     let logger: Logger
     /// The hub's frame limit, for connections that have registered.
     let maxFrameSize: Int
-    /// Bytes queued for a connection and not yet written by its loop past which relaying to it holds the source back
-    /// (NIO's write buffer has a mark of its own, half of ``HubConfiguration/maxQueuedBytes``).
-    let undeliveredLimit: Int
+    /// Bytes queued towards a connection (``HubConnectionHandler/queued``) past which relaying to it holds the source
+    /// back: half of ``HubConfiguration/maxQueuedBytes``, as NIO's high-water mark.
+    let queuedHighMark: Int
+    /// Bytes queued below which sources held back on ``queuedHighMark`` read again: a quarter, as NIO's low mark.
+    let queuedLowMark: Int
     let counters: HubCounters
     private var core: HubCore
     private var links: [ConnectionID: Link] = [:]
@@ -79,7 +81,8 @@ final class HubRouter: @unchecked Sendable {
         self.loop = loop
         self.logger = logger
         maxFrameSize = core.configuration.maxFrameSize
-        undeliveredLimit = core.configuration.maxQueuedBytes / 4
+        queuedHighMark = core.configuration.maxQueuedBytes / 2
+        queuedLowMark = core.configuration.maxQueuedBytes / 4
         counters = HubCounters(maxQueuedBytes: core.configuration.maxQueuedBytes)
     }
 
@@ -212,12 +215,16 @@ final class HubRouter: @unchecked Sendable {
                 let bytes = PacketHeader.size + packet.payload.readableBytes
                 outgoing[id, default: ([], 0)].packets.append(packet)
                 outgoing[id]!.bytes += bytes
-                link.handler.undelivered.add(bytes, ordering: .sequentiallyConsistent)
-                if let source, let sourceLink = links[source], !sourceLink.closing,
-                    backpressure.wrote(
-                        relayed: Self.isRelayed(packet), from: source, to: id,
-                        writable: link.writable && !overDelivered(link.handler))
-                {
+                link.handler.queued.add(bytes, ordering: .sequentiallyConsistent)
+                guard let source, let sourceLink = links[source], !sourceLink.closing else { continue }
+                var writable = link.writable
+                if writable && Self.isRelayed(packet) && overQueued(link.handler) {
+                    // Full by the router's count before NIO's (part of it still in the loop's task queue): the same
+                    // as unwritable, for holding sources back and for the write timeout alike.
+                    writable = false
+                    _ = backpressure.writabilityChanged(id, writable: false, now: .now())
+                }
+                if backpressure.wrote(relayed: Self.isRelayed(packet), from: source, to: id, writable: writable) {
                     let handler = sourceLink.handler
                     handler.loop.execute { handler.pause() }
                 }
@@ -229,12 +236,12 @@ final class HubRouter: @unchecked Sendable {
         }
     }
 
-    /// Whether more than ``undeliveredLimit`` bytes wait for `handler`'s loop to write them. If so it is asked to report
-    /// when they drain, and checked again: the report and this check cannot both miss each other's update.
-    private func overDelivered(_ handler: HubConnectionHandler) -> Bool {
-        guard handler.undelivered.load(ordering: .sequentiallyConsistent) > undeliveredLimit else { return false }
+    /// Whether more than ``queuedHighMark`` bytes are queued towards `handler`. If so it is asked to report when they
+    /// drain below ``queuedLowMark``, and checked again: the report and this check cannot both miss each other's update.
+    private func overQueued(_ handler: HubConnectionHandler) -> Bool {
+        guard handler.queued.load(ordering: .sequentiallyConsistent) > queuedHighMark else { return false }
         handler.drainWanted.store(true, ordering: .sequentiallyConsistent)
-        return handler.undelivered.load(ordering: .sequentiallyConsistent) > undeliveredLimit
+        return handler.queued.load(ordering: .sequentiallyConsistent) > queuedHighMark
     }
 
     private func close(_ id: ConnectionID) {

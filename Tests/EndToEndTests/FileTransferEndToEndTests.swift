@@ -264,9 +264,17 @@ import Testing
         chmod(path, 0o644)
         let sender = try RunningProgram(
             "tcpipctl", ["send-file", "--to", "archive", "--json", path], environment: fixture.hub.environment)
-        // Once the receiver holds the transfer open, the sender is stopped far from the end, and the file's last byte
-        // changes (its modification time with it) before it goes on.
-        #expect(try await eventually { !fixture.inProgress.isEmpty })
+        // Once chunks arrive (the receiver's partial file, named in .tcpip/partial, grows), the sender is stopped far from
+        // the end, and the file's last byte changes (its modification time with it) before it goes on.
+        let partial = fixture.spool + "/.tcpip/partial"
+        let arriving = try await eventually {
+            ((try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? []).contains { name in
+                !name.hasSuffix(".json")
+                    && ((try? FileManager.default.attributesOfItem(atPath: partial + "/" + name)[.size] as? Int) ?? 0)
+                        > 0
+            }
+        }
+        #expect(arriving)
         sender.signal(SIGSTOP)
         let writer = open(path, O_WRONLY)
         #expect(writer >= 0)

@@ -111,6 +111,70 @@ import Testing
         await hub.shutdown()
     }
 
+    /// Several senders on different connection loops relay numbered messages (every 50th one of 192 KiB, so the
+    /// receiver's queue fills and backpressure comes and goes) to one receiver that reads slowly at first: each
+    /// sender's messages arrive complete, once each, in the order sent.
+    @Test(arguments: [1, 4])
+    func manySendersAcrossLoopsKeepEachOnesOrderAndLoseNothing(threads: Int) async throws {
+        let (hub, address) = try await Self.startHub {
+            $0.threads = threads
+            $0.maxQueuedBytes = 3 << 20
+        }
+        let senders = 6
+        let count = 1500
+        let (ready, receiverReady) = AsyncStream<UInt32>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await ClientSession.run(Self.client("collector", address), logger: Self.logger) { session in
+                    session.acceptsMessages = true
+                    receiverReady.yield(session.me.id)
+                    var next = [Int](repeating: 0, count: senders)
+                    var received = 0
+                    while received < senders * count {
+                        let packet = try await session.next()
+                        guard packet.header.type == .message else { continue }
+                        // A slow reader at first: the senders meet a full queue.
+                        if received < 300 { try await Task.sleep(for: .milliseconds(1)) }
+                        var payload = packet.payload
+                        let sender = payload.readInteger(as: UInt32.self).map(Int.init) ?? -1
+                        let sequence = payload.readInteger(as: UInt32.self).map(Int.init) ?? -1
+                        try #require((0..<senders).contains(sender))
+                        #expect(sequence == next[sender], "sender \(sender): got \(sequence), expected \(next[sender])")
+                        #expect(payload.readableBytes == (sequence % 50 == 0 ? 192 << 10 : 16))
+                        next[sender] = sequence + 1
+                        received += 1
+                    }
+                    #expect(next == [Int](repeating: count, count: senders))
+                }
+            }
+            var iterator = ready.makeAsyncIterator()
+            let collectorID = try #require(await iterator.next())
+            for index in 0..<senders {
+                group.addTask {
+                    try await ClientSession.run(Self.client("sender-\(index)", address), logger: Self.logger) {
+                        session in
+                        let header = PacketHeader(type: .message, maskTo: .client, idTo: collectorID)
+                        for sequence in 0..<count {
+                            var payload = ByteBuffer()
+                            payload.writeInteger(UInt32(index))
+                            payload.writeInteger(UInt32(sequence))
+                            payload.writeRepeatingByte(0x42, count: sequence % 50 == 0 ? 192 << 10 : 16)
+                            try await session.send(Packet(header: header, payload: payload))
+                        }
+                        // Stay until the collector has everything (a closing sender's last packets must still go).
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // Half the bound before sources are held back, then at most one read burst (4 × 64 KiB) from each of the six:
+        // 1.5 + 1.5 MiB. Before the router counted what waits in the loops' task queues, 4 loops reached 4.7–9.6 MB.
+        let peak = try await hub.statistics().peakQueuedBytes
+        #expect(peak <= 3 << 20, "the hub queued \(peak) bytes for one connection (\(threads) loops)")
+        await hub.shutdown()
+    }
+
     @Test func peerThatStopsReadingIsDroppedAfterTheWriteTimeout() async throws {
         let (hub, address) = try await Self.startHub {
             $0.maxQueuedBytes = 4 << 20
