@@ -262,25 +262,30 @@ import Testing
         #expect(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
         close(fd)
         chmod(path, 0o644)
+        // The receiver is stopped first: the sender hashes the file, announces it and waits for the receiver's resume
+        // offer for as long as the test takes. Meanwhile the file's last byte changes (its modification time with
+        // it); then the receiver goes on, the bytes flow, and the sender finds the change at the end.
+        let receiverID = try #require(fixture.receiver?.process.processIdentifier)
+        kill(receiverID, SIGSTOP)
         let sender = try RunningProgram(
-            "tcpipctl", ["send-file", "--to", "archive", "--json", path], environment: fixture.hub.environment)
-        // Once chunks arrive (the receiver's partial file, named in .tcpip/partial, grows), the sender is stopped far from
-        // the end, and the file's last byte changes (its modification time with it) before it goes on.
-        let partial = fixture.spool + "/.tcpip/partial"
-        let arriving = try await eventually {
-            ((try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? []).contains { name in
-                !name.hasSuffix(".json")
-                    && ((try? FileManager.default.attributesOfItem(atPath: partial + "/" + name)[.size] as? Int) ?? 0)
-                        > 0
+            "tcpipctl", ["send-file", "--to", "archive", "--json", "--timeout", "120", path],
+            environment: fixture.hub.environment)
+        // The sender has the file open: its status at opening is what it compares at the end.
+        let descriptors = "/proc/\(sender.process.processIdentifier)/fd"
+        let opened = try await eventually {
+            ((try? FileManager.default.contentsOfDirectory(atPath: descriptors)) ?? []).contains {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: descriptors + "/" + $0)) == path
             }
         }
-        #expect(arriving)
-        sender.signal(SIGSTOP)
+        #expect(opened)
+        // It takes the file's status right after opening it (a change before that is simply part of what it sends):
+        // a moment later, whether or not its hash has read that far, the status differs from the one it took.
+        try await Task.sleep(for: .seconds(1))
         let writer = open(path, O_WRONLY)
         #expect(writer >= 0)
         #expect(pwrite(writer, [UInt8(0x55)], 1, off_t(size - 1)) == 1)
         close(writer)
-        sender.signal(SIGCONT)
+        kill(receiverID, SIGCONT)
         let status = try await sender.waitForExit()
         #expect(status == 75, "\(sender.stderr)")
         #expect(sender.stdout.contains("\"status\":\"changed\""), "\(sender.stdout)")
