@@ -183,6 +183,7 @@ let package = Package(
         .target(
             name: "TCPIPTestSupport",
             dependencies: [
+                "CTCPIPSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <errno.h>
+#include <spawn.h>
 #include <unistd.h>
 #include "tcpip_system.h"
 
@@ -28,5 +29,14 @@ int tcpip_open_tmpfile(const char *directory, unsigned int mode) {
     (void)directory; (void)mode;
     errno = EOPNOTSUPP;
     return -1;
+#endif
+}
+
+int tcpip_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+#else
+    (void)actions; (void)from;
+    return ENOSYS;
 #endif
 }

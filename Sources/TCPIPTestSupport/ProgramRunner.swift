@@ -1,3 +1,4 @@
+import CTCPIPSystem
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -94,12 +95,79 @@ final class PipeCollector: @unchecked Sendable {
     var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
+/// A child started with posix_spawn(3), not Foundation's Process: this toolchain's `Process.run()` reads past a buffer
+/// while it lists /proc/self/fd (swift-corelibs-foundation#5472, fixed upstream) and now and then killed the whole test
+/// run with SIGSEGV in memmove; AddressSanitizer names it. Every descriptor above stderr is closed in the child, and
+/// the signals the test process ignores (SIGPIPE) are back to their defaults there.
+public final class SpawnedProcess: @unchecked Sendable {
+    public let processIdentifier: Int32
+    private let lock = NIOLock()
+    private var status: Int32?
+
+    init(path: String, arguments: [String], environment: [String: String], stdin: Int32, stdout: Int32, stderr: Int32)
+        throws
+    {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        guard tcpip_spawn_closefrom(&actions, 3) == 0 else {
+            throw TestFailure("the C library cannot close descriptors in a spawned child (glibc 2.34 or later)")
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var pid = pid_t()
+        let result = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        guard result == 0 else { throw TestFailure("cannot start \(path): \(String(cString: strerror(result)))") }
+        processIdentifier = pid
+    }
+
+    /// The exit status (128 + the signal when a signal ended it), nil while it runs. Reaps the child once it exited.
+    public var exitStatus: Int32? {
+        lock.withLock {
+            if let status { return status }
+            var info = siginfo_t()
+            guard waitid(P_PID, id_t(processIdentifier), &info, WEXITED | WNOHANG) == 0,
+                info._sifields._sigchld.si_pid == processIdentifier
+            else { return nil }
+            let code = info._sifields._sigchld.si_status
+            status = info.si_code == Int32(CLD_EXITED) ? code : 128 + code
+            return status
+        }
+    }
+
+    /// Kills it and reaps it, if it still runs.
+    func kill() {
+        guard exitStatus == nil else { return }
+        Glibc.kill(processIdentifier, SIGKILL)
+        lock.withLock {
+            guard status == nil else { return }
+            var code: Int32 = 0
+            if waitpid(processIdentifier, &code, 0) == processIdentifier { status = 128 + SIGKILL }
+        }
+    }
+}
+
 /// A program started by a test, with its stdin, stdout and stderr on pipes. Killed when released.
 ///
 /// The waits here are bounds against a hang, not expectations of speed, so they are generous: the test command runs
 /// every test at once on two cores, where a debug build of a program can take many seconds to start or stop.
 public final class RunningProgram: @unchecked Sendable {
-    public let process = Process()
+    public let process: SpawnedProcess
     public let name: String
     private let stdoutCollector: PipeCollector
     private let stderrCollector: PipeCollector
@@ -124,47 +192,31 @@ public final class RunningProgram: @unchecked Sendable {
             (fileSizeLimit.map { ["--fsize=\($0)"] } ?? []) + (openFileLimit.map { ["--nofile=\($0)"] } ?? [])
         if !limits.isEmpty { command = ["/usr/bin/prlimit"] + limits + ["--"] + command }
         if !program.hasPrefix("/") && Unprivileged.active { command = Unprivileged.setpriv + command }
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TCPIP_") }
         env.merge(environment) { $1 }
-        process.environment = env
         let out = Pipe()
         let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdinPipe
-        try process.run()
+        process = try SpawnedProcess(
+            path: command[0], arguments: Array(command.dropFirst()), environment: env,
+            stdin: stdinPipe.fileHandleForReading.fileDescriptor, stdout: out.fileHandleForWriting.fileDescriptor,
+            stderr: err.fileHandleForWriting.fileDescriptor)
+        // The child's ends are the child's: the end of its output must be seen once it exits.
+        try? out.fileHandleForWriting.close()
+        try? err.fileHandleForWriting.close()
+        try? stdinPipe.fileHandleForReading.close()
         stdoutCollector = PipeCollector(handle: out.fileHandleForReading)
         stderrCollector = PipeCollector(handle: err.fileHandleForReading)
     }
 
     deinit {
-        if isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.kill()
     }
 
-    /// Whether the program still runs. Ask this, not `process.isRunning`: Foundation learns of an exit through a
-    /// socket the child inherits, and a program that another test starts at the same moment can inherit it too
-    /// (swift-corelibs-foundation#4795), so Foundation can see a program as running for as long as that other one
-    /// lives. The kernel knows at once.
+    /// Whether the program still runs (the kernel's answer).
     public var isRunning: Bool { exitStatus == nil }
 
-    /// The exit status (128 + the signal when a signal ended the program), nil while it runs. Asks the kernel
-    /// without reaping the program, so Foundation's own bookkeeping stays as it expects.
-    public var exitStatus: Int32? {
-        if !process.isRunning {
-            return process.terminationReason == .uncaughtSignal
-                ? 128 + process.terminationStatus : process.terminationStatus
-        }
-        var info = siginfo_t()
-        let pid = process.processIdentifier
-        // Foundation may reap it between the two looks (ECHILD): then the next look at `process` tells.
-        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
-            info._sifields._sigchld.si_pid == pid
-        else { return nil }
-        let status = info._sifields._sigchld.si_status
-        return info.si_code == Int32(CLD_EXITED) ? status : 128 + status
-    }
+    /// The exit status (128 + the signal when a signal ended the program), nil while it runs.
+    public var exitStatus: Int32? { process.exitStatus }
 
     /// Lets the program run in short slices (SIGCONT, about 2 ms, SIGSTOP) and looks at `condition` only while it is
     /// stopped, until the condition holds; then returns true with the program stopped (`signal(SIGCONT)` lets it go
@@ -237,7 +289,7 @@ public final class RunningProgram: @unchecked Sendable {
     @discardableResult
     public func waitForExit(timeout: Double = 60) async throws -> Int32 {
         guard try await eventually(within: timeout, { exitStatus != nil }), let status = exitStatus else {
-            kill(process.processIdentifier, SIGKILL)
+            process.kill()
             throw TestFailure("\(name) did not exit within \(timeout)s; stderr: \(stderr)")
         }
         // Let the collectors see the end of the pipes (one inherited by another test's program ends later).

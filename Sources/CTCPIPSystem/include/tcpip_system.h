@@ -14,4 +14,10 @@ int tcpip_start_writeback(int fd, long long offset, long long length);
 /// the file system or kernel has no O_TMPFILE).
 int tcpip_open_tmpfile(const char *directory, unsigned int mode);
 
+#include <spawn.h>
+
+/// posix_spawn_file_actions_addclosefrom_np(3) (glibc 2.34): the child closes every descriptor from `from` on.
+/// Returns 0 or an error number (ENOSYS where the C library lacks it).
+int tcpip_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
+
 #endif
