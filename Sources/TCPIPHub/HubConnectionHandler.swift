@@ -103,15 +103,19 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
         stopped = true
         received = nil
-        let (packets, router, error) = (batch, self.router, failure)
-        batch = []
-        if !packets.isEmpty || error != nil {
-            router.loop.execute {
-                if !packets.isEmpty { router.received(packets, from: self) }
-                if let error { router.failed(self, error: error) }
-            }
-        }
+        handOverLast(failure)
         return true
+    }
+
+    /// Hands over every packet cut, whatever is with the router, then the error that ended the input, if one did.
+    private func handOverLast(_ error: (any Error)?) {
+        let (packets, router) = (batch, self.router)
+        batch = []
+        guard !packets.isEmpty || error != nil else { return }
+        router.loop.execute {
+            if !packets.isEmpty { router.received(packets, from: self) }
+            if let error { router.failed(self, error: error) }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -141,12 +145,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 // The stream is out of step: nothing more is read. The router answers (an error, then the close)
                 // after the packets cut before it.
                 stopped = true
-                let (packets, router) = (batch, self.router)
-                batch = []
-                router.loop.execute {
-                    if !packets.isEmpty { router.received(packets, from: self) }
-                    router.failed(self, error: error)
-                }
+                handOverLast(error)
                 return
             }
             guard let packet else {
@@ -193,9 +192,8 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// Bytes held for a frame not yet whole.
     var bufferedBytes: Int { received?.readableBytes ?? 0 }
 
-    /// Writes packets as frames (run on this connection's loop), each header as a small buffer and each payload as its
-    /// own, so a relayed payload is never copied (the socket sends them with one vectored write); then closes, when
-    /// `close`, once they are written. `bytes` is what the router counted for them in ``queued``.
+    /// Writes packets as frames (run on this connection's loop; ``PacketEncoder/write(_:to:promise:flush:)``: small
+    /// frames share buffers, a relayed payload is never copied); then closes, when `close`, once they are written. `bytes` is what the router counted for them in ``queued``.
     func deliver(_ packets: [Packet], close: Bool, bytes: Int) {
         guard let context, !closing else {
             left(bytes)
@@ -209,24 +207,18 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: promise)
             last = promise
         }
-        for (index, packet) in packets.enumerated() {
-            let promise = index == packets.count - 1 ? context.eventLoop.makePromise(of: Void.self) : nil
-            let (header, payload) = PacketEncoder.frame(packet, allocator: channel.allocator)
-            if let payload {
-                context.write(wrapOutboundOut(header), promise: nil)
-                context.write(wrapOutboundOut(payload), promise: promise)
-            } else {
-                context.write(wrapOutboundOut(header), promise: promise)
-            }
-            if promise != nil { last = promise }
+        if !packets.isEmpty {
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            PacketEncoder.write(packets, to: context, promise: promise, flush: false)
+            last = promise
         }
         if bytes > 0 {
             // Writes complete in order: the last one's completion says all of them left (or the connection is gone).
             if let last { last.futureResult.whenComplete { _ in self.left(bytes) } } else { left(bytes) }
         }
         // Measured before the flush: what waits for the socket, the kernel's share not counted.
-        if let queued = try? channel.syncOptions?.getOption(.bufferedWritableBytes) {
-            router.counters.queued(queued, connection: id, writable: channel.isWritable, logger: router.logger)
+        if let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes) {
+            router.counters.buffered(buffered, connection: id, writable: channel.isWritable, logger: router.logger)
         }
         context.flush()
         guard close else { return }

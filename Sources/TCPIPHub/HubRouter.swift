@@ -27,10 +27,11 @@ final class HubCounters: Sendable {
 
     var peakQueuedBytes: Int { peak.load(ordering: .relaxed) }
 
-    /// `bytes` are queued towards `connection` after a write.
-    func queued(_ bytes: Int, connection: ConnectionID, writable: Bool, logger: Logger) {
+    /// `bytes` wait in NIO's write buffer towards `connection` after a write.
+    func buffered(_ bytes: Int, connection: ConnectionID, writable: Bool, logger: Logger) {
         guard bytes > peak.load(ordering: .relaxed) else { return }
-        let (_, before) = peak.max(bytes, ordering: .relaxed)
+        let (before, _) = peak.max(bytes, ordering: .relaxed)
+        // Once, when the peak first passes the bound.
         if bytes > maxQueuedBytes, before <= maxQueuedBytes {
             // Should not happen (issue 11's overshoot, not reproduced since): say how, for whoever sees it.
             logger.warning(
@@ -217,14 +218,15 @@ final class HubRouter: @unchecked Sendable {
                 outgoing[id]!.bytes += bytes
                 link.handler.queued.add(bytes, ordering: .sequentiallyConsistent)
                 guard let source, let sourceLink = links[source], !sourceLink.closing else { continue }
+                let relayed = Self.isRelayed(packet)
                 var writable = link.writable
-                if writable && Self.isRelayed(packet) && overQueued(link.handler) {
+                if writable && relayed && overQueued(link.handler) {
                     // Full by the router's count before NIO's (part of it still in the loop's task queue): the same
                     // as unwritable, for holding sources back and for the write timeout alike.
                     writable = false
                     _ = backpressure.writabilityChanged(id, writable: false, now: .now())
                 }
-                if backpressure.wrote(relayed: Self.isRelayed(packet), from: source, to: id, writable: writable) {
+                if backpressure.wrote(relayed: relayed, from: source, to: id, writable: writable) {
                     let handler = sourceLink.handler
                     handler.loop.execute { handler.pause() }
                 }

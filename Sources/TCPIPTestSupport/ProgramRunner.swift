@@ -266,6 +266,15 @@ public final class RunningProgram: @unchecked Sendable {
 
     public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
+    /// What the program's open descriptors point at (/proc/PID/fd): paths, `socket:[…]`, and for a file opened unnamed
+    /// (O_TMPFILE) or removed, `DIR/#INODE (deleted)`. Empty once it exited.
+    public var openFiles: [String] {
+        let descriptors = "/proc/\(process.processIdentifier)/fd"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: descriptors)) ?? []).compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: descriptors + "/" + $0)
+        }
+    }
+
     /// Waits until stdout holds at least `count` lines; returns them. Throws after `timeout` seconds.
     @discardableResult
     public func waitForLines(_ count: Int, timeout: Double = 60) async throws -> [String] {

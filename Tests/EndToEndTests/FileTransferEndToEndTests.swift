@@ -48,13 +48,8 @@ import Testing
         /// ones (O_TMPFILE, which leave no name in the directory) included: /proc shows those as
         /// `…/.tcpip/tmp/#INODE (deleted)`.
         var inProgress: [String] {
-            guard let pid = receiver?.process.processIdentifier else { return [] }
-            let descriptors = "/proc/\(pid)/fd"
-            return ((try? FileManager.default.contentsOfDirectory(atPath: descriptors)) ?? []).compactMap { fd in
-                let target = try? FileManager.default.destinationOfSymbolicLink(atPath: descriptors + "/" + fd)
-                return target.flatMap {
-                    $0.hasPrefix(spool + "/.tcpip/tmp/") || $0.hasPrefix(spool + "/.tcpip/partial/") ? $0 : nil
-                }
+            (receiver?.openFiles ?? []).filter {
+                $0.hasPrefix(spool + "/.tcpip/tmp/") || $0.hasPrefix(spool + "/.tcpip/partial/")
             }
         }
 
@@ -271,12 +266,7 @@ import Testing
             "tcpipctl", ["send-file", "--to", "archive", "--json", "--timeout", "120", path],
             environment: fixture.hub.environment)
         // The sender has the file open: its status at opening is what it compares at the end.
-        let descriptors = "/proc/\(sender.process.processIdentifier)/fd"
-        let opened = try await eventually {
-            ((try? FileManager.default.contentsOfDirectory(atPath: descriptors)) ?? []).contains {
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: descriptors + "/" + $0)) == path
-            }
-        }
+        let opened = try await eventually { sender.openFiles.contains(path) }
         #expect(opened)
         // It takes the file's status right after opening it (a change before that is simply part of what it sends):
         // a moment later, whether or not its hash has read that far, the status differs from the one it took.

@@ -26,8 +26,8 @@ public struct PacketDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Writes ``Packet``s as frames: the header as a small buffer and the payload as its own buffer, so relayed and bulk
-/// payloads are never copied (the socket sends both with one vectored write).
+/// Writes ``Packet``s as frames (``write(_:to:promise:flush:)``): relayed and bulk payloads are never copied (the socket
+/// sends the buffers with one vectored write).
 public final class PacketEncoder: ChannelOutboundHandler, Sendable {
     public typealias OutboundIn = Packet
     public typealias OutboundOut = ByteBuffer
@@ -35,19 +35,15 @@ public final class PacketEncoder: ChannelOutboundHandler, Sendable {
     public init() {}
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let (header, payload) = Self.frame(unwrapOutboundIn(data), allocator: context.channel.allocator)
-        if let payload {
-            context.write(wrapOutboundOut(header), promise: nil)
-            context.write(wrapOutboundOut(payload), promise: promise)
-        } else {
-            context.write(wrapOutboundOut(header), promise: promise)
-        }
+        Self.write([unwrapOutboundIn(data)], to: context, promise: promise, flush: false)
     }
 
-    /// Writes `packets` as frames through `context` (the encoder's own, so they go to the handler below it) and
-    /// flushes: headers and payloads of 512 bytes or less are copied into shared buffers of up to 64 KiB, larger
-    /// payloads go as they are. `promise` completes with the last write.
-    public static func write(_ packets: [Packet], to context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    /// Writes `packets` as frames through `context` (so they go to the handler below it), then flushes unless told not
+    /// to: headers and payloads of 512 bytes or less are copied into shared buffers of up to 64 KiB, larger payloads
+    /// go as they are. `promise` completes with the last write.
+    public static func write(
+        _ packets: [Packet], to context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, flush: Bool = true
+    ) {
         let limit = 64 << 10
         var buffers: [ByteBuffer] = []
         var shared: ByteBuffer?  // taken out while written to, so it has one owner and grows in place
@@ -61,7 +57,8 @@ public final class PacketEncoder: ChannelOutboundHandler, Sendable {
             } else {
                 if let held = shared { buffers.append(held) }
                 shared = nil
-                buffer = context.channel.allocator.buffer(capacity: 4096)
+                // A header alone in front of a large payload needs no room for more; small frames share a buffer.
+                buffer = context.channel.allocator.buffer(capacity: small ? 4096 : PacketHeader.size)
             }
             buffer.writePacketHeader(packet.header, payloadLength: length)
             if small {
@@ -78,23 +75,8 @@ public final class PacketEncoder: ChannelOutboundHandler, Sendable {
             return
         }
         for buffer in buffers { context.write(NIOAny(buffer), promise: nil) }
-        context.writeAndFlush(NIOAny(last), promise: promise)
-    }
-
-    /// A packet as the buffers of one frame: the header, and the payload unless it is empty or small enough (512 bytes
-    /// at most) to be copied behind the header, which is cheaper than a second buffer.
-    package static func frame(_ packet: Packet, allocator: ByteBufferAllocator) -> (
-        header: ByteBuffer, payload: ByteBuffer?
-    ) {
-        let length = packet.payload.readableBytes
-        var header = allocator.buffer(capacity: PacketHeader.size + (length <= 512 ? length : 0))
-        header.writePacketHeader(packet.header, payloadLength: length)
-        if length == 0 { return (header, nil) }
-        if length <= 512 {
-            header.writeImmutableBuffer(packet.payload)
-            return (header, nil)
-        }
-        return (header, packet.payload)
+        context.write(NIOAny(last), promise: promise)
+        if flush { context.flush() }
     }
 }
 
