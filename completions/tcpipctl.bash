@@ -353,7 +353,7 @@ _tcpipctl_send-file() {
     repeating_flags=()
     non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --queue --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
     repeating_options=(--to)
-    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --progress)
+    non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --direct --progress)
     __tcpipctl_offer_flags_options -1
 
     # Offer option value completions
@@ -394,6 +394,10 @@ _tcpipctl_send-file() {
         return
         ;;
     '--wait-for-peer')
+        return
+        ;;
+    '--direct')
+        __tcpipctl_add_completions -W 'auto'$'\n''never'$'\n''only'
         return
         ;;
     '--progress')

@@ -20,7 +20,7 @@ function __tcpiprecvd_parse_tokens -S
     set -l unparsed_tokens (__tcpiprecvd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpiprecvd'
-        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'partial-max-age=' 'grace=' 'name-wait=' 'log-format=' 'version' 'h/help'
+        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'partial-max-age=' 'grace=' 'name-wait=' 'log-format=' 'direct-listen=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'id'
             __tcpiprecvd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
@@ -100,6 +100,7 @@ complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" grace' -l 'grace' -d 'Seconds running transfers may take to finish on SIGTERM.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" name-wait' -l 'name-wait' -d 'While the name is taken by another peer, retry for this long, then exit 75.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" log-format' -l 'log-format' -d 'text or json.' -rfka 'text json'
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" direct-listen' -l 'direct-listen' -d 'Take files point to point from senders the hub introduces: ADDR:PORT (port 0: any free port), auto (with TLS every address, any free port; without TLS 127.0.0.1 only) or off.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" version' -l 'version' -d 'Show the version.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_positional "tcpiprecvd" -eq 1' -fa 'id' -d 'Print this node\'s ID, the SHA-256 of its public key (made on first use).'

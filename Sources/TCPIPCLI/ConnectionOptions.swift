@@ -94,7 +94,14 @@ public struct ConnectionOptions: ParsableArguments {
         configuration.token = try Token.resolve(tokenFile: tokenFile, environment: environment)
         configuration.timeout = .milliseconds(Int64(timeout * 1000))
         configuration.role = role
-        configuration.security = try security(for: configuration.server, environment: environment)
+        let key: NodeKey?
+        (configuration.security, key) = try securityAndKey(for: configuration.server, environment: environment)
+        if let key {
+            configuration.directSecurity = DirectSecurity(
+                dialing: { expected, address in
+                    try HubPin(key: key, expected: expected, source: .option, address: address)
+                }, listening: { try HubTLS(key: key) })
+        }
         if configuration.token != nil, let pin = configuration.security as? HubPin, pin.expected == nil {
             throw TCPIPError.usage(
                 "refusing to give a token to a hub whose key is not pinned yet (--trust-new-hub): pin it with "
@@ -106,6 +113,13 @@ public struct ConnectionOptions: ParsableArguments {
     /// TLS with the hub's key pinned when anything asks for it (`--hub-id`, `TCPIP_HUB_ID`, a known_hubs line,
     /// `--trust-new-hub`); plaintext otherwise, which only loopback allows without `--insecure-plaintext`.
     func security(for server: HostPort, environment: [String: String]) throws -> (any LinkSecurity)? {
+        try securityAndKey(for: server, environment: environment).security
+    }
+
+    /// ``security(for:environment:)``, and the node key it proves (nil on plaintext).
+    func securityAndKey(for server: HostPort, environment: [String: String]) throws -> (
+        security: (any LinkSecurity)?, key: NodeKey?
+    ) {
         let stateDirectory = state.resolved(environment)
         let knownHubs = KnownHubs(stateDirectory: stateDirectory)
         let pinned = hubID ?? environment["TCPIP_HUB_ID"].flatMap { $0.isEmpty ? nil : $0 }
@@ -127,10 +141,10 @@ public struct ConnectionOptions: ParsableArguments {
                     "the hub at \(server) is not on loopback: pin its key with --hub-id ID ('tcpipd id' on the hub), "
                         + "or pass --trust-new-hub to accept and remember the key it shows (or --insecure-plaintext)")
             }
-            return nil
+            return (nil, nil)
         }
         let key = try NodeKey.loadOrCreate(in: stateDirectory)
-        return try HubPin(key: key, expected: expected, source: source, address: server) { id in
+        let pin = try HubPin(key: key, expected: expected, source: source, address: server) { id in
             // Said whatever --quiet asks: trusting a new key is never silent.
             do {
                 try knownHubs.add(id, for: server)
@@ -141,6 +155,7 @@ public struct ConnectionOptions: ParsableArguments {
                 StandardOutput.error("warning: trusting the hub at \(server) with key \(id) for now: \(error)")
             }
         }
+        return (pin, key)
     }
 
     /// Sets up stderr logging for a client command and returns its logger.

@@ -44,6 +44,9 @@ public struct HubCore {
         /// A connection the hub made to itself (``HubServer/connectLocal()``): its store. Only such a connection may
         /// register the role `store`, and it needs no token or key.
         var local = false
+        /// Where the peer takes direct connections (its DirectHints, the address the hub sees first); given only to a
+        /// peer the hub introduces.
+        var hints: [String] = []
     }
 
     public internal(set) var configuration: HubConfiguration
@@ -346,6 +349,19 @@ public struct HubCore {
             } catch {
                 return violation(id, .malformed, "bad PeerQuery payload: \(error)", type: .peerQuery)
             }
+        case .directHints:
+            do {
+                return setHints(try DirectHints(tlv: packet.payload), of: id)
+            } catch {
+                return violation(id, .malformed, "bad DirectHints payload: \(error)", type: .directHints)
+            }
+        case .introductionRequest:
+            do {
+                return introduce(try IntroductionRequest(tlv: packet.payload), from: id, peer: peer)
+            } catch {
+                return violation(
+                    id, .malformed, "bad IntroductionRequest payload: \(error)", type: .introductionRequest)
+            }
         default:
             return [
                 .send(
@@ -433,6 +449,53 @@ public struct HubCore {
     }
 
     // MARK: helpers
+
+    /// A peer's DirectHints: the port it listens on everywhere goes with the address the hub sees it at (first: it is
+    /// the one a sender behind the same hub most likely reaches), then the addresses it named.
+    private mutating func setHints(_ hints: DirectHints, of id: ConnectionID) -> [HubAction] {
+        guard var connection = connections[id] else { return [] }
+        var list: [String] = []
+        if let port = hints.port, let observed = Direct.split(connection.address) {
+            list.append(Direct.hint(host: observed.host, port: port))
+        }
+        for hint in hints.hints where !list.contains(hint) { list.append(hint) }
+        connection.hints = Array(list.prefix(Direct.maxHints))
+        connections[id] = connection
+        return []
+    }
+
+    /// A sender asks to be introduced to a peer: it gets the peer's hints and a one-time ticket, and the peer is told
+    /// who comes with that ticket. The hub keeps no ticket: the receiver checks it, once, against the sender's key.
+    private mutating func introduce(_ request: IntroductionRequest, from id: ConnectionID, peer: PeerRecord)
+        -> [HubAction]
+    {
+        guard let destination = byPeerID[request.peer], destination != id,
+            let target = connections[destination], let record = target.peer
+        else {
+            return [
+                .send(
+                    id,
+                    errorPacket(
+                        .unknownPeer, "no peer with id \(request.peer) is connected", peer: request.peer,
+                        type: .introductionRequest))
+            ]
+        }
+        guard !target.hints.isEmpty else {
+            // The peer takes no direct connections: the sender goes through the hub.
+            let answer = Introduction(requestID: request.requestID, peer: record, ticket: nil, hints: [])
+            return [.send(id, answer.packet(hubHeader(.introduction, to: peer.id)))]
+        }
+        var generator = SystemRandomNumberGenerator()
+        let ticket = (0..<Direct.ticketSize).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let answer = Introduction(requestID: request.requestID, peer: record, ticket: ticket, hints: target.hints)
+        let notice = IntroductionNotice(ticket: ticket, peer: peer)
+        logger.debug(
+            "introduced", metadata: ["sender": "\(describe(peer))", "receiver": "\(describe(record))"])
+        return [
+            .send(destination, notice.packet(hubHeader(.introductionNotice, to: record.id, from: peer.id))),
+            .send(id, answer.packet(hubHeader(.introduction, to: peer.id))),
+        ]
+    }
 
     func record(of peerID: UInt32) -> PeerRecord? {
         byPeerID[peerID].flatMap { connections[$0]?.peer }

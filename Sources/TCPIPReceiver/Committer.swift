@@ -39,7 +39,14 @@ extension FileReceiver {
         private let onPublished: (@Sendable (Published) -> Void)?
         private let index: SpoolIndex?
 
-        init(spool: Spool, logger: Logger, index: SpoolIndex?, onPublished: (@Sendable (Published) -> Void)?) {
+        /// Receipts for senders on a direct link go back on it.
+        private let direct: DirectListener?
+
+        init(
+            spool: Spool, logger: Logger, index: SpoolIndex?, direct: DirectListener?,
+            onPublished: (@Sendable (Published) -> Void)?
+        ) {
+            self.direct = direct
             (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             self.spool = spool
             self.logger = logger
@@ -171,7 +178,8 @@ extension FileReceiver {
                         size: job.published.size
                     ).packet(to: job.published.fromID))
             }
-            try? await sender.send(contentsOf: receipts)
+            let viaHub = await direct?.send(receipts) ?? receipts
+            try? await sender.send(contentsOf: viaHub)
             if !again.isEmpty { await commit(again, sender: sender) }
         }
     }

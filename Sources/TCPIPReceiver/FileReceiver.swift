@@ -36,12 +36,14 @@ public final class FileReceiver {
     /// Syncs, publishes and answers verified files; its ``Committer/run(sender:onBatch:)`` must run beside
     /// ``handle(_:session:)``.
     public let committer: Committer
+    /// Direct links: what comes from one is answered on it, and its sender is the peer the hub introduced.
+    private let direct: DirectListener?
 
     /// `index` remembers what was stored, for files sent again (unused with `alwaysStore`); `onPublished` is called
     /// after each file is published (the `--exec` hook).
     public init(
         configuration: ReceiverConfiguration, logger: Logger, receiverName: String = "", index: SpoolIndex? = nil,
-        onPublished: (@Sendable (Published) -> Void)? = nil
+        direct: DirectListener? = nil, onPublished: (@Sendable (Published) -> Void)? = nil
     ) throws {
         self.configuration = configuration
         self.logger = logger
@@ -49,7 +51,9 @@ public final class FileReceiver {
         machine = TransferMachine(policy: configuration.policy(receiverName: receiverName, index: index))
         messages = MessageStore(configuration: configuration, logger: logger)
         decompressor = try ChunkDecompressor()
-        committer = Committer(spool: configuration.spool, logger: logger, index: index, onPublished: onPublished)
+        self.direct = direct
+        committer = Committer(
+            spool: configuration.spool, logger: logger, index: index, direct: direct, onPublished: onPublished)
     }
 
     /// Transfers in progress, counting verified files not yet answered.
@@ -66,14 +70,14 @@ public final class FileReceiver {
         do {
             switch packet.header.type {
             case .fileStart:
-                event = .start(try FileStart(tlv: packet.payload), from: from, sender: try await session.peer(id: from))
+                event = .start(try FileStart(tlv: packet.payload), from: from, sender: try await peer(from, session))
             case .fileChunk:
                 event = .chunk(try FileChunk(packet), from: from)
             case .fileEnd:
                 let end = try FileEnd(tlv: packet.payload)
                 let aborted = packet.header.dataType == FileEnd.abort
                 event = .end(
-                    end, aborted: aborted, from: from, sender: aborted ? nil : try await session.peer(id: from))
+                    end, aborted: aborted, from: from, sender: aborted ? nil : try await peer(from, session))
             case .message:
                 return try await messages.handle(packet, session: session)
             case .fileSeek:
@@ -94,6 +98,17 @@ public final class FileReceiver {
                 if let outcome = try await perform(action, session: session) { next.append(outcome) }
             }
         }
+    }
+
+    /// The sender of a packet: the peer the hub introduced on a direct link, else the hub's answer.
+    private func peer(_ id: UInt32, _ session: ClientSession) async throws -> PeerRecord? {
+        if let introduced = direct?.peer(id: id) { return introduced }
+        return try await session.peer(id: id)
+    }
+
+    /// Sends an answer on the direct link it belongs to, else through the hub.
+    private func reply(_ packet: Packet, _ session: ClientSession) async throws {
+        for packet in await direct?.send([packet]) ?? [packet] { try await session.send(packet) }
     }
 
     /// Removes every unfinished transfer (the connection ended, or the daemon stops).
@@ -123,9 +138,9 @@ public final class FileReceiver {
     {
         switch action {
         case .send(let receipt, let to):
-            try await session.send(receipt.packet(to: to))
+            try await reply(receipt.packet(to: to), session)
         case .offer(let resume, let to):
-            try await session.send(resume.packet(to: to))
+            try await reply(resume.packet(to: to), session)
         case .create(let key, let tag, let partial):
             do {
                 guard let partial else {
@@ -166,7 +181,7 @@ public final class FileReceiver {
                 let receipt = FileReceipt(
                     transferID: commit.key.id, status: .storageFailed,
                     reason: "the stored bytes do not have the announced size")
-                try await session.send(receipt.packet(to: commit.key.from))
+                try await reply(receipt.packet(to: commit.key.from), session)
                 return nil
             }
             if commit.temporary.path.hasPrefix(configuration.spool.partialDirectory + "/") {

@@ -1,3 +1,4 @@
+import NIOCore
 import TCPIPCore
 import TCPIPWire
 
@@ -25,6 +26,8 @@ public struct ReceiverConfiguration: Sendable {
 
     /// How long the partial file of a resumable transfer that broke off is kept for its sender to come back.
     public var partialMaxAge: Duration = .seconds(3 * 86400)
+    /// Where to take direct transfers (port 0: any free port), or nil for none (`--direct-listen`).
+    public var directListen: SocketAddress?
 
     public init(spool: Spool) { self.spool = spool }
 

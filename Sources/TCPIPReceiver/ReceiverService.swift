@@ -115,6 +115,8 @@ public struct ReceiverService: Service {
             let known = index.load()
             logger.debug("indexed stored files", metadata: ["count": "\(known)"])
         }
+        let direct = try await bindDirectListener()
+        defer { if let direct { Task { await direct.close() } } }
         let control = Control()
         let grace = self.grace
         try await withGracefulShutdownHandler {
@@ -123,7 +125,7 @@ public struct ReceiverService: Service {
             while !control.stopping && !Task.isCancelled {
                 let registered = NIOLockedValueBox(false)
                 let outcome = await control.interruptibly {
-                    try await session(control, index: index, registered: registered)
+                    try await session(control, index: index, direct: direct, registered: registered)
                 }
                 guard let outcome, !control.stopping else { break }
                 if registered.withLockedValue({ $0 }) {
@@ -171,7 +173,9 @@ public struct ReceiverService: Service {
         }
     }
 
-    private func session(_ control: Control, index: SpoolIndex, registered: NIOLockedValueBox<Bool>) async throws {
+    private func session(
+        _ control: Control, index: SpoolIndex, direct: DirectListener?, registered: NIOLockedValueBox<Bool>
+    ) async throws {
         try await ClientSession.run(client, logger: logger) { session in
             session.acceptsMessages = true
             session.acceptsFiles = true
@@ -179,12 +183,18 @@ public struct ReceiverService: Service {
             if let hook { onPublished = { hook.launch($0) } }
             let files = try FileReceiver(
                 configuration: receiver, logger: logger, receiverName: session.me.name, index: index,
-                onPublished: onPublished)
+                direct: direct, onPublished: onPublished)
             let sender = session.sender
+            if let direct {
+                // Tickets and links of an earlier session are void: the hub gave this one a new id.
+                direct.reset(me: session.me.id, wake: { sender.wake() })
+                try await session.send(direct.hints().packet(PacketHeader(type: .directHints, maskTo: .hub)))
+            }
             registered.withLockedValue { $0 = true }
             control.serving(sender)
             defer {
                 control.serving(nil)
+                direct?.reset(me: nil, wake: nil)
                 files.abandonAll(reason: "the connection ended")
             }
             logger.info(
@@ -211,10 +221,51 @@ public struct ReceiverService: Service {
                         if files.inProgress == 0 || ContinuousClock.now >= end { return }
                     }
                     let packet = try await session.next()
+                    if let direct {
+                        for packet in direct.take() { try await files.handle(packet, session: session) }
+                        switch packet.header.type {
+                        case .introductionNotice:
+                            // A hub-only type: the hub refuses it from any peer, so this one is the hub's.
+                            if let notice = try? IntroductionNotice(tlv: packet.payload) { direct.expect(notice) }
+                            continue
+                        case .fileStart, .fileChunk, .fileEnd, .fileSeek:
+                            guard direct.holds(packet.header.idFrom) else { break }
+                            // The sender went over to the hub (its direct link broke, or it gave up on it): the
+                            // link's transfers end first, as if it had left, so a resumable file resumes.
+                            let from = packet.header.idFrom
+                            direct.supersede(from)
+                            for packet in direct.take() { try await files.handle(packet, session: session) }
+                            try await files.handle(Self.left(from, me: session.me.id), session: session)
+                        default:
+                            break
+                        }
+                    }
                     try await files.handle(packet, session: session)
                 }
             }
         }
+    }
+
+    /// The direct listener `--direct-listen` asks for, bound; nil when it is off.
+    private func bindDirectListener() async throws -> DirectListener? {
+        guard let address = receiver.directListen else { return nil }
+        let listener: DirectListener
+        do {
+            listener = try await DirectListener.bind(
+                address, security: try client.directSecurity?.listening(), logger: logger)
+        } catch {
+            throw TCPIPError(
+                .unavailable,
+                "cannot listen for direct transfers on \(address): \(describeNetworkError(error)) "
+                    + "(--direct-listen off turns them off)")
+        }
+        logger.info("listening for direct transfers", metadata: ["address": "\(listener.localAddress)"])
+        return listener
+    }
+
+    /// What a sender's transfers end with when its direct link is given up.
+    static func left(_ sender: UInt32, me: UInt32) -> Packet {
+        Packet(header: PacketHeader(type: .clientDisconnecting, maskTo: .client, idTo: me, idFrom: sender))
     }
 
     /// 0.5 s doubling to 30 s, with ±25 % jitter so many receivers do not reconnect in step.

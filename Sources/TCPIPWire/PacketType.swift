@@ -40,6 +40,18 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let storeQuery = PacketType(68)
     /// The store's answer to a ``storeQuery`` (see ``StoreReport``).
     public static let storeReport = PacketType(69)
+    /// A receiver tells the hub where it takes direct connections (see ``DirectHints``).
+    public static let directHints = PacketType(70)
+    /// A sender asks the hub to introduce it to a peer (see ``IntroductionRequest``).
+    public static let introductionRequest = PacketType(71)
+    /// The hub's answer: the peer's hints and a one-time ticket (see ``Introduction``).
+    public static let introduction = PacketType(72)
+    /// The hub tells a receiver who will connect with which ticket (see ``IntroductionNotice``).
+    public static let introductionNotice = PacketType(73)
+    /// The sender's first packet on a direct connection (see ``DirectHello``).
+    public static let directHello = PacketType(74)
+    /// The receiver admits a direct sender (see ``DirectWelcome``).
+    public static let directWelcome = PacketType(75)
 
     /// Types reserved for applications; the hub relays them without looking inside.
     public static let applicationRange: ClosedRange<UInt16> = 4096...UInt16.max
@@ -48,7 +60,7 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public var isHubOnly: Bool {
         switch self {
         case .requestCredentials, .registered, .hostExiting, .clientData, .clientDisconnecting, .peerQueryResult,
-            .error:
+            .error, .introduction, .introductionNotice:
             return true
         default:
             return false
@@ -81,6 +93,12 @@ public struct PacketType: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .recipients: "Recipients"
         case .storeQuery: "StoreQuery"
         case .storeReport: "StoreReport"
+        case .directHints: "DirectHints"
+        case .introductionRequest: "IntroductionRequest"
+        case .introduction: "Introduction"
+        case .introductionNotice: "IntroductionNotice"
+        case .directHello: "DirectHello"
+        case .directWelcome: "DirectWelcome"
         default: "Type(\(rawValue))"
         }
     }

@@ -104,6 +104,13 @@ struct SendFile: AsyncParsableCommand {
                 + "One --to only."))
     var queue = false
 
+    @Option(
+        help: ArgumentHelp(
+            "auto: to a single receiver, point to point when the hub can introduce it and it answers, through the "
+                + "hub otherwise (env TCPIP_DIRECT); never: always through the hub; only: point to point or fail (75).",
+            valueName: "mode"))
+    var direct: DirectMode?
+
     @Flag(help: "Print one JSON line per file and recipient to stdout.")
     var json = false
 
@@ -130,6 +137,16 @@ struct SendFile: AsyncParsableCommand {
     /// command for several into a usage error).
     var queueing: Bool { to.count == 1 && connection.queueing(flag: queue) }
 
+    /// `--direct`, else TCPIP_DIRECT, else auto.
+    func directMode(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DirectMode {
+        if let direct { return direct }
+        guard let text = environment["TCPIP_DIRECT"], !text.isEmpty else { return .auto }
+        guard let mode = DirectMode(rawValue: text) else {
+            throw TCPIPError.usage("TCPIP_DIRECT must be auto, never or only, not '\(escapedForLog(text))'")
+        }
+        return mode
+    }
+
     enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
         case auto, always, never
     }
@@ -137,6 +154,9 @@ struct SendFile: AsyncParsableCommand {
     func validate() throws {
         if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
         if queue && to.count > 1 { throw ValidationError("--queue takes one --to") }
+        if direct == .only && to.count > 1 {
+            throw ValidationError("--direct only takes one --to (several receivers share one upload through the hub)")
+        }
         if files.isEmpty && filesFrom == nil {
             throw ValidationError("name at least one file, or - for stdin, or --files-from LIST")
         }
@@ -196,6 +216,7 @@ struct SendFile: AsyncParsableCommand {
             request.chunkSize = chunkSize
             request.timeout = configuration.timeout
             request.queue = queueing
+            request.direct = try directMode()
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
             if progress == .always || (progress == .auto && isatty(2) == 1) {
                 request.progress = ProgressPrinter().update
@@ -224,7 +245,7 @@ struct SendFile: AsyncParsableCommand {
             }
             let lookups = pipelinedLookups
             let results = try await ClientSession.run(configuration, logger: logger, lookingUp: lookups) { session in
-                try await FileSending.run(request, descriptors: descriptors, session: session)
+                try await FileSending.run(request, descriptors: descriptors, session: session, logger: logger)
             }
             for result in results {
                 if json { try StandardOutput.write(line: Self.summary(result)) }
@@ -291,6 +312,7 @@ struct SendFile: AsyncParsableCommand {
             ("sha256", .string(result.sha256)),
             ("storedAs", result.storedAs.map { .string($0) } ?? .null),
             ("ms", .double(Double((result.finishedAt ?? result.startedAt) - result.startedAt) / 1000)),
+            ("path", .string(result.route.rawValue)),
         ]
         fields.append(("error", result.reason.map { .string($0) } ?? .null))
         return .object(fields)
@@ -345,3 +367,5 @@ final class ProgressPrinter: Sendable {
         return unit == 0 ? "\(Int(value)) B" : "\(Int(value)).\(Int(value * 10) % 10) " + units[unit]
     }
 }
+
+extension DirectMode: ExpressibleByArgument {}

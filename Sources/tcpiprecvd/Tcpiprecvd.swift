@@ -1,10 +1,12 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import NIOCore
 import ServiceLifecycle
 import TCPIPCLI
 import TCPIPCore
 import TCPIPReceiver
+import TCPIPWire
 
 #if canImport(Glibc)
     import Glibc
@@ -107,6 +109,13 @@ struct Tcpiprecvd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("text or json.", valueName: "format"))
     var logFormat: LogFormat = .text
 
+    @Option(
+        help: ArgumentHelp(
+            "Take files point to point from senders the hub introduces: ADDR:PORT (port 0: any free port), auto "
+                + "(with TLS every address, any free port; without TLS 127.0.0.1 only) or off.",
+            valueName: "addr:port"))
+    var directListen = "auto"
+
     func validate() throws {
         guard execJobs > 0 else { throw ValidationError("--exec-jobs must be at least 1") }
         guard grace >= 0, grace.isFinite else { throw ValidationError("--grace must be 0 or more seconds") }
@@ -115,6 +124,30 @@ struct Tcpiprecvd: AsyncParsableCommand {
             throw ValidationError("--partial-max-age must be from 60 seconds to 10 years")
         }
         if let exec, HookRunner.split(exec).isEmpty { throw ValidationError("--exec is empty") }
+    }
+
+    /// Where `--direct-listen` says to listen: nil for off. A plaintext listener off loopback needs
+    /// --insecure-plaintext, like a plaintext hub.
+    func directAddress(tls: Bool) throws -> SocketAddress? {
+        switch directListen {
+        case "off":
+            return nil
+        case "auto":
+            return try SocketAddress(ipAddress: tls ? "0.0.0.0" : "127.0.0.1", port: 0)
+        default:
+            guard let (host, port) = Direct.split(directListen),
+                let address = try? SocketAddress(ipAddress: host, port: Int(port))
+            else {
+                throw TCPIPError.usage(
+                    "--direct-listen takes ADDR:PORT with an IP address ([::]:PORT for IPv6), auto or off")
+            }
+            if !tls && !connection.insecurePlaintext && !HostPort(host: host, port: Int(port)).isLoopback {
+                throw TCPIPError.usage(
+                    "--direct-listen \(directListen) is not on loopback and the hub link has no TLS: anyone on the "
+                        + "path could read the files; use a TLS hub (--hub-id), or --insecure-plaintext")
+            }
+            return address
+        }
     }
 
     func run() async throws {
@@ -134,6 +167,7 @@ struct Tcpiprecvd: AsyncParsableCommand {
             receiver.minFreeSpace = minFreeSpace
             receiver.alwaysStore = alwaysStore
             receiver.partialMaxAge = .seconds(partialMaxAge)
+            receiver.directListen = try directAddress(tls: client.security != nil)
             var service = ReceiverService(client: client, receiver: receiver, logger: logger)
             service.grace = .milliseconds(Int64(grace * 1000))
             service.nameWait = .milliseconds(Int64(nameWait * 1000))

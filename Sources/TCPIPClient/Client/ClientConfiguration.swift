@@ -31,6 +31,10 @@ public struct ClientConfiguration: Sendable {
     /// A socket already connected to the hub, used instead of `server`: how the hub's own store joins it (see
     /// ``HubServer/connectLocal()``). The session takes ownership of it.
     public var connectedSocket: Int32?
+    /// How direct links are secured when the hub link is TLS: each end proves its own node key and pins the other's
+    /// to the key the hub vouched for. Nil on a plaintext hub: a direct link is then plaintext, and the ticket alone
+    /// admits its sender.
+    public var directSecurity: DirectSecurity?
 
     /// A configuration with this machine's identity and the default name.
     public init(name: String? = nil) {
@@ -65,5 +69,23 @@ public struct ClientConfiguration: Sendable {
         if let user = getenv("USER"), let name = String(validatingCString: user), !name.isEmpty { return name }
         if let entry = getpwuid(geteuid()), let name = String(validatingCString: entry.pointee.pw_name) { return name }
         return "uid\(geteuid())"
+    }
+}
+
+/// TLS for direct links (built by the command line, which holds the node key; TCPIPTLS makes the handlers).
+public struct DirectSecurity: Sendable {
+    /// A sender's side: proves this node's key, and accepts the receiver only if it proves `expected`.
+    public var dialing: @Sendable (_ expected: NodeID, _ address: HostPort) throws -> any LinkSecurity
+    /// A receiver's side: proves this node's key and asks each sender for its own; the key a sender proved comes up
+    /// the pipeline as ``PeerAuthenticated`` and is checked against the ticket's. Made when a listener starts (a TLS
+    /// context costs a one-shot client time it never needs).
+    public var listening: @Sendable () throws -> any LinkSecurity
+
+    public init(
+        dialing: @escaping @Sendable (NodeID, HostPort) throws -> any LinkSecurity,
+        listening: @escaping @Sendable () throws -> any LinkSecurity
+    ) {
+        self.dialing = dialing
+        self.listening = listening
     }
 }

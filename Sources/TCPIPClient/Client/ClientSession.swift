@@ -43,6 +43,9 @@ public final class ClientSession {
     /// answer here, whoever is reading: a lookup sent with the credentials may be answered while the caller waits for
     /// something else (a peer to join).
     private var answers: [UInt32: PeerQueryResult] = [:]
+    /// Introductions asked for and not answered yet, and the answers that came.
+    private var outstandingIntroductions: Set<UInt32> = []
+    private var introductions: [UInt32: Introduction] = [:]
     /// Whether this client takes messages. When false, ``next()`` refuses each incoming message with a receipt, so
     /// its sender learns at once instead of waiting for a timeout.
     public var acceptsMessages = false
@@ -113,6 +116,25 @@ public final class ClientSession {
         clearDeadline()
         logger.debug("registered", metadata: ["id": "\(me.id)", "name": "\(escapedForLog(me.name))"])
     }
+
+    /// A session on a direct link to a receiver, admitted with a ticket: no registration, this client keeps the identity
+    /// it has at the hub (`me`). The link's handler stamps what arrives with the receiver's id, as the hub would.
+    init(
+        direct channel: any Channel, inbound: NIOAsyncChannelInboundStream<[Packet]>,
+        configuration: ClientConfiguration,
+        me: Registered, logger: Logger
+    ) {
+        self.channel = channel
+        self.inbound = inbound.makeAsyncIterator()
+        sender = PacketSender(channel: channel)
+        self.configuration = configuration
+        self.logger = logger
+        registered = me
+        greeting = CredentialsRequest(hubVersion: "", tokenRequired: false)
+    }
+
+    /// The first packet on a direct link, within the session's deadline.
+    func firstDirectPacket() async throws -> Packet { try await nextPacket() }
 
     /// Connects, registers, runs `body`, says Close and disconnects.
     ///
@@ -244,6 +266,12 @@ public final class ClientSession {
                 let result = try PeerQueryResult(tlv: packet.payload)
                 // Only answers to questions asked are kept: a hub cannot fill memory with unasked ones.
                 if outstandingQueries.remove(result.requestID) != nil { answers[result.requestID] = result }
+                return Self.wakePacket
+            case .introduction where packet.header.idFrom == PacketHeader.hubID:
+                guard let introduction = try? Introduction(tlv: packet.payload),
+                    outstandingIntroductions.remove(introduction.requestID) != nil
+                else { continue }
+                introductions[introduction.requestID] = introduction
                 return Self.wakePacket
             case .hostExiting where packet.header.idFrom == PacketHeader.hubID:
                 let reason = (try? Reason(tlv: packet.payload))?.text ?? ""
@@ -386,6 +414,36 @@ public final class ClientSession {
         }
     }
 
+    /// Asks the hub to introduce this client to `peer` for a direct link: its hints and a one-time ticket, or nil
+    /// when the hub or the peer takes no direct links (an older hub answers `unsupported`).
+    public func introduce(to peer: UInt32) async throws -> Introduction? {
+        let requestID = nextRequestID
+        nextRequestID &+= 1
+        outstandingIntroductions.insert(requestID)
+        try await send(
+            IntroductionRequest(requestID: requestID, peer: peer).packet(
+                PacketHeader(type: .introductionRequest, maskTo: .hub)))
+        while true {
+            if let introduction = introductions.removeValue(forKey: requestID) { return introduction }
+            let packet = try await receive()
+            switch packet.header.type {
+            case .localWake:
+                continue
+            case .error:
+                let error = try ErrorPayload(tlv: packet.payload)
+                guard error.packetType == .introductionRequest else {
+                    pending.append(packet)
+                    continue
+                }
+                outstandingIntroductions.remove(requestID)
+                if error.code == .unknownPeer { throw Self.error(from: error) }
+                return nil
+            default:
+                pending.append(packet)
+            }
+        }
+    }
+
     // MARK: errors
 
     /// The user-facing error for an Error packet from the hub.
@@ -428,7 +486,7 @@ public struct PacketSender: Sendable {
         var bytes = 0
     }
 
-    init(channel: any Channel) {
+    package init(channel: any Channel) {
         self.channel = channel
         state = NIOLockedValueBox(InFlight())
     }

@@ -1,4 +1,5 @@
 import Crypto
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -39,6 +40,11 @@ public struct FileSendRequest: Sendable {
     /// Original bytes per chunk.
     public var chunkSize = 512 << 10
     public var timeout: Duration = .seconds(30)
+    /// Whether the files may go point to point to a single receiver (``DirectMode``).
+    public var direct: DirectMode = .auto
+    /// The first transfer id; the others follow. A fallback to the hub numbers its transfers apart from the direct
+    /// attempt's, so a late receipt of that attempt cannot settle one of them.
+    public var firstTransferID: UInt32 = 1
     /// Called with (file name, bytes so far, total if known) while sending, for progress display.
     public var progress: (@Sendable (String, UInt64, UInt64?, Bool) -> Void)?
 
@@ -87,15 +93,136 @@ public enum FileSending {
     /// one per source); nil opens each when its turn comes, so that a long-lived sender (the hub's store) holds one
     /// file open at a time. Every descriptor given is closed exactly once, sent or not (see ``SendInputs``).
     public static func run(
-        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>]?, session: ClientSession
+        _ request: FileSendRequest, descriptors: [Result<Int32, TCPIPError>]?, session: ClientSession,
+        logger: Logger = Logger(label: "tcpipctl")
     ) async throws -> [FileResult] {
         let inputs = SendInputs(descriptors)
         defer { inputs.closeRest() }
         let recipients = try await resolveReceivers(request, session: session)
+        // Point to point when there is one receiver (several share one upload through the hub's group routing) and
+        // the files are for it, not for the hub's store.
+        guard request.direct != .never, recipients.count == 1, let peer = recipients.first,
+            peer.role == ClientSession.receiverRole
+        else {
+            return try await relay(request, inputs: inputs, session: session, recipients: recipients)
+        }
+        let tracker = FileTracker(recipients: recipients.map(\.id))
+        var broken: (any Error)?
+        do {
+            try await DirectDialer.run(to: peer, hub: session, logger: logger) { link in
+                try await keepingAlive(session) {
+                    try await transfer(request, inputs: inputs, session: link, recipients: recipients, tracker: tracker)
+                }
+            }
+        } catch let error as DirectDialer.Unavailable {
+            if request.direct == .only {
+                throw TCPIPError(.temporary, "no direct link to \(escapedForLog(peer.name)): \(error)")
+            }
+            logger.debug("through the hub", metadata: ["why": "\(error)"])
+            return try await relay(request, inputs: inputs, session: session, recipients: recipients)
+        } catch {
+            broken = error
+        }
+        var results = tracker.results()
+        for index in results.indices { results[index].route = .direct }
+        if broken == nil, tracker.failure == nil, results.allSatisfy({ !$0.retryable }) { return results }
+        let why = tracker.failure?.message ?? broken.map { "\($0)" } ?? "no answer"
+        logger.info("the direct link broke; the rest goes through the hub", metadata: ["why": "\(why)"])
+        // What was not settled goes again through the hub (a resumable file resumes where the receiver's part ends),
+        // except stdin once begun: it cannot be read twice.
+        let settled = Dictionary(
+            results.filter { !$0.retryable || $0.path == nil }.map { ($0.transferID, $0) },
+            uniquingKeysWith: { a, _ in a })
+        if request.direct == .only {
+            // No fallback: what the direct link did not settle is left (75), files it never reached included.
+            var byID = Dictionary(results.map { ($0.transferID, $0) }, uniquingKeysWith: { a, _ in a })
+            for (index, source) in request.sources.enumerated() {
+                let id = request.firstTransferID + UInt32(index)
+                var result =
+                    byID[id]
+                    ?? FileResult(
+                        name: source.name, path: source.path, recipient: peer, startedAt: WireClock.now(),
+                        transferID: id)
+                if result.retryable {
+                    result.status = .left
+                    result.reason = "the direct link broke: \(why)"
+                    result.route = .direct
+                }
+                byID[id] = result
+            }
+            return byID.keys.sorted().compactMap { byID[$0] }
+        }
+        var again = request
+        again.sources = []
+        var positions: [Int] = []
+        for (index, source) in request.sources.enumerated()
+        where settled[request.firstTransferID + UInt32(index)] == nil {
+            again.sources.append(source)
+            positions.append(index)
+        }
+        again.firstTransferID = request.firstTransferID + 0x4000_0000
+        inputs.closeRest()
+        var relayed: [FileResult] = []
+        if !again.sources.isEmpty {
+            relayed = try await relay(again, inputs: SendInputs(nil), session: session, recipients: recipients)
+        }
+        // In the order of the sources: each file's direct result if it was settled there, else its relayed one.
+        var byIndex: [Int: [FileResult]] = [:]
+        for result in relayed {
+            let offset = Int(result.transferID) - Int(again.firstTransferID)
+            guard positions.indices.contains(offset) else { continue }
+            byIndex[positions[offset], default: []].append(result)
+        }
+        for (id, result) in settled { byIndex[Int(id) - Int(request.firstTransferID), default: []].append(result) }
+        return byIndex.keys.sorted().flatMap { byIndex[$0] ?? [] }
+    }
+
+    /// Sends through the hub.
+    private static func relay(
+        _ request: FileSendRequest, inputs: SendInputs, session: ClientSession, recipients: [PeerRecord]
+    ) async throws -> [FileResult] {
+        let tracker = FileTracker(recipients: recipients.map(\.id))
+        try await transfer(request, inputs: inputs, session: session, recipients: recipients, tracker: tracker)
+        if let failure = tracker.failure { throw failure }
+        return tracker.results()
+    }
+
+    /// Runs `body` while answering the hub's pings on `session` from another task: a sender busy on a direct link
+    /// must not be dropped by the hub as silent (the receiver would then drop its transfers). What else arrives
+    /// meanwhile is dropped: a receipt that comes through the hub belongs to a file the fallback sends again.
+    static func keepingAlive<Result: Sendable>(
+        _ session: ClientSession, _ body: () async throws -> Result
+    ) async throws -> Result {
+        let hub = Unchecked(session)
+        let stop = NIOLockedValueBox(false)
+        let pump = Task {
+            while !stop.withLockedValue({ $0 }) {
+                guard (try? await hub.value.next()) != nil else { return }
+            }
+        }
+        func end() async {
+            stop.withLockedValue { $0 = true }
+            session.sender.wake()
+            await pump.value
+        }
+        do {
+            let result = try await body()
+            await end()
+            return result
+        } catch {
+            await end()
+            throw error
+        }
+    }
+
+    /// Sends the files to `recipients` on `session` and collects their receipts into `tracker`.
+    private static func transfer(
+        _ request: FileSendRequest, inputs: SendInputs, session: ClientSession, recipients: [PeerRecord],
+        tracker: FileTracker
+    ) async throws {
         let sender = session.sender
         try await sender.send(
             Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
-        let tracker = FileTracker(recipients: recipients.map(\.id))
         try await ReceiptCollector.run(
             session: session, tracker: tracker, timeout: request.timeout, receiptType: .doneReceivingFile,
             produce: {
@@ -113,8 +240,6 @@ public enum FileSending {
                 tracker.offer(resume, from: packet.header.idFrom)
             }
         )
-        if let failure = tracker.failure { throw failure }
-        return tracker.results()
     }
 
     /// The recipients, each a connected receiver. A peer that is not a receiver (a listener, a plain client) would
@@ -190,7 +315,7 @@ public enum FileSending {
         // Sending to the hub's store (`--queue`): each file names the receiver it is for.
         let queueFor = recipients.count == 1 && recipients[0].role == ClientSession.storeRole ? recipients[0].name : nil
         files: for (index, source) in request.sources.enumerated() {
-            let transferID = UInt32(index + 1)
+            let transferID = request.firstTransferID + UInt32(index)
             let descriptor: Int32
             switch inputs.take(index, source) {
             case .success(let opened): descriptor = opened
@@ -372,6 +497,12 @@ public enum FileSending {
         try await outbox.flush()
         try await sender.drain()
     }
+}
+
+/// A value one task hands to another while it waits for it (the hub's session while a direct link runs).
+final class Unchecked<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 /// The inputs of one send, given open or opened when their turn comes. Each descriptor is closed exactly once: by the

@@ -41,6 +41,25 @@ public struct FileResult: Sendable {
     public var sha256 = ""
     public var startedAt: WireTime
     public var finishedAt: WireTime?
+    /// The transfer's id on the wire.
+    public var transferID: UInt32 = 0
+    /// How the file travelled: point to point, or through the hub.
+    public var route: Route = .relay
+
+    public enum Route: String, Sendable {
+        case direct, relay
+    }
+
+    /// Whether the file may still be delivered by another attempt: nothing final was heard of it.
+    public var retryable: Bool { [.pending, .left, .timeout, .unavailable].contains(status) }
+
+    public init(name: String, path: String?, recipient: PeerRecord, startedAt: WireTime, transferID: UInt32 = 0) {
+        self.name = name
+        self.path = path
+        self.recipient = recipient
+        self.startedAt = startedAt
+        self.transferID = transferID
+    }
 
     /// The exit status this result alone calls for.
     public var exitStatus: Int32 {
@@ -97,7 +116,7 @@ public final class FileTracker: ReceiptTracking {
             state.order.append(id)
             var results: [UInt32: FileResult] = [:]
             for peer in recipients {
-                results[peer.id] = FileResult(name: name, path: path, recipient: peer, startedAt: now)
+                results[peer.id] = FileResult(name: name, path: path, recipient: peer, startedAt: now, transferID: id)
             }
             state.results[id] = results
             state.pending += results.count
@@ -112,7 +131,7 @@ public final class FileTracker: ReceiptTracking {
             state.order.append(id)
             var results: [UInt32: FileResult] = [:]
             for peer in recipients {
-                var result = FileResult(name: name, path: path, recipient: peer, startedAt: now)
+                var result = FileResult(name: name, path: path, recipient: peer, startedAt: now, transferID: id)
                 result.status = .unreadable
                 result.reason = reason
                 result.finishedAt = now
