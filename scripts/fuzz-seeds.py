@@ -78,4 +78,20 @@ receiver = (start(0, 0, 1) + chunk(0, b"hello") + end(0)
             + start(5, 2, 1) + start(8, 1, 1) + chunk(8, b"x" * 30) + bytes([4, 8, 0x3c])
             + start(12, 0, 1) + chunk(12, b"y") + bytes([6, 12]) + bytes([7, 0]) + start(16, 0, 1) + bytes([8, 0]))
 write("receiver", "store-refuse-leave", receiver)
+
+# A receiver's direct listener (Sources/TCPIPFuzz/DirectFuzzTarget.swift): one connection's bytes, split in two reads
+# where the first byte says (times 4). The receiver is id 1 and expects peer 2 with the ticket 07 × 32.
+def hello(ticket=bytes([7] * 32), sender=2, receiver=1):
+    return frame(74, tlv(1, ticket) + tlv(2, struct.pack(">I", sender)) + tlv(3, struct.pack(">I", receiver)), mask=1,
+                 id_to=1)
+file_packets = (frame(13, tlv(1, struct.pack(">I", 1)) + tlv(2, b"a.txt") + tlv(3, struct.pack(">Q", 5)), mask=3)
+                + frame(14, struct.pack(">IIB", 1, 5, 0) + b"hello", mask=3)
+                + frame(15, tlv(1, struct.pack(">I", 1)) + tlv(2, struct.pack(">Q", 5)), mask=3)
+                + frame(1, tlv(1, struct.pack(">I", 1)) + tlv(2, struct.pack(">Q", 1)), mask=1, id_to=1))
+write("direct", "hello-then-a-file", hello() + file_packets)
+write("direct", "wrong-ticket", hello(bytes([8] * 32)) + file_packets)
+write("direct", "ticket-of-another-sender", hello(sender=3) + file_packets)
+write("direct", "message-before-hello", frame(11, bytes(20), mask=1, id_to=1) + hello())
+write("direct", "hello-then-a-message", hello() + frame(11, bytes(20), mask=1, id_to=1))
+write("direct", "oversized-first-frame", struct.pack(">I", 100000) + bytes(40))
 print(f"seeds written to {os.path.relpath(out, root)}", file=sys.stderr)

@@ -10,7 +10,7 @@ import TCPIPWire
 /// driver (`tcpip-fuzz`, built with `-sanitize=fuzzer,address`) and the regression replay in `swift test` both call
 /// these.
 public enum FuzzTargets {
-    public static let names = ["frames", "payloads", "assembler", "hub", "hubkeys", "receiver"]
+    public static let names = ["frames", "payloads", "assembler", "hub", "hubkeys", "receiver", "direct"]
 
     /// Runs target `name` on `bytes`.
     public static func run(_ name: String, _ bytes: [UInt8]) {
@@ -21,6 +21,7 @@ public enum FuzzTargets {
         case "hub": hub(bytes)
         case "hubkeys": hub(bytes, keyed: true)
         case "receiver": receiver(bytes)
+        case "direct": direct(bytes)
         default: fatalError("no fuzz target named \(name)")
         }
     }
@@ -102,6 +103,17 @@ public enum FuzzTargets {
         roundTrip(FileSeek.self)
         roundTrip(StoreQuery.self)
         roundTrip(StoreReport.self)
+        roundTrip(DirectHints.self)
+        roundTrip(IntroductionRequest.self)
+        roundTrip(Introduction.self)
+        roundTrip(IntroductionNotice.self)
+        roundTrip(DirectHello.self)
+        roundTrip(DirectWelcome.self)
+        for hints in [(try? DirectHints(tlv: payload))?.hints, (try? Introduction(tlv: payload))?.hints] {
+            guard let hints else { continue }
+            check(hints.count <= Direct.maxHints, "more than \(Direct.maxHints) hints")
+            check(hints.allSatisfy { Direct.problem(withHint: $0) == nil }, "a hint that is not ADDRESS:PORT")
+        }
         if let start = try? FileStart(tlv: payload) {
             check(start.sha256 == nil || start.sha256?.count == FileStart.digestSize, "a FileStart sha256 of bad size")
         }

@@ -54,13 +54,15 @@ public final class DirectListener: Sendable {
         /// Connections that have not presented a ticket, oldest first.
         var waiting: [(serial: UInt64, channel: any Channel)] = []
         var nextSerial: UInt64 = 1
+        /// Connections admitted since the listener started.
+        var admitted = 0
     }
 
     public let limits: Limits
     private let state = NIOLockedValueBox(State())
     private let security: (any LinkSecurity)?
     private let logger: Logger
-    private let serverChannel: any Channel
+    private let serverChannel: (any Channel)?
     /// The address the listener is bound to.
     public let localAddress: SocketAddress
 
@@ -75,12 +77,7 @@ public final class DirectListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard let listener = box.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
-                    if let security { try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers()) }
-                    let decoder = ByteToMessageHandler(PacketDecoder(maxFrameSize: limits.helloFrameSize))
-                    try channel.pipeline.syncOperations.addHandlers([
-                        // The encoder sits below the handler, so what the handler writes is framed.
-                        decoder, PacketEncoder(), DirectServerHandler(listener: listener, decoder: decoder),
-                    ])
+                    try listener.addHandlers(to: channel)
                 }
             }
         let channel = try await bootstrap.bind(to: address).get()
@@ -91,8 +88,29 @@ public final class DirectListener: Sendable {
         return listener
     }
 
+    /// A listener that is not bound: connections come through ``addHandlers(to:)`` (tests and fuzzers, on an
+    /// EmbeddedChannel).
+    package convenience init(unboundWith security: (any LinkSecurity)?, limits: Limits = Limits(), logger: Logger) {
+        self.init(
+            channel: nil, security: security, limits: limits, logger: logger,
+            localAddress: SocketAddress(sockaddr_in(), host: ""))
+    }
+
+    /// Sets up a connection's pipeline: TLS if the listener has it, a gate that lets ``Limits/helloFrameSize`` bytes
+    /// through until the ticket is accepted, the decoder, the encoder, and the connection's handler.
+    package func addHandlers(to channel: any Channel) throws {
+        if let security { try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers()) }
+        let gate = AdmissionGate(limit: limits.helloFrameSize)
+        try channel.pipeline.syncOperations.addHandlers([
+            // The encoder sits below the handler, so what the handler writes is framed.
+            gate, ByteToMessageHandler(PacketDecoder()), PacketEncoder(),
+            DirectServerHandler(listener: self, gate: gate),
+        ])
+    }
+
     private init(
-        channel: any Channel, security: (any LinkSecurity)?, limits: Limits, logger: Logger, localAddress: SocketAddress
+        channel: (any Channel)?, security: (any LinkSecurity)?, limits: Limits, logger: Logger,
+        localAddress: SocketAddress
     ) {
         serverChannel = channel
         self.security = security
@@ -104,7 +122,7 @@ public final class DirectListener: Sendable {
     /// Stops listening and closes every link.
     public func close() async {
         reset(me: nil, wake: nil)
-        try? await serverChannel.close()
+        try? await serverChannel?.close()
     }
 
     /// What the hub is told (DirectHints): for a listener on every address, its port (the hub adds the address it sees)
@@ -198,6 +216,9 @@ public final class DirectListener: Sendable {
         link?.channel.close(promise: nil)
     }
 
+    /// Connections admitted since the listener started.
+    package var admittedCount: Int { state.withLockedValue { $0.admitted } }
+
     /// The open direct link from sender `id`, to answer it on.
     func link(from id: UInt32) -> Link? { state.withLockedValue { $0.links[id] } }
 
@@ -281,6 +302,7 @@ public final class DirectListener: Sendable {
             state.waiting.removeAll { $0.serial == serial }
             let old = state.links.removeValue(forKey: hello.from)
             old?.channel.close(promise: nil)
+            state.admitted += 1
             state.links[hello.from] = Link(
                 serial: serial, channel: channel, sender: PacketSender(channel: channel), peer: ticket.peer)
             return .success(ticket.peer)
@@ -318,7 +340,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
     typealias OutboundOut = Packet
 
     private let listener: DirectListener
-    private var decoder: ByteToMessageHandler<PacketDecoder>?
+    private let gate: AdmissionGate
     private var serial: UInt64 = 0
     private var proven: NodeID?
     private var sender: PeerRecord?
@@ -326,9 +348,9 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
     /// Set after the last packet of the connection was read: anything else is ignored.
     private var done = false
 
-    init(listener: DirectListener, decoder: ByteToMessageHandler<PacketDecoder>) {
+    init(listener: DirectListener, gate: AdmissionGate) {
         self.listener = listener
-        self.decoder = decoder
+        self.gate = gate
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -404,13 +426,8 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
             sender = peer
             listener.log.debug(
                 "direct link admitted", metadata: ["sender": "\(peer.id) \(escapedForLog(peer.name))"])
-            // Admitted: frames may now be as large as the hub's.
-            if let decoder {
-                self.decoder = nil
-                let larger = ByteToMessageHandler(PacketDecoder())
-                try? context.pipeline.syncOperations.addHandler(larger, position: .after(decoder))
-                context.pipeline.syncOperations.removeHandler(decoder, promise: nil)
-            }
+            // Admitted: from now on frames may be as large as the hub's.
+            gate.open()
             let welcome = DirectWelcome(id: hello.to).packet(
                 PacketHeader(type: .directWelcome, maskTo: .client, idTo: peer.id, idFrom: hello.to))
             context.writeAndFlush(wrapOutboundOut(welcome), promise: nil)
@@ -430,6 +447,31 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
             return refuse("\(error)", context: context, code: error.isFrameTooLarge ? .frameTooLarge : .malformed)
         }
         context.close(promise: nil)
+    }
+}
+
+/// In front of the decoder: until the connection is admitted, at most `limit` bytes pass (a DirectHello is about 60;
+/// a sender sends nothing more before DirectWelcome), so a stranger can make the receiver hold no more than that.
+final class AdmissionGate: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let limit: Int
+    private var passed = 0
+    private var isOpen = false
+
+    init(limit: Int) { self.limit = limit }
+
+    func open() { isOpen = true }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !isOpen {
+            passed += unwrapInboundIn(data).readableBytes
+            guard passed <= limit else {
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.fireChannelRead(data)
     }
 }
 

@@ -14,6 +14,9 @@ enum GoldenVectors {
         connectedAt: time, version: "0.1.0"
     )
 
+    /// A ticket: the bytes 0 to 31.
+    static let ticket = (0..<32).map { UInt8($0) }
+
     static func header(
         _ type: PacketType, dataType: UInt16 = 0, mask: MaskTo, to: UInt32 = 0, from: UInt32 = 0
     ) -> PacketHeader {
@@ -110,6 +113,23 @@ enum GoldenVectors {
         entry("fileStartQueued", header(.fileStart, mask: .group, from: 7), queued),
         entry("fileStartFromStore", header(.fileStart, mask: .group, from: 2), fromStore),
         entry("peerQueryStore", header(.peerQuery, mask: .hub), PeerQuery(requestID: 2, store: true)),
+        entry(
+            "directHints", header(.directHints, mask: .hub), DirectHints(port: 7000, hints: ["192.0.2.3:7000"])),
+        entry(
+            "introductionRequest", header(.introductionRequest, mask: .hub),
+            IntroductionRequest(requestID: 1, peer: 3)),
+        entry(
+            "introduction", header(.introduction, mask: .client, to: 7),
+            Introduction(
+                requestID: 1, peer: PeerRecord(id: 3, name: "bob", role: "receiver"), ticket: ticket,
+                hints: ["127.0.0.1:7000", "[2001:db8::3]:7000"])),
+        entry(
+            "introductionNotice", header(.introductionNotice, mask: .client, to: 3, from: 7),
+            IntroductionNotice(ticket: ticket, peer: PeerRecord(id: 7, name: "alice"))),
+        entry(
+            "directHello", header(.directHello, mask: .client, to: 3, from: 7),
+            DirectHello(ticket: ticket, from: 7, to: 3)),
+        entry("directWelcome", header(.directWelcome, mask: .client, to: 7, from: 3), DirectWelcome(id: 3)),
         entry(
             "storeQuery", header(.storeQuery, mask: .client, to: 2, from: 7),
             StoreQuery(requestID: 1, kind: .receipts)),

@@ -68,7 +68,6 @@ public enum DirectDialer {
                 connect: { address, timeout in
                     try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                         .connectTimeout(timeout)
-                        .channelOption(.socketOption(.tcp_nodelay), value: 1)
                         .connect(to: address) { channel in
                             channel.eventLoop.makeCompletedFuture {
                                 if let security {
