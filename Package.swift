@@ -157,6 +157,8 @@ let package = Package(
                 "TCPIPCore",
                 "TCPIPReceiver",
                 "TCPIPCLI",
+                "TCPIPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

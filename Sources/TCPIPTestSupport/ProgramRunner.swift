@@ -104,7 +104,9 @@ public final class SpawnedProcess: @unchecked Sendable {
     private let lock = NIOLock()
     private var status: Int32?
 
-    init(path: String, arguments: [String], environment: [String: String], stdin: Int32, stdout: Int32, stderr: Int32)
+    public init(
+        path: String, arguments: [String], environment: [String: String], stdin: Int32, stdout: Int32, stderr: Int32
+    )
         throws
     {
         var actions = posix_spawn_file_actions_t()
