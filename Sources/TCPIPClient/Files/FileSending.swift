@@ -131,7 +131,14 @@ public enum FileSending {
         // What was not settled goes again through the hub (a resumable file resumes where the receiver's part ends),
         // except stdin once begun: it cannot be read twice.
         let settled = Dictionary(
-            results.filter { !$0.retryable || $0.path == nil }.map { ($0.transferID, $0) },
+            results.filter { !$0.retryable || $0.path == nil }.map { result -> (UInt32, FileResult) in
+                guard result.retryable else { return (result.transferID, result) }
+                // stdin, begun on the direct link: it cannot be read again, so it is not delivered (75).
+                var result = result
+                result.status = .left
+                result.reason = "the direct link broke and stdin cannot be read twice: \(why)"
+                return (result.transferID, result)
+            },
             uniquingKeysWith: { a, _ in a })
         if request.direct == .only {
             // No fallback: what the direct link did not settle is left (75), files it never reached included.

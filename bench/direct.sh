@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Direct transfers against the relay path, in one run (issue 21):
+#  1. loopback, plaintext, 1 GiB verified and synced: send-file point to point (the default), through the hub
+#     (--direct never), and three `socat -b 131072` (sender -> relay -> a receiver writing the file); the hub's CPU
+#     (utime+stime from /proc) during each of ours. Alternating, twice each.
+#  2. three machines in network namespaces, the hub's link shaped to 100 Mbit/s (tc, both ways), alice <-> bob not:
+#     64 MiB direct and relayed. Needs root, iproute2 and socat.
+#
+#   bench/direct.sh            uses .build/release (swift build -c release --static-swift-stdlib first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(pwd)/.build/release
+w=$(mktemp -d)
+pids=()
+ns=tcpipbench$$
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for h in hub alice bob sw; do ip netns del "$ns-$h" 2>/dev/null || true; done
+    rm -rf "$w"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+rate() { printf %.3f "$(echo "$1 / $2 / 1000000000" | bc -l)"; }
+
+size=$((1 << 30))
+head -c "$size" /dev/urandom > "$w/random.bin"
+"$bin/tcpipd" --listen 127.0.0.1:0 --log-level error > "$w/hub.out" 2>/dev/null &
+hub=$!; pids+=("$hub")
+for _ in $(seq 100); do grep -q '^listening' "$w/hub.out" 2>/dev/null && break; sleep 0.05; done
+export TCPIP_SERVER; TCPIP_SERVER=$(sed -n 's/^listening on //p' "$w/hub.out")
+"$bin/tcpiprecvd" --spool "$w/spool" --name dbench -q 2>/dev/null &
+pids+=($!)
+"$bin/tcpipctl" ping --to dbench --timeout 10 >/dev/null 2>&1 || sleep 1
+
+socat_relay() {
+    local p1=$((20000 + RANDOM % 20000)) p2=$((40000 + RANDOM % 20000))
+    socat -b 131072 -u TCP-LISTEN:$p2,reuseaddr,bind=127.0.0.1 OPEN:"$w/socat.out",creat,trunc &
+    local r=$!
+    socat -b 131072 TCP-LISTEN:$p1,reuseaddr,bind=127.0.0.1 TCP:127.0.0.1:$p2 &
+    local m=$!
+    sleep 0.2
+    local t0; t0=$(now)
+    socat -b 131072 -u OPEN:"$w/random.bin" TCP:127.0.0.1:$p1
+    wait "$r"; sync "$w/socat.out"; kill "$m" 2>/dev/null || true
+    rate "$size" "$(echo "$(now) - $t0" | bc -l)"
+}
+ours() {  # --direct mode
+    rm -rf "$w/spool"/*.bin; sync
+    local c0 t0 t; c0=$(cpu "$hub"); t0=$(now)
+    "$bin/tcpipctl" send-file --to dbench --direct "$1" --progress never "$w/random.bin" >/dev/null
+    t=$(echo "$(now) - $t0" | bc -l)
+    echo "$(rate "$size" "$t") GB/s, hub CPU $(printf %.2f "$(echo "$(cpu "$hub") - $c0" | bc -l)") s"
+}
+for round in 1 2; do
+    echo "loopback 1 GiB, round $round: direct $(ours auto); relay $(ours never); socat relay $(socat_relay) GB/s"
+done
+
+[ "$(id -u)" -eq 0 ] && command -v ip >/dev/null || { echo "namespaces: skipped (needs root and iproute2)"; exit 0; }
+ip netns add "$ns-sw"; ip -n "$ns-sw" link add br0 type bridge; ip -n "$ns-sw" link set br0 up
+i=1
+for h in hub alice bob; do
+    ip netns add "$ns-$h"
+    ip link add eth0 netns "$ns-$h" type veth peer name "$h" netns "$ns-sw"
+    ip -n "$ns-sw" link set "$h" master br0 up
+    ip -n "$ns-$h" addr add "10.202.0.$i/24" dev eth0; ip -n "$ns-$h" link set eth0 up; ip -n "$ns-$h" link set lo up
+    i=$((i + 1))
+done
+# The hub's link at 100 Mbit/s both ways: its own side, and the bridge's port towards it.
+ip netns exec "$ns-hub" tc qdisc add dev eth0 root tbf rate 100mbit burst 128kb latency 50ms
+ip netns exec "$ns-sw" tc qdisc add dev hub root tbf rate 100mbit burst 128kb latency 50ms
+head -c $((64 << 20)) /dev/urandom > "$w/ns.bin"
+ip netns exec "$ns-hub" "$bin/tcpipd" --listen 10.202.0.1:9999 --insecure-plaintext --insecure-no-token \
+    --log-level error >/dev/null 2>&1 &
+pids+=($!)
+sleep 0.5
+ip netns exec "$ns-bob" "$bin/tcpiprecvd" --server 10.202.0.1:9999 --insecure-plaintext --name bob \
+    --spool "$w/nsspool" --direct-listen 10.202.0.3:7000 -q 2>/dev/null &
+pids+=($!)
+sleep 1
+for round in 1 2; do
+    line="namespaces, hub link 100 Mbit/s, 64 MiB, round $round:"
+    for mode in auto never; do
+        rm -f "$w/nsspool"/*.bin; sync
+        t0=$(now)
+        ip netns exec "$ns-alice" "$bin/tcpipctl" send-file --server 10.202.0.1:9999 --insecure-plaintext \
+            --to bob --direct "$mode" --progress never "$w/ns.bin" >/dev/null
+        line="$line $([ "$mode" = auto ] && echo direct || echo relay) $(rate $((64 << 20)) "$(echo "$(now) - $t0" | bc -l)") GB/s;"
+    done
+    echo "$line"
+done
