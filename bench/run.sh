@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side with reference tools in the same run, on loopback. Writes bench/RESULTS.md.
-# Workloads: 1 GiB files (socat relays, rsync and scp over ssh, iperf3), 10,000 small files (rsync -r), a 100 Mbit/s
+# Workloads: 1 GiB files, point to point (ours) and through the hub (ours_hub) (socat relays, rsync and scp over ssh, iperf3), 10,000 small files (rsync -r), a 100 Mbit/s
 # tbf-shaped link in a network namespace (--compress, rsync -z), 100,000 lines (mosquitto QoS 1), one-shot sends
 # (mosquitto_pub), the same under a lockout attempt from one address, peak RSS, 10,000 idle connections and their join storm (mosquitto with 10,000 MQTT clients); and
 # over TLS 1.3: files (one sender, two at once), lines with receipts, one-shot sends (mosquitto with a TLS listener);
@@ -108,14 +108,16 @@ socat_relay() {  # file [buffer args]
 
 for input in random.bin data.csv; do
     bytes=$(stat -c %s "$work/$input")
-    ours=(); ours_z=(); relay=(); relay_b=()
+    ours=(); ours_hub=(); ours_z=(); relay=(); relay_b=()
     for _ in $(seq "$ROUNDS"); do
+        # ours: point to point (send-file's default with a receiver that listens); ours_hub: through the hub.
         ours+=("$(ours_file "$work/$input")")
+        ours_hub+=("$(ours_file "$work/$input" --direct never)")
         [ "$input" = data.csv ] && ours_z+=("$(ours_file "$work/$input" --compress)")
         relay+=("$(socat_relay "$work/$input")")
         relay_b+=("$(socat_relay "$work/$input" -b 131072)")
     done
-    for name in ours ours_z relay relay_b; do
+    for name in ours ours_hub ours_z relay relay_b; do
         declare -n series=$name
         [ ${#series[@]} -gt 0 ] || continue
         m=$(printf '%s\n' "${series[@]}" | median)
