@@ -178,7 +178,7 @@ extension FileReceiver {
                         size: job.published.size
                     ).packet(to: job.published.fromID))
             }
-            let viaHub = await direct?.send(receipts) ?? receipts
+            let viaHub = direct?.send(receipts) ?? receipts
             try? await sender.send(contentsOf: viaHub)
             if !again.isEmpty { await commit(again, sender: sender) }
         }

@@ -25,6 +25,14 @@ public final class DirectListener: Sendable {
         public var helloFrameSize = 512
         /// Bytes read from direct links and not yet handled before the links stop reading.
         public var inboxBytes = 8 << 20
+        /// Tickets held at once for one sender (its oldest goes first): a peer that asks for introductions again and
+        /// again cannot push out other senders' tickets.
+        public var maxTicketsPerSender = 8
+        /// How long a DirectHello with a ticket the hub has not announced yet waits for it (the notice and the
+        /// Introduction leave the hub together, and may arrive in either order).
+        public var ticketWait: TimeAmount = .seconds(2)
+        /// An admitted link on which nothing arrives for this long is closed (the sender pings every second).
+        public var idleTimeout: TimeAmount = .seconds(15)
         public init() {}
     }
 
@@ -36,8 +44,15 @@ public final class DirectListener: Sendable {
     struct Link {
         let serial: UInt64
         let channel: any Channel
-        let sender: PacketSender
         let peer: PeerRecord
+    }
+
+    /// What a DirectHello comes to.
+    enum Redemption {
+        case admitted(PeerRecord)
+        case refused(String)
+        /// No such ticket yet: the notice may still be on its way.
+        case unknown
     }
 
     private struct State {
@@ -45,8 +60,8 @@ public final class DirectListener: Sendable {
         var wake: (@Sendable () -> Void)?
         var tickets: [[UInt8]: Ticket] = [:]
         var links: [UInt32: Link] = [:]
-        /// Packets read from admitted links, in arrival order, with the link each came from.
-        var inbox = CircularBuffer<(serial: UInt64, packet: Packet)>()
+        /// Packets read from admitted links, in arrival order, with the link and the sender each came from.
+        var inbox = CircularBuffer<(serial: UInt64, sender: UInt32, packet: Packet)>()
         var inboxBytes = 0
         var woken = false
         /// Links that stopped reading because the inbox was full.
@@ -178,6 +193,12 @@ public final class DirectListener: Sendable {
     public func expect(_ notice: IntroductionNotice) {
         let lifetime = min(notice.lifetimeMilliseconds, Direct.ticketLifetimeMilliseconds)
         state.withLockedValue { state in
+            let own = state.tickets.filter { $0.value.peer.id == notice.peer.id }
+            if own.count >= limits.maxTicketsPerSender,
+                let oldest = own.min(by: { $0.value.expires < $1.value.expires })?.key
+            {
+                state.tickets[oldest] = nil
+            }
             if state.tickets.count >= limits.maxTickets,
                 let oldest = state.tickets.min(by: { $0.value.expires < $1.value.expires })?.key
             {
@@ -204,16 +225,25 @@ public final class DirectListener: Sendable {
         return packets
     }
 
-    /// Whether anything of sender `id` is open or waiting here: a direct link, or packets from one.
-    public func holds(_ id: UInt32) -> Bool {
-        state.withLockedValue { state in state.links[id] != nil }
-    }
-
-    /// The sender `id` now uses the hub (a relayed file packet came from it): its direct link, if still open, is
-    /// closed. The caller then ends that sender's transfers, as when a sender leaves.
-    public func supersede(_ id: UInt32) {
-        let link = state.withLockedValue { $0.links.removeValue(forKey: id) }
+    /// The sender `id` now uses the hub (a relayed file packet came from it): in one step its direct link, if still
+    /// open, is closed and what it sent that the session has not taken is handed back, oldest first. Nil when there
+    /// was neither: nothing to do. Otherwise the caller handles those packets, then ends that sender's transfers as
+    /// when a sender leaves, and only then the relayed packet.
+    public func supersede(_ id: UInt32) -> [Packet]? {
+        let (link, stale) = state.withLockedValue { state -> (Link?, [Packet]?) in
+            let link = state.links.removeValue(forKey: id)
+            guard link != nil || state.inbox.contains(where: { $0.sender == id }) else { return (nil, nil) }
+            var kept = CircularBuffer<(serial: UInt64, sender: UInt32, packet: Packet)>()
+            var stale: [Packet] = []
+            for entry in state.inbox {
+                if entry.sender == id { stale.append(entry.packet) } else { kept.append(entry) }
+            }
+            state.inbox = kept
+            state.inboxBytes = kept.reduce(0) { $0 + $1.packet.wireSize }
+            return (link, stale)
+        }
         link?.channel.close(promise: nil)
+        return stale
     }
 
     /// Connections admitted since the listener started.
@@ -226,19 +256,34 @@ public final class DirectListener: Sendable {
     public func peer(id: UInt32) -> PeerRecord? { state.withLockedValue { $0.links[id]?.peer } }
 
     /// Sends packets, each on the direct link to its idTo if one is open; returns those that must go through the hub.
-    public func send(_ packets: [Packet]) async -> [Packet] {
+    /// Never waits: a link that does not take what it is sent (its sender stopped reading) is closed, and the answers
+    /// go through the hub, so no sender can hold up the session.
+    public func send(_ packets: [Packet]) -> [Packet] {
         var viaHub: [Packet] = []
-        var direct: [UInt32: (PacketSender, [Packet])] = [:]
+        var direct: [UInt32: (Link, [Packet])] = [:]
         for packet in packets {
             if let link = link(from: packet.header.idTo) {
-                direct[packet.header.idTo, default: (link.sender, [])].1.append(packet)
+                direct[packet.header.idTo, default: (link, [])].1.append(packet)
             } else {
                 viaHub.append(packet)
             }
         }
-        for (_, (sender, batch)) in direct {
-            // A link that broke meanwhile: the sender hears of its transfer through the hub instead.
-            do { try await sender.send(contentsOf: batch) } catch { viaHub += batch }
+        for (_, (link, batch)) in direct {
+            guard link.channel.isWritable else {
+                logger.notice(
+                    "a direct sender does not read its answers: closing its link",
+                    metadata: ["sender": "\(link.peer.id) \(escapedForLog(link.peer.name))"])
+                _ = supersede(link.peer.id)
+                viaHub += batch
+                continue
+            }
+            let channel = link.channel
+            channel.eventLoop.execute {
+                guard let encoder = try? channel.pipeline.syncOperations.context(handlerType: PacketEncoder.self) else {
+                    return
+                }
+                PacketEncoder.write(batch, to: encoder, promise: nil)
+            }
         }
         return viaHub
     }
@@ -269,7 +314,7 @@ public final class DirectListener: Sendable {
             // The session learns of it as if the sender had left: its transfers end, a resumable one keeps its part.
             let notice = Packet(
                 header: PacketHeader(type: .clientDisconnecting, maskTo: .client, idTo: state.me ?? 0, idFrom: sender))
-            state.inbox.append((serial, notice))
+            state.inbox.append((serial, sender, notice))
             return true
         }
         if ended { wakeSession() }
@@ -278,42 +323,40 @@ public final class DirectListener: Sendable {
     /// Checks a DirectHello (`proven`: the key the connection proved over TLS). The ticket is spent whatever the
     /// outcome: it admits at most one connection, and a wrong try burns it.
     fileprivate func redeem(_ hello: DirectHello, proven: NodeID?, serial: UInt64, channel: any Channel)
-        -> Result<PeerRecord, DirectRefusal>
+        -> Redemption
     {
-        state.withLockedValue { state in
-            guard let me = state.me else {
-                return .failure(DirectRefusal("this receiver is not registered with a hub"))
-            }
-            guard let ticket = state.tickets.removeValue(forKey: hello.ticket), ticket.expires > .now() else {
-                return .failure(DirectRefusal("no such ticket: it was never issued, was used already, or expired"))
-            }
-            guard hello.to == me else { return .failure(DirectRefusal("the ticket is for another receiver")) }
-            guard hello.from == ticket.peer.id else {
-                return .failure(DirectRefusal("the ticket was issued to another peer"))
-            }
+        let (outcome, old) = state.withLockedValue { state -> (Redemption, Link?) in
+            guard let me = state.me else { return (.refused("this receiver is not registered with a hub"), nil) }
+            guard let ticket = state.tickets.removeValue(forKey: hello.ticket) else { return (.unknown, nil) }
+            guard ticket.expires > .now() else { return (.refused("the ticket expired"), nil) }
+            guard hello.to == me else { return (.refused("the ticket is for another receiver"), nil) }
+            guard hello.from == ticket.peer.id else { return (.refused("the ticket was issued to another peer"), nil) }
             if let key = ticket.peer.keyID {
                 guard proven == key else {
                     let shown = proven.map { "\($0)" } ?? "none"
-                    return .failure(DirectRefusal("the ticket was issued to key \(key), not \(shown)"))
+                    return (.refused("the ticket was issued to key \(key), not \(shown)"), nil)
                 }
             } else if security != nil {
-                return .failure(DirectRefusal("the ticket's peer has no key, and this listener takes only keys"))
+                return (.refused("the ticket's peer has no key, and this listener takes only keys"), nil)
             }
             state.waiting.removeAll { $0.serial == serial }
             let old = state.links.removeValue(forKey: hello.from)
-            old?.channel.close(promise: nil)
             state.admitted += 1
-            state.links[hello.from] = Link(
-                serial: serial, channel: channel, sender: PacketSender(channel: channel), peer: ticket.peer)
-            return .success(ticket.peer)
+            state.links[hello.from] = Link(serial: serial, channel: channel, peer: ticket.peer)
+            return (.admitted(ticket.peer), old)
         }
+        // Closed outside the lock: its handler's channelInactive may run right here and take the lock.
+        old?.channel.close(promise: nil)
+        return outcome
     }
 
     /// A packet from an admitted link, for the session. Returns false when the inbox is over its bound: the link
     /// then stops reading until ``take()``.
-    fileprivate func deliver(_ packet: Packet, serial: UInt64, channel: any Channel) -> Bool {
+    fileprivate func deliver(_ packet: Packet, sender: UInt32, serial: UInt64, channel: any Channel) -> Bool {
         let (wake, full) = state.withLockedValue { state -> (Bool, Bool) in
-            state.inbox.append((serial, packet))
+            // A link superseded or closed meanwhile: what it still reads is nobody's.
+            guard state.links[sender]?.serial == serial else { return (false, false) }
+            state.inbox.append((serial, sender, packet))
             state.inboxBytes += packet.wireSize
             let full = state.inboxBytes >= limits.inboxBytes
             if full { state.paused.append(channel) }
@@ -347,6 +390,11 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
     private var deadline: Scheduled<Void>?
     /// Set after the last packet of the connection was read: anything else is ignored.
     private var done = false
+    /// Looks left for a DirectHello whose ticket has not been announced yet (one every 20 ms for
+    /// ``DirectListener/Limits/ticketWait``), nil when none waits.
+    private var pending: Int?
+    private var lastRead = NIODeadline.now()
+    private var idleCheck: RepeatedTask?
 
     init(listener: DirectListener, gate: AdmissionGate) {
         self.listener = listener
@@ -364,6 +412,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
 
     func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
+        idleCheck?.cancel()
         listener.left(serial, sender: sender?.id)
         context.fireChannelInactive()
     }
@@ -375,12 +424,20 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !done else { return }
+        lastRead = .now()
         var packet = unwrapInboundIn(data)
-        guard let sender else { return hello(packet, context: context) }
+        guard let sender else {
+            guard pending == nil else {
+                return refuse("nothing may follow DirectHello before DirectWelcome", context: context)
+            }
+            return hello(packet, context: context)
+        }
         switch packet.header.type {
         case .ping:
-            // Answered here, whatever the session is doing: the sender's watchdog hears that the link is alive.
+            // Answered here, whatever the session is doing: the sender's watchdog hears that the link is alive. Not
+            // while the sender does not read: a flood of pings must not pile answers up here.
             guard let ping = try? PingPayload(tlv: packet.payload) else { return refuse("bad Ping", context: context) }
+            guard context.channel.isWritable else { return }
             let answer = ping.answered(at: WireClock.now()).packet(
                 PacketHeader(
                     type: .pingResponse, dataType: packet.header.dataType, maskTo: .client, idTo: sender.id,
@@ -394,7 +451,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
         case .fileStart, .fileChunk, .fileEnd, .fileSeek:
             packet.header.idFrom = sender.id
             packet.header.idTo = listener.me ?? 0
-            if !listener.deliver(packet, serial: serial, channel: context.channel) {
+            if !listener.deliver(packet, sender: sender.id, serial: serial, channel: context.channel) {
                 context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
             }
         default:
@@ -414,16 +471,43 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
         } catch {
             return refuse("bad DirectHello: \(error)", context: context)
         }
+        redeem(hello, context: context)
+    }
+
+    private func redeem(_ hello: DirectHello, context: ChannelHandlerContext) {
         switch listener.redeem(hello, proven: proven, serial: serial, channel: context.channel) {
-        case .failure(let refusal):
-            let reason = refusal.reason
+        case .unknown:
+            let left = pending ?? Int(listener.limits.ticketWait.nanoseconds / 20_000_000)
+            guard left > 0 else {
+                pending = nil
+                return refuse(
+                    "no such ticket: it was never issued, was used already, or expired", context: context,
+                    code: .authenticationFailed)
+            }
+            pending = left - 1
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: .milliseconds(20)) { [self] in
+                guard channel.isActive, !done,
+                    let context = try? channel.pipeline.syncOperations.context(
+                        handlerType: DirectServerHandler.self)
+                else { return }
+                redeem(hello, context: context)
+            }
+        case .refused(let reason):
+            pending = nil
             listener.log.notice(
                 "refused a direct connection",
                 metadata: ["from": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
             refuse(reason, context: context, code: .authenticationFailed)
-        case .success(let peer):
+        case .admitted(let peer):
+            pending = nil
             deadline?.cancel()
             sender = peer
+            let channel = context.channel
+            let idle = listener.limits.idleTimeout
+            idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: idle, delay: .seconds(1)) { [self] _ in
+                if NIODeadline.now() - lastRead > idle { channel.close(promise: nil) }
+            }
             listener.log.debug(
                 "direct link admitted", metadata: ["sender": "\(peer.id) \(escapedForLog(peer.name))"])
             // Admitted: from now on frames may be as large as the hub's.
@@ -473,10 +557,4 @@ final class AdmissionGate: ChannelInboundHandler, @unchecked Sendable {
         }
         context.fireChannelRead(data)
     }
-}
-
-/// Why a direct connection was refused.
-struct DirectRefusal: Error {
-    let reason: String
-    init(_ reason: String) { self.reason = reason }
 }

@@ -108,7 +108,7 @@ public final class FileReceiver {
 
     /// Sends an answer on the direct link it belongs to, else through the hub.
     private func reply(_ packet: Packet, _ session: ClientSession) async throws {
-        for packet in await direct?.send([packet]) ?? [packet] { try await session.send(packet) }
+        for packet in direct?.send([packet]) ?? [packet] { try await session.send(packet) }
     }
 
     /// Removes every unfinished transfer (the connection ended, or the daemon stops).

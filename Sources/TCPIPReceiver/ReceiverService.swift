@@ -222,22 +222,21 @@ public struct ReceiverService: Service {
                     }
                     let packet = try await session.next()
                     if let direct {
-                        for packet in direct.take() { try await files.handle(packet, session: session) }
-                        switch packet.header.type {
-                        case .introductionNotice:
+                        // A notice first: the sender it announces may be knocking already.
+                        if packet.header.type == .introductionNotice {
                             // A hub-only type: the hub refuses it from any peer, so this one is the hub's.
                             if let notice = try? IntroductionNotice(tlv: packet.payload) { direct.expect(notice) }
                             continue
-                        case .fileStart, .fileChunk, .fileEnd, .fileSeek:
-                            guard direct.holds(packet.header.idFrom) else { break }
-                            // The sender went over to the hub (its direct link broke, or it gave up on it): the
-                            // link's transfers end first, as if it had left, so a resumable file resumes.
-                            let from = packet.header.idFrom
-                            direct.supersede(from)
-                            for packet in direct.take() { try await files.handle(packet, session: session) }
-                            try await files.handle(Self.left(from, me: session.me.id), session: session)
-                        default:
-                            break
+                        }
+                        for packet in direct.take() { try await files.handle(packet, session: session) }
+                        if [.fileStart, .fileChunk, .fileEnd, .fileSeek].contains(packet.header.type),
+                            let stale = direct.supersede(packet.header.idFrom)
+                        {
+                            // The sender went over to the hub (its direct link broke, or it gave up on it): what its
+                            // link delivered goes first, then its transfers end as if it had left (a resumable file
+                            // keeps its part), then the relayed packet.
+                            for packet in stale { try await files.handle(packet, session: session) }
+                            try await files.handle(Self.left(packet.header.idFrom, me: session.me.id), session: session)
                         }
                     }
                     try await files.handle(packet, session: session)

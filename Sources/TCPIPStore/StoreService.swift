@@ -425,6 +425,8 @@ public final class StoreService: Service, Sendable {
                 }
                 var request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
                 request.chunkSize = min(request.chunkSize, configuration.maxFrameSize - PacketHeader.size - 64)
+                // The hub's own store is on the hub's machine: a direct link would save the hub nothing.
+                request.direct = .never
                 // Each file is opened when its turn comes: a courier holds one open, whatever the batch.
                 return try await FileSending.run(request, descriptors: nil, session: session)
             }

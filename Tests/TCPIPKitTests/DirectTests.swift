@@ -96,4 +96,72 @@ import Testing
             _ = try? channel.finish()
         }
     }
+
+    /// An admitted link for peer 7 on `listener` (which must expect `ticket`).
+    static func admit(_ listener: DirectListener, ticket: [UInt8]) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try listener.addHandlers(to: channel)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(
+            DirectHello(ticket: ticket, from: 7, to: 3).packet(PacketHeader(type: .directHello, maskTo: .client))
+                .encoded())
+        return channel
+    }
+
+    static func reply(_ channel: EmbeddedChannel) throws -> Packet? {
+        guard var bytes = try channel.readOutbound(as: ByteBuffer.self) else { return nil }
+        return try FrameParser().nextPacket(from: &bytes)
+    }
+
+    /// The same sender admitted twice: the first link is closed (outside the listener's lock: its handler runs at once
+    /// and takes it), the second serves.
+    @Test func aSecondLinkFromTheSameSenderReplacesTheFirst() throws {
+        let listener = DirectListener(unboundWith: nil, logger: Self.quiet)
+        listener.reset(me: 3, wake: {})
+        let peer = PeerRecord(id: 7, name: "alice")
+        listener.expect(IntroductionNotice(ticket: Array(repeating: 1, count: 32), peer: peer))
+        listener.expect(IntroductionNotice(ticket: Array(repeating: 2, count: 32), peer: peer))
+        let first = try Self.admit(listener, ticket: Array(repeating: 1, count: 32))
+        #expect(try Self.reply(first)?.header.type == .directWelcome)
+        let second = try Self.admit(listener, ticket: Array(repeating: 2, count: 32))
+        #expect(try Self.reply(second)?.header.type == .directWelcome)
+        #expect(!first.isActive && second.isActive)
+        #expect(listener.admittedCount == 2 && listener.peer(id: 7) != nil)
+        _ = try? second.finish()
+    }
+
+    /// A sender whose hello beats its ticket (the hub sends the notice and the Introduction together) waits for it.
+    @Test func aHelloWaitsForATicketStillOnItsWay() throws {
+        let listener = DirectListener(unboundWith: nil, logger: Self.quiet)
+        listener.reset(me: 3, wake: {})
+        let ticket = Array(repeating: UInt8(4), count: 32)
+        let channel = try Self.admit(listener, ticket: ticket)
+        #expect(try Self.reply(channel) == nil)
+        listener.expect(IntroductionNotice(ticket: ticket, peer: PeerRecord(id: 7, name: "alice")))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
+        #expect(try Self.reply(channel)?.header.type == .directWelcome)
+        // A ticket that never comes: refused once the wait is over.
+        let stranger = try Self.admit(listener, ticket: Array(repeating: 9, count: 32))
+        stranger.embeddedEventLoop.advanceTime(by: .seconds(3))
+        #expect(try Self.reply(stranger)?.header.type == .error)
+        _ = try? channel.finish()
+    }
+
+    /// A sender that does not read its answers loses its link; the answers go through the hub instead of waiting.
+    @Test func answersToASenderThatDoesNotReadGoThroughTheHub() throws {
+        let listener = DirectListener(unboundWith: nil, logger: Self.quiet)
+        listener.reset(me: 3, wake: {})
+        let ticket = Array(repeating: UInt8(6), count: 32)
+        listener.expect(IntroductionNotice(ticket: ticket, peer: PeerRecord(id: 7, name: "alice")))
+        let channel = try Self.admit(listener, ticket: ticket)
+        #expect(try Self.reply(channel)?.header.type == .directWelcome)
+        let receipt = FileReceipt(transferID: 1, status: .stored).packet(to: 7)
+        #expect(listener.send([receipt]).isEmpty)
+        channel.embeddedEventLoop.run()
+        #expect(try Self.reply(channel)?.header.type == .doneReceivingFile)
+        channel.isWritable = false
+        #expect(listener.send([receipt]).count == 1)
+        #expect(listener.peer(id: 7) == nil)
+        _ = try? channel.finish()
+    }
 }

@@ -29,7 +29,8 @@ public enum DirectDialer {
     /// TCPIP_DIRECT_BUDGET_MS (the tests give a loaded machine more).
     public static let budget: Duration = .milliseconds(
         getenv("TCPIP_DIRECT_BUDGET_MS").flatMap { Int64(String(cString: $0)) } ?? 1500)
-    /// A direct link on which nothing arrives for this long (pings included) is given up.
+    /// A direct link on which nothing arrives (pings included) and no write reaches the kernel for this long is given
+    /// up: a receiver that reads slowly still takes bytes, a link a firewall cut takes none.
     public static let stallTimeout: TimeAmount = .seconds(5)
     /// How often the sender pings the receiver on a direct link.
     public static let pingInterval: TimeAmount = .seconds(1)
@@ -173,6 +174,8 @@ private final class FirstWins: Sendable {
         var remaining: Int
         /// Woken early when an attempt fails, so the next one need not wait out the stagger.
         var turn: CheckedContinuation<Void, Never>?
+        /// Which wait `turn` is: a stagger timer of an earlier wait must not end a later one.
+        var turnNumber = 0
     }
     private let state: NIOLockedValueBox<State>
 
@@ -227,16 +230,22 @@ private final class FirstWins: Sendable {
     /// Waits `stagger`, or less if an attempt fails meanwhile.
     func waitTurn(_ stagger: Duration) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            state.withLockedValue { $0.turn = continuation }
+            let number = state.withLockedValue { state in
+                state.turnNumber += 1
+                state.turn = continuation
+                return state.turnNumber
+            }
             Task {
                 try? await Task.sleep(for: stagger)
-                self.nextTurn()
+                self.nextTurn(number)
             }
         }
     }
 
-    private func nextTurn() {
-        state.withLockedValue { state in
+    /// Ends the current wait (or only wait `number`, for its timer).
+    private func nextTurn(_ number: Int? = nil) {
+        state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            guard number == nil || number == state.turnNumber else { return nil }
             defer { state.turn = nil }
             return state.turn
         }?.resume()
@@ -245,13 +254,17 @@ private final class FirstWins: Sendable {
 
 /// The sender's end of a direct link, between the frame decoder and the session: stamps what arrives with the
 /// receiver's id (the hub's job on the relay path), answers nothing, and once admitted pings the receiver every
-/// ``DirectDialer/pingInterval``; a link on which nothing arrives for ``DirectDialer/stallTimeout`` is closed, so a
-/// firewall that starts dropping mid-file ends the link in seconds, not when TCP gives up.
-final class DirectClientHandler: ChannelInboundHandler, @unchecked Sendable {
+/// ``DirectDialer/pingInterval``; a link on which nothing arrives and no write completes for
+/// ``DirectDialer/stallTimeout`` is closed, so a firewall that starts dropping mid-file ends the link in seconds, not
+/// when TCP gives up.
+final class DirectClientHandler: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = Packet
     typealias InboundOut = Packet
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let receiverID: UInt32
+    /// When the link last showed life: something read, or a write taken by the kernel.
     private var lastRead = NIODeadline.now()
     private var heartbeat: RepeatedTask?
     private var sequence: UInt32 = 0
@@ -274,6 +287,12 @@ final class DirectClientHandler: ChannelInboundHandler, @unchecked Sendable {
             break
         }
         context.fireChannelRead(wrapInboundOut(packet))
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let written = promise ?? context.eventLoop.makePromise()
+        written.futureResult.whenSuccess { [self] in lastRead = .now() }
+        context.write(data, promise: written)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

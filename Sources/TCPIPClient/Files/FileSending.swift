@@ -110,7 +110,17 @@ public enum FileSending {
         var broken: (any Error)?
         do {
             try await DirectDialer.run(to: peer, hub: session, logger: logger) { link in
-                try await keepingAlive(session) {
+                try await keepingAlive(
+                    session,
+                    // A receipt the receiver sent through the hub (its link to us broke after the file was stored) still
+                    // settles the file, so the fallback does not send it again.
+                    receipts: { packet in
+                        guard packet.header.type == .doneReceivingFile, packet.header.idFrom == peer.id,
+                            let receipt = try? FileReceipt(tlv: packet.payload)
+                        else { return }
+                        tracker.receipt(receipt, from: peer.id, now: WireClock.now())
+                    }
+                ) {
                     try await transfer(request, inputs: inputs, session: link, recipients: recipients, tracker: tracker)
                 }
             }
@@ -129,14 +139,18 @@ public enum FileSending {
         let why = tracker.failure?.message ?? broken.map { "\($0)" } ?? "no answer"
         logger.info("the direct link broke; the rest goes through the hub", metadata: ["why": "\(why)"])
         // What was not settled goes again through the hub (a resumable file resumes where the receiver's part ends),
-        // except stdin once begun: it cannot be read twice.
+        // except a stream once begun (stdin, a pipe, a FIFO): it cannot be read twice.
+        func readableAgain(_ result: FileResult) -> Bool {
+            var info = stat()
+            guard let path = result.path, stat(path, &info) == 0 else { return false }
+            return (info.st_mode & S_IFMT) == S_IFREG
+        }
         let settled = Dictionary(
-            results.filter { !$0.retryable || $0.path == nil }.map { result -> (UInt32, FileResult) in
+            results.filter { !$0.retryable || !readableAgain($0) }.map { result -> (UInt32, FileResult) in
                 guard result.retryable else { return (result.transferID, result) }
-                // stdin, begun on the direct link: it cannot be read again, so it is not delivered (75).
                 var result = result
                 result.status = .left
-                result.reason = "the direct link broke and stdin cannot be read twice: \(why)"
+                result.reason = "the direct link broke and a stream cannot be read twice: \(why)"
                 return (result.transferID, result)
             },
             uniquingKeysWith: { a, _ in a })
@@ -168,10 +182,25 @@ public enum FileSending {
             positions.append(index)
         }
         again.firstTransferID = request.firstTransferID + 0x4000_0000
+        // Inputs not reached yet keep the descriptors opened for them (a pipe named on the command line cannot be
+        // opened twice); those begun, all regular files, are opened again.
+        let handed = inputs.handOver(positions, sources: request.sources)
         inputs.closeRest()
         var relayed: [FileResult] = []
         if !again.sources.isEmpty {
-            relayed = try await relay(again, inputs: SendInputs(nil), session: session, recipients: recipients)
+            do {
+                relayed = try await relay(again, inputs: SendInputs(handed), session: session, recipients: recipients)
+            } catch let error as TCPIPError where error.kind == .temporary || error.kind == .unavailable {
+                // The hub failed too: what the direct link settled stands, the rest is left (75).
+                relayed = again.sources.enumerated().map { offset, source in
+                    var result = FileResult(
+                        name: source.name, path: source.path, recipient: peer, startedAt: WireClock.now(),
+                        transferID: again.firstTransferID + UInt32(offset))
+                    result.status = .left
+                    result.reason = "the direct link broke (\(why)), and then the hub: \(error.message)"
+                    return result
+                }
+            }
         }
         // In the order of the sources: each file's direct result if it was settled there, else its relayed one.
         var byIndex: [Int: [FileResult]] = [:]
@@ -196,15 +225,17 @@ public enum FileSending {
 
     /// Runs `body` while answering the hub's pings on `session` from another task: a sender busy on a direct link
     /// must not be dropped by the hub as silent (the receiver would then drop its transfers). What else arrives
-    /// meanwhile is dropped: a receipt that comes through the hub belongs to a file the fallback sends again.
+    /// meanwhile goes to `receipts`, then is dropped.
     static func keepingAlive<Result: Sendable>(
-        _ session: ClientSession, _ body: () async throws -> Result
+        _ session: ClientSession, receipts: @escaping @Sendable (Packet) -> Void = { _ in },
+        _ body: () async throws -> Result
     ) async throws -> Result {
         let hub = Unchecked(session)
         let stop = NIOLockedValueBox(false)
         let pump = Task {
             while !stop.withLockedValue({ $0 }) {
-                guard (try? await hub.value.next()) != nil else { return }
+                guard let packet = try? await hub.value.next() else { return }
+                receipts(packet)
             }
         }
         func end() async {
@@ -545,6 +576,24 @@ final class SendInputs: Sendable {
         guard case .success(let descriptor) = given[index], descriptor > 0 else { return given[index] }
         // Only the first taker gets it, and only before closeRest() closed it.
         return state.withLockedValue { $0.untaken.removeValue(forKey: index) }.map { .success($0) } ?? .failure(ended)
+    }
+
+    /// The inputs of sources `indices`, for a send of those sources alone (in that order): descriptors never taken are
+    /// handed over (no longer this one's to close), failures stay failures, and inputs already taken are opened again
+    /// by path. Nil when this send opens each input on its turn: the new one does too.
+    func handOver(_ indices: [Int], sources: [FileSendRequest.Source]) -> [Result<Int32, TCPIPError>]? {
+        guard let given else { return nil }
+        return indices.map { index in
+            guard index < given.count, index < sources.count else {
+                return .failure(TCPIPError(.noInput, "no such input"))
+            }
+            if case .failure = given[index] { return given[index] }
+            if let descriptor = state.withLockedValue({ $0.untaken.removeValue(forKey: index) }) {
+                return .success(descriptor)
+            }
+            if case .success(0) = given[index] { return given[index] }
+            return FileSendRequest.open(sources[index])
+        }
     }
 
     /// Closes every descriptor given that was never taken; later takes get none.
