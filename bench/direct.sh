@@ -52,9 +52,17 @@ ours() {  # --direct mode
     t=$(echo "$(now) - $t0" | bc -l)
     echo "$(rate "$size" "$t") GB/s, hub CPU $(printf %.2f "$(echo "$(cpu "$hub") - $c0" | bc -l)") s"
 }
-for round in 1 2; do
-    echo "loopback 1 GiB, round $round: direct $(ours auto); relay $(ours never); socat relay $(socat_relay) GB/s"
+rounds=${ROUNDS:-5}
+d=(); r=(); s=()
+for round in $(seq "$rounds"); do
+    d+=("$(ours auto)"); r+=("$(ours never)"); s+=("$(socat_relay)")
+    echo "loopback 1 GiB, round $round: direct ${d[-1]}; relay ${r[-1]}; socat relay ${s[-1]} GB/s"
 done
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
+md=$(printf '%s\n' "${d[@]}" | cut -d' ' -f1 | median); mr=$(printf '%s\n' "${r[@]}" | cut -d' ' -f1 | median)
+ms=$(printf '%s\n' "${s[@]}" | median)
+echo "loopback 1 GiB, medians of $rounds: direct $md, relay $mr, socat relay $ms GB/s;" \
+    "direct/socat $(printf %.2f "$(echo "$md / $ms" | bc -l)"), direct/relay $(printf %.2f "$(echo "$md / $mr" | bc -l)")"
 
 [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null || { echo "namespaces: skipped (needs root and iproute2)"; exit 0; }
 ip netns add "$ns-sw"; ip -n "$ns-sw" link add br0 type bridge; ip -n "$ns-sw" link set br0 up
@@ -78,7 +86,7 @@ ip netns exec "$ns-bob" "$bin/tcpiprecvd" --server 10.202.0.1:9999 --insecure-pl
     --spool "$w/nsspool" --direct-listen 10.202.0.3:7000 -q 2>/dev/null &
 pids+=($!)
 sleep 1
-for round in 1 2; do
+for round in $(seq 3); do
     line="namespaces, hub link 100 Mbit/s, 64 MiB, round $round:"
     for mode in auto never; do
         rm -f "$w/nsspool"/*.bin; sync

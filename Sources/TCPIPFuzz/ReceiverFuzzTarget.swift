@@ -33,6 +33,9 @@ extension FuzzTargets {
         policy.maxTransfers = 6
         policy.maxFileSize = 1000
         policy.allows = { from, _ in from != 2 }
+        // A stored "ok" of 20 bytes, offered to a resumable sender that announced no SHA-256.
+        let storedDigest = Array(SHA256.hash(data: Array("stored".utf8)))
+        policy.storedLike = { name, size in name == "ok" && size == 20 ? (storedDigest, "ok") : nil }
         var machine = TransferMachine(policy: policy)
         // The simulated spool: open temporary files by descriptor, with the transfer that owns each (and the partial
         // file's name for a resumable one); partial files kept between attempts, by name.
@@ -68,7 +71,12 @@ extension FuzzTargets {
             case .offer(let resume, let to):
                 let key = TransferMachine.Key(from: to, id: resume.transferID)
                 guard let file = files.values.first(where: { $0.key == key }) else {
-                    fatalError("invariant broken: an offer for a transfer without a file")
+                    // Only a stored file is offered before anything is made on disk: whole, with its own SHA-256.
+                    check(
+                        resume.offset == 20 && resume.prefixSHA256 == storedDigest,
+                        "an offer for a transfer without a file that is not the stored one")
+                    offered[key] = resume.offset
+                    return nil
                 }
                 check(resume.offset == UInt64(file.bytes.count), "offered \(resume.offset) of \(file.bytes.count) held")
                 if resume.offset > 0 {
@@ -177,7 +185,7 @@ extension FuzzTargets {
                 let start = FileStart(
                     transferID: key.id, name: names[Int(a % 10)], size: size,
                     chunkSize: UInt32((a >> 4) & 3) * 24, compression: (b >> 6) % 3, sha256: digest,
-                    resumable: op & 0x40 != 0 && size != nil && digest != nil)
+                    resumable: op & 0x40 != 0 && size != nil)
                 announced[key] = digest
                 run(
                     .start(start, from: from, sender: b & 0x20 == 0 ? PeerRecord(id: from, name: "sender\(from)") : nil)

@@ -52,6 +52,11 @@ public struct ReceiverConfiguration: Sendable {
         policy.maxTransfers = maxTransfers
         if let index {
             policy.alreadyStored = { sentAs, sha256 in index.stored(sentAs: sentAs, sha256: sha256) }
+            policy.storedLike = { sentAs, size in
+                index.stored(sentAs: sentAs, size: size).flatMap { found in
+                    [UInt8](hex: found.sha256).map { ($0, found.storedAs) }
+                }
+            }
         }
         policy.spaceProblem = { [self] in spaceProblem(for: $0) }
         policy.receiverName = receiverName

@@ -28,6 +28,8 @@ public final class SpoolIndex: Sendable {
         var entries: [Key: [Entry]] = [:]
         /// For each stored name, the key its entry is under: a name published again replaces its entry.
         var keyOf: [String: Key] = [:]
+        /// The contents stored under each name sent.
+        var digestsOf: [String: Set<String>] = [:]
 
         mutating func add(_ key: Key, _ entry: Entry) {
             if let old = keyOf[entry.storedAs] {
@@ -36,6 +38,7 @@ public final class SpoolIndex: Sendable {
             }
             entries[key, default: []].append(entry)
             keyOf[entry.storedAs] = key
+            digestsOf[key.sentAs, default: []].insert(key.sha256)
         }
     }
 
@@ -121,6 +124,20 @@ public final class SpoolIndex: Sendable {
             {
                 return entry.storedAs
             }
+        }
+        return nil
+    }
+
+    /// A file sent as `sentAs` with `size` bytes that is still in the spool: its SHA-256 and stored name, for a sender
+    /// that announced no SHA-256 to check against its own file. Nil when there is none.
+    public func stored(sentAs: String, size: UInt64) -> (sha256: String, storedAs: String)? {
+        let digests = state.withLockedValue { state in
+            (state.digestsOf[sentAs] ?? []).filter { digest in
+                state.entries[Key(sentAs: sentAs, sha256: digest)]?.contains { $0.size == size } == true
+            }
+        }
+        for digest in digests.sorted() {
+            if let storedAs = stored(sentAs: sentAs, sha256: digest) { return (digest, storedAs) }
         }
         return nil
     }

@@ -50,6 +50,10 @@ public struct TransferMachine: Sendable {
         public var maxTransfers = 256
         /// The name of a file already stored under `sentAs` with this SHA-256 (hex), if one is; nil stores every file.
         public var alreadyStored: (@Sendable (_ sentAs: String, _ sha256: String) -> String?)?
+        /// A stored file sent as `sentAs` with `size` bytes, if one is still in the spool: its SHA-256 and stored name.
+        /// Offered to a resumable sender that announced no SHA-256, as held whole: the sender checks it against its
+        /// file and, if it is the same, the file is already stored.
+        public var storedLike: (@Sendable (_ sentAs: String, _ size: UInt64) -> (sha256: [UInt8], storedAs: String)?)?
         /// Why `bytes` more would not fit on the spool's file system, or nil when they would.
         public var spaceProblem: @Sendable (UInt64) -> String? = { _ in nil }
         /// This receiver's name, for refusals.
@@ -146,6 +150,9 @@ public struct TransferMachine: Sendable {
         var partial: Partial?
         /// FileResume went out; chunks wait for the sender's FileSeek.
         var awaitingSeek = false
+        /// A stored file offered as held whole (``Policy/storedLike``): a FileSeek to the end means already stored, to 0
+        /// that the file differs and is sent whole. Nothing is made on disk until then.
+        var storedLike: String?
         var resumedFrom: UInt64 = 0
     }
 
@@ -202,6 +209,9 @@ public struct TransferMachine: Sendable {
             return []
         case .seek(let seek, let from):
             let key = Key(from: from, id: seek.transferID)
+            if let transfer = transfers[key], transfer.awaitingSeek, let storedAs = transfer.storedLike {
+                return seekStoredLike(seek, key: key, transfer: transfer, storedAs: storedAs)
+            }
             guard var transfer = transfers[key], transfer.awaitingSeek, let temporary = transfer.temporary else {
                 return []
             }
@@ -301,6 +311,19 @@ public struct TransferMachine: Sendable {
                     to: from),
             ]
         }
+        if start.resumable, start.sha256 == nil, let size = start.size,
+            let stored = policy.storedLike?(Self.indexName(start), size)
+        {
+            // Perhaps sent again: the sender checks the stored file's SHA-256 against its own before anything moves.
+            var transfer = Transfer(start: start, senderName: sender?.name ?? "", sender: sender)
+            transfer.storedLike = stored.storedAs
+            transfer.awaitingSeek = true
+            transfer.received = size
+            transfers[key] = transfer
+            return actions + [
+                .offer(FileResume(transferID: key.id, offset: size, prefixSHA256: stored.sha256), to: from)
+            ]
+        }
         if let problem = policy.spaceProblem(start.size ?? 0) { return refuse(problem, .storageFailed) }
         var transfer = Transfer(start: start, senderName: sender?.name ?? "", sender: sender)
         transfer.partial = Self.partialName(start, sender: sender).map { name in
@@ -336,6 +359,44 @@ public struct TransferMachine: Sendable {
         return actions + previous + [
             .log(.debug, "receiving file", ["file": "\(escapedForLog(start.name))", "from": "\(from)"]),
             .create(key, tag: "\(from)-\(start.transferID)", partial: transfer.partial),
+        ]
+    }
+
+    /// The sender's answer to a stored file offered as held: the same file (already stored), or another (sent whole,
+    /// into a plain temporary file: this attempt is not resumable).
+    private mutating func seekStoredLike(_ seek: FileSeek, key: Key, transfer: Transfer, storedAs: String) -> [Action] {
+        var transfer = transfer
+        let size = transfer.start.size ?? 0
+        if seek.offset == size {
+            transfers[key] = nil
+            return [
+                .log(.info, "already stored", ["file": "\(escapedForLog(storedAs))", "from": "\(key.from)"]),
+                .send(
+                    FileReceipt(transferID: key.id, status: .alreadyStored, storedAs: storedAs, size: size),
+                    to: key.from),
+            ]
+        }
+        guard seek.offset == 0 else {
+            transfers[key] = nil
+            return [
+                .send(
+                    FileReceipt(
+                        transferID: key.id, status: .invalid,
+                        reason: "FileSeek to \(seek.offset), neither 0 nor the offered \(size)"), to: key.from)
+            ]
+        }
+        if let problem = policy.spaceProblem(size) {
+            transfers[key] = nil
+            return [.send(FileReceipt(transferID: key.id, status: .storageFailed, reason: problem), to: key.from)]
+        }
+        transfer.storedLike = nil
+        transfer.awaitingSeek = false
+        transfer.received = 0
+        transfer.partial = nil
+        transfers[key] = transfer
+        return [
+            .log(.debug, "receiving file", ["file": "\(escapedForLog(transfer.start.name))", "from": "\(key.from)"]),
+            .create(key, tag: "\(key.from)-\(key.id)", partial: nil),
         ]
     }
 
@@ -404,7 +465,8 @@ public struct TransferMachine: Sendable {
                     size: transfer.received, wireBytes: transfer.wireBytes, compression: transfer.start.compression,
                     sender: transfer.sender ?? sender,
                     senderName: transfer.sender?.name ?? sender?.name ?? transfer.senderName,
-                    resumedFrom: transfer.resumedFrom, announced: transfer.start.sha256 != nil,
+                    resumedFrom: transfer.resumedFrom,
+                    announced: transfer.start.sha256 != nil || transfer.start.resumable,
                     message: transfer.start.message))
         ]
     }
@@ -420,9 +482,11 @@ public struct TransferMachine: Sendable {
     /// The name of a resumable transfer's partial file: the same sender (its proved key, else its name), file name, size
     /// and SHA-256 find the same file again. Nil when the transfer is not resumable.
     static func partialName(_ start: FileStart, sender: PeerRecord?) -> String? {
-        guard start.resumable, let size = start.size, let digest = start.sha256, let sender else { return nil }
+        guard start.resumable, let size = start.size, let sender else { return nil }
         let who = sender.keyID.map { "key:\($0)" } ?? "name:\(sender.name)"
-        let text = [who, start.name, String(size), digest.hex].joined(separator: "\u{0}")
+        // Without a SHA-256 up front the part is found by name and size; the sender checks what is offered against
+        // its file before it resumes, and the whole file is checked at the end in any case.
+        let text = [who, start.name, String(size), start.sha256?.hex ?? "late"].joined(separator: "\u{0}")
         return Array(SHA256.hash(data: Array(text.utf8))).hex
     }
 

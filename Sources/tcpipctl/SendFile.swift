@@ -21,11 +21,17 @@ struct SendFile: AsyncParsableCommand {
             it with --as). Names after -- are files whatever they look like, and are taken as they are: \
             send-file --to archive -- *.log is as fast with 10,000 names as --files-from.
 
-            Cron jobs that retry: a regular file is hashed before it is sent, and a receiver that already stored it \
-            (same name sent, same SHA-256, still in its spool) answers already-stored at once, so a job that failed \
-            half-way can simply run again (stdin cannot be hashed first and is always stored). An input that cannot \
-            be read does not stop the others: each is reported (status unreadable, 66) and the rest are sent; \
-            --all-or-nothing sends nothing unless every input can be read.
+            Cron jobs that retry: a receiver that already stored a file (same name sent, same SHA-256, still in its \
+            spool) answers already-stored before it crosses again, so a job that failed half-way can simply run \
+            again (a file under 4 MiB is hashed before it is sent; a larger one to one receiver is checked against \
+            the stored file of the same name and size; stdin is always stored). An input that cannot be read does \
+            not stop the others: each is reported (status unreadable, 66) and the rest are sent; --all-or-nothing \
+            sends nothing unless every input can be read.
+
+            Point to point: to a single receiver that listens for direct transfers (tcpiprecvd --direct-listen), \
+            the hub only introduces the two and the file goes straight to the receiver, TLS with both keys pinned \
+            when the hub link is TLS; when the receiver cannot be reached within 1.5 s, or the link breaks, the \
+            rest goes through the hub (a large file resumes). --json says which in "path" ("direct" or "relay").
 
             0 means every file was stored by every recipient (or was already stored); otherwise the exit status is \
             the most severe of the files' (a failure to fix outranks one a retry may cure, 75). A recipient that is \

@@ -46,6 +46,12 @@ struct Tcpiprecvd: AsyncParsableCommand {
             and the daemon exits 0. In every other state (connecting, \
             waiting to reconnect, idle) it exits at once.
 
+            Direct transfers: the daemon listens for senders the hub introduces (--direct-listen; by default with \
+            TLS on every address at a free port, without TLS on 127.0.0.1 only) and tells the hub where; the hub \
+            gives those hints only to a sender it introduces, with a one-time ticket. A connection that does not \
+            present a live ticket (over TLS: from the key the hub vouched for) within 5 s is closed. A direct sender \
+            is treated exactly as one through the hub (--allow-from, limits, resume, records).
+
             Across machines the link to the hub is TLS 1.3 with the hub's key pinned (--hub-id, or known_hubs in the \
             state directory); the receiver proves its own key, whose ID ('tcpiprecvd id') the hub's operator puts in \
             --authorized-peers with the receiver's name. --allow-from then also takes senders' key IDs, which only \

@@ -64,6 +64,38 @@ import Testing
         try await fixture.stop()
     }
 
+    /// A large file is hashed as it is sent, not first: sent again, the receiver offers the stored file of that name and
+    /// size, the sender checks it against its own, and nothing crosses; other content of the same name and size is
+    /// sent whole and stored beside it.
+    @Test func aLargeFileSentAgainIsRecognisedWithoutReadingItTwiceFirst() async throws {
+        let fixture = try await FileTransferEndToEndTests.Fixture()
+        try await fixture.startReceiver()
+        var generator = SeededGenerator(seed: 5)
+        let bytes = (0..<(6 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let path = try fixture.file("large.bin", bytes)
+        let first = try await fixture.sendFile(["--to", "archive", "--json", path])
+        #expect(first.status == 0, "\(first.stderr)")
+        for mode in ["auto", "never"] {
+            let again = try await fixture.sendFile(["--to", "archive", "--json", "--direct", mode, path])
+            #expect(again.status == 0, "\(again.stderr)")
+            let line = try Self.json(try #require(again.stdout.split(separator: "\n").first))
+            #expect(line["status"] as? String == "already-stored", "\(mode): \(again.stdout)")
+            #expect(line["wireBytes"] as? Int == 0, "\(mode): \(again.stdout)")
+            #expect(
+                line["sha256"] as? String == (try? Self.json(first.stdout.split(separator: "\n")[0]))?["sha256"]
+                    as? String)
+        }
+        var other = bytes
+        other[3 << 20] ^= 0xFF
+        let changed = try fixture.file("large.bin", other)
+        let third = try await fixture.sendFile(["--to", "archive", "--json", changed])
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(try Self.json(try #require(third.stdout.split(separator: "\n").first))["status"] as? String == "stored")
+        #expect(fixture.visible == ["large.bin", "large.bin.1"])
+        #expect(fixture.spooled("large.bin") == bytes && fixture.spooled("large.bin.1") == other)
+        try await fixture.stop()
+    }
+
     @Test func aReceiverWithoutADirectListenerGetsEverythingThroughTheHub() async throws {
         let fixture = try await FileTransferEndToEndTests.Fixture()
         try await fixture.startReceiver(["--direct-listen", "off"])

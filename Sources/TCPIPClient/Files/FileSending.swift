@@ -386,7 +386,10 @@ public enum FileSending {
                     tracker.failed(transferID, .unreadable, reason: error.message, now: WireClock.now())
                     continue
                 }
-            } else if size != nil {
+            } else if let size, queueFor != nil || recipients.count > 1 || size < UInt64(Self.resumableSize) {
+                // A large file to one receiver is not read twice: it is hashed as it is sent, and the receiver offers
+                // what it holds of it (a part, or a stored file of the same name and size) for this side to check.
+                // Others are hashed first, so the receiver can say at FileStart that it has them already.
                 do {
                     announced = Array(
                         try await Self.hashState(of: descriptor, path: source.path ?? source.name).finalize())
@@ -416,7 +419,7 @@ public enum FileSending {
             // it from an earlier attempt (FileResume), and the chunks start there if this file has the same bytes.
             // To the hub's store always: it says no (unknown receiver, full store) before any chunk crosses.
             let resumable =
-                announced != nil && recipients.count == 1
+                size != nil && recipients.count == 1
                 && ((size ?? 0) >= UInt64(Self.resumableSize) || queueFor != nil)
             var start = FileStart(
                 transferID: transferID, name: source.name, size: size, chunkSize: UInt32(request.chunkSize),
@@ -427,9 +430,9 @@ public enum FileSending {
             start.message = source.message
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
-            // Hashed once: a regular file before sending (the digest announced), a stream while sending. Whether a
-            // regular file changed after it was hashed is told by its status at the end (size, times, inode), not by
-            // hashing every byte again; the receiver checks the digest over what it got in any case.
+            // Hashed once: a regular file before sending (the digest announced) or, a large one to one receiver, while
+            // sending, like a stream. Whether a regular file changed meanwhile is told by its status at the end (size,
+            // times, inode), not by hashing every byte again; the receiver checks the digest over what it got.
             var hasher = SHA256()
             var sent: UInt64 = 0
             var resumedFrom: UInt64 = 0
@@ -448,6 +451,8 @@ public enum FileSending {
                     Array(held.finalize()) == prefix
                 {
                     seek = offer.offset
+                    // Hashed as it is sent: from the state over what the receiver holds.
+                    hasher = held
                 }
                 try await outbox.add(
                     FileSeek(transferID: transferID, offset: seek).packet(
@@ -513,7 +518,7 @@ public enum FileSending {
             }
             let digest = announced ?? Array(hasher.finalize())
             var after = stat()
-            if announced != nil, !aborted, fstat(descriptor, &after) != 0 || Self.changed(info, after) {
+            if size != nil, !aborted, fstat(descriptor, &after) != 0 || Self.changed(info, after) {
                 // Changed after it was hashed: what was announced may not match what was sent.
                 try await abandonChanged()
                 continue

@@ -23,6 +23,29 @@ extension String {
     package var clipped: String { count <= 64 ? self : String(prefix(64)) + "…" }
 }
 
+extension [UInt8] {
+    /// The bytes of hexadecimal text (two digits a byte, either case); nil when it is not that.
+    package init?(hex text: String) {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        self = bytes
+    }
+}
+
 extension Sequence<UInt8> {
     /// Lower-case hexadecimal, two digits a byte (a SHA-256 for every file received and sent: written in place).
     package var hex: String {

@@ -11,7 +11,9 @@ import NIOCore
 /// | 5 | compression | u8: 0 none, 1 zlib per chunk (each chunk says whether it is compressed) |
 /// | 6 | sha256 | 32 bytes, the whole file's SHA-256, sent up front when the sender knows it (a regular file): a
 ///   receiver that already stored this name with this content answers "already stored" at once |
-/// | 7 | resumable | u8 1: the sender waits for FileResume (17) before sending chunks, and can start past 0 |
+/// | 7 | resumable | u8 1: the sender waits for FileResume (17) before sending chunks, and can start past 0. With
+///   `size`; without `sha256` the digest comes in FileEnd only, and the receiver may offer a stored file of the same name
+///   and size as held whole (the sender then checks it against its file) |
 /// | 8 | queueFor | UTF-8, only to the hub's store: the receiver the file is queued for |
 /// | 9 | origin | nested ``PeerRecord``, only from the hub's store: who sent the file that it delivers |
 /// | 10 | message | u8 1: the content is a message (`send --queue`): the receiver stores it as one |
@@ -25,7 +27,8 @@ public struct FileStart: ControlPayload, Hashable {
     public var compression: UInt8
     /// The SHA-256 of the whole file, when known before sending.
     public var sha256: [UInt8]?
-    /// The sender waits for FileResume before its chunks (only with `size` and `sha256`).
+    /// The sender waits for FileResume before its chunks (only with `size`; without `sha256` the digest comes at the
+    /// end, and the receiver may offer a stored file of the same name and size).
     public var resumable = false
     /// To the hub's store: the receiver to queue the file for.
     public var queueFor: String?
@@ -73,8 +76,8 @@ public struct FileStart: ControlPayload, Hashable {
         }
         guard let transferID else { throw WireError.missingField("transfer id") }
         guard let name else { throw WireError.missingField("file name") }
-        if resumable && (size == nil || sha256 == nil) {
-            throw WireError.invalidValue("a resumable FileStart needs its size and sha256")
+        if resumable && size == nil {
+            throw WireError.invalidValue("a resumable FileStart needs its size")
         }
         self.transferID = transferID
         self.name = name
