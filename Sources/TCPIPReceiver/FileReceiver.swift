@@ -266,6 +266,9 @@ public final class FileReceiver {
         let message = commit.message
         let compression = commit.compression == 1 ? "zlib" : "none"
         let receivedAt = WireClock.rfc3339(WireClock.now())
+        // How the last bytes came: on a direct link (still open: its sender waits for this file's receipt) or through
+        // the hub.
+        let path = direct?.link(from: from) != nil ? "direct" : "relay"
         // A message queued with `send --queue` is stored as a message is, under a message's name.
         let name =
             commit.message ? MessageStore.fileName(from: from, id: commit.key.id, sender: commit.sender) : sentAs
@@ -278,6 +281,7 @@ public final class FileReceiver {
                 ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
                 ("wireBytes", .int(Int64(wireBytes))), ("resumedFrom", .int(Int64(resumedFrom))),
                 ("receivedAt", .string(receivedAt)), ("kind", .string(message ? "message" : "file")),
+                ("path", .string(path)),
             ]).rendered()
         }
         committer.enqueue(

@@ -80,6 +80,8 @@ public final class HubPin: LinkSecurity, @unchecked Sendable {
     /// The hub's key, once the handshake has shown it.
     public var hubID: NodeID? { seen.withLockedValue { $0 } }
 
+    public var shownKey: NodeID? { hubID }
+
     public func makeHandlers() throws -> [any ChannelHandler] {
         let expected = self.expectedBox
         let seen = self.seen

@@ -55,6 +55,11 @@ import Testing
         #expect(try Self.json(try #require(relayed.stdout.split(separator: "\n").first))["path"] as? String == "relay")
         #expect(Self.bytesRead(fixture.hub.program) - relayBefore > 24 << 20)
         #expect(fixture.spooled("b2") == bytes)
+        // The metadata records say how each file came.
+        for (name, path) in [("big.bin", "direct"), ("b2", "relay")] {
+            let data = FileManager.default.contents(atPath: fixture.spool + "/.tcpip/meta/\(name).json") ?? Data()
+            #expect(try TLSEndToEndTests.object(String(decoding: data, as: UTF8.self))["path"] as? String == path)
+        }
         // TCPIP_DIRECT does what --direct does; a bad value is a usage error.
         let bad = try await RunningProgram.run(
             "tcpipctl", ["send-file", "--to", "archive", path],
@@ -130,6 +135,7 @@ import Testing
                 decoding: FileManager.default.contents(atPath: scene.spool + "/.tcpip/meta/over-tls.txt.json")
                     ?? Data(), as: UTF8.self))
         #expect((record["from"] as? [String: Any])?["key"] as? String == scene.ids["cron"])
+        #expect(record["path"] as? String == "direct")
         try await scene.stop()
     }
 

@@ -80,11 +80,14 @@ let namespacesAvailable =
 
         /// Starts a built program in `host`'s namespace, as the unprivileged user.
         @discardableResult
-        func start(_ host: String, _ program: String, _ arguments: [String]) throws -> RunningProgram {
+        func start(_ host: String, _ program: String, _ arguments: [String], environment: [String: String] = [:])
+            throws -> RunningProgram
+        {
             let running = try RunningProgram(
                 "/usr/sbin/ip",
                 ["netns", "exec", "\(prefix)-\(host)"] + Unprivileged.prefix
-                    + [program.hasPrefix("/") ? program : BuiltPrograms.path(program)] + arguments)
+                    + [program.hasPrefix("/") ? program : BuiltPrograms.path(program)] + arguments,
+                environment: environment)
             programs.append(running)
             return running
         }
@@ -225,5 +228,77 @@ let namespacesAvailable =
             !$0.hasPrefix(".")
         }
         #expect(visible == ["cut.bin"], "stored more than once: \(visible)")
+    }
+
+    /// Over TLS, a hint that leads to another key: bob's direct port is redirected (nft DNAT) to an impostor on bob's
+    /// machine, a receiver the hub knows under another name and key. alice's TLS handshake refuses the key, nothing
+    /// of the file reaches the impostor, and the file reaches bob through the hub.
+    @Test func aHintThatLeadsToAnotherKeyIsRefusedAndTheHubCarriesTheFile() async throws {
+        let network = try Network()
+        var ids: [String: String] = [:]
+        for node in ["hub", "bob", "alice", "impostor"] {
+            let result = try await RunningProgram.run(
+                "tcpipctl", ["id", "--state-dir", network.directory.appendingPathComponent(node).path])
+            guard result.status == 0 else { throw TestFailure("id for \(node): \(result.stderr)") }
+            ids[node] = result.stdout.trimmingCharacters(in: .newlines)
+        }
+        let peers = network.directory.appendingPathComponent("authorized_peers").path
+        let lines = [
+            "\(ids["bob"]!) bob receiver", "\(ids["impostor"]!) impostor receiver", "\(ids["alice"]!) alice",
+        ]
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: peers))
+        try Unprivileged.handOver(peers)
+        func environment(_ node: String) -> [String: String] {
+            ["TCPIP_STATE_DIR": network.directory.appendingPathComponent(node).path, "TCPIP_HUB_ID": ids["hub"]!]
+        }
+        let hub = try network.start(
+            "hub", "tcpipd",
+            [
+                "--listen", network.hubAddress, "--authorized-peers", peers, "--state-dir",
+                network.directory.appendingPathComponent("hub").path,
+            ])
+        _ = try await hub.waitForLines(1)
+        let bob = try network.start(
+            "bob", "tcpiprecvd",
+            [
+                "--server", network.hubAddress, "--name", "bob", "--spool", network.spool, "--direct-listen",
+                "10.201.0.3:7000",
+            ],
+            environment: environment("bob"))
+        let impostorSpool = network.spool + "-impostor"
+        let impostor = try network.start(
+            "bob", "tcpiprecvd",
+            [
+                "--server", network.hubAddress, "--name", "impostor", "--spool", impostorSpool, "--direct-listen",
+                "10.201.0.3:7001",
+            ], environment: environment("impostor"))
+        try await bob.waitForStderr(containing: "ready")
+        try await impostor.waitForStderr(containing: "ready")
+        try network.on(
+            "bob",
+            [
+                "nft",
+                "add table ip nat; add chain ip nat pre { type nat hook prerouting priority -100; }; "
+                    + "add rule ip nat pre tcp dport 7000 dnat to 10.201.0.3:7001",
+            ])
+        let file = try network.file("pinned.bin", size: 256 << 10)
+        let sender = try network.start(
+            "alice", "tcpipctl",
+            ["send-file", "--to", "bob", "--json", file.path, "--server", network.hubAddress],
+            environment: environment("alice"))
+        #expect(try await sender.waitForExit(timeout: 120) == 0, "\(sender.stderr)")
+        #expect(try Self.line(sender.stdout)["path"] as? String == "relay", "\(sender.stdout)")
+        #expect(network.spooled("pinned.bin") == file.bytes)
+        let landed = (try? FileManager.default.contentsOfDirectory(atPath: impostorSpool)) ?? []
+        #expect(landed.filter { !$0.hasPrefix(".") }.isEmpty, "the impostor got \(landed)")
+        // --direct only says why: the key it was shown is not bob's.
+        let only = try network.start(
+            "alice", "tcpipctl",
+            [
+                "send-file", "--to", "bob", "--direct", "only", "--as", "o.bin", file.path, "--server",
+                network.hubAddress,
+            ], environment: environment("alice"))
+        #expect(try await only.waitForExit(timeout: 120) == 75, "\(only.stderr)")
+        #expect(only.stderr.contains(ids["impostor"]!), "\(only.stderr)")
     }
 }

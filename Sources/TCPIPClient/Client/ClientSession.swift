@@ -133,9 +133,6 @@ public final class ClientSession {
         greeting = CredentialsRequest(hubVersion: "", tokenRequired: false)
     }
 
-    /// The first packet on a direct link, within the session's deadline.
-    func firstDirectPacket() async throws -> Packet { try await nextPacket() }
-
     /// Connects, registers, runs `body`, says Close and disconnects.
     ///
     /// `names`: peers `body` will look up (``lookUp(_:)``); the queries go out with the credentials, so their answers

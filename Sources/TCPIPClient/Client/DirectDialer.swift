@@ -52,77 +52,84 @@ public enum DirectDialer {
             throw Unavailable(description: "\(escapedForLog(peer.name)) takes no direct connections")
         }
         // Over TLS the receiver must prove the key the hub vouched for, and this client proves its own.
-        var security: (any LinkSecurity)?
-        if let directSecurity = configuration.directSecurity {
-            guard let key = introduction.peer.keyID else {
-                throw Unavailable(description: "the hub vouched for no key of \(escapedForLog(peer.name))")
-            }
-            let address = HostPort(host: introduction.hints[0], port: 0)
-            security = try directSecurity.dialing(key, address)
-        } else if introduction.peer.key != nil {
+        let expected = introduction.peer.keyID
+        let directSecurity = configuration.directSecurity
+        if directSecurity != nil && expected == nil {
+            throw Unavailable(description: "the hub vouched for no key of \(escapedForLog(peer.name))")
+        }
+        if directSecurity == nil && expected != nil {
             throw Unavailable(description: "this client has no key to prove on a direct link")
         }
         let addresses = introduction.hints.compactMap { hint -> SocketAddress? in
             guard let (host, port) = Direct.split(hint) else { return nil }
             return try? SocketAddress(ipAddress: host, port: Int(port))
         }
-        let started = ContinuousClock.now
         let maxFrameSize = configuration.maxFrameSize
         let receiverID = peer.id
-        guard
-            let connection = await race(
-                addresses, budget: budget,
-                connect: { address, timeout in
-                    try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                        .connectTimeout(timeout)
-                        .connect(to: address) { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                if let security {
-                                    try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
-                                }
-                                try channel.pipeline.syncOperations.addHandlers([
-                                    ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)),
-                                    DirectClientHandler(receiverID: receiverID), PacketBatcher(), PacketEncoder(),
-                                ])
-                                return try NIOAsyncChannel<[Packet], Packet>(wrappingChannelSynchronously: channel)
+        let hello = DirectHello(ticket: ticket, from: hub.me.id, to: peer.id).packet(
+            PacketHeader(type: .directHello, maskTo: .client, idTo: peer.id, idFrom: hub.me.id))
+        let name = escapedForLog(peer.name)
+        // Each attempt connects, proves keys (TLS) and presents the ticket; the first to be admitted wins. A hint that
+        // answers but fails (another service, another key) does not end the race: the next one is tried at once.
+        let outcome = await race(
+            addresses, budget: budget,
+            connect: { address, timeout in
+                let remote =
+                    address.ipAddress.map { Direct.hint(host: $0, port: UInt16(clamping: address.port ?? 0)) }
+                    ?? "\(address)"
+                let security = try directSecurity.map { try $0.dialing(expected!, HostPort(host: remote, port: 0)) }
+                let (connection, admitted) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connectTimeout(timeout)
+                    .connect(to: address) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            if let security {
+                                try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
                             }
+                            let admission = DirectHelloHandler(hello: hello, within: timeout, on: channel.eventLoop)
+                            try channel.pipeline.syncOperations.addHandlers([
+                                ByteToMessageHandler(PacketDecoder(maxFrameSize: maxFrameSize)),
+                                DirectClientHandler(receiverID: receiverID), admission, PacketBatcher(),
+                                PacketEncoder(),
+                            ])
+                            return (
+                                try NIOAsyncChannel<[Packet], Packet>(wrappingChannelSynchronously: channel),
+                                admission.admitted.futureResult
+                            )
                         }
-                })
-        else {
+                    }
+                do {
+                    try await admitted.get()
+                } catch {
+                    await DirectDialer.discard(connection)
+                    if let expected, let shown = security?.shownKey, shown != expected {
+                        throw Unavailable(
+                            description: "\(remote) proved key \(shown), not \(expected), the key the hub vouched for "
+                                + name)
+                    }
+                    if let refused = error as? Unavailable { throw Unavailable(description: "\(remote) \(refused)") }
+                    throw Unavailable(description: "\(remote): \(describeNetworkError(error))")
+                }
+                return connection
+            })
+        let connection: NIOAsyncChannel<[Packet], Packet>
+        switch outcome {
+        case .success(let won):
+            connection = won
+        case .failure(let lost):
+            let reasons = lost.reasons
             throw Unavailable(
-                description:
-                    "no hint of \(escapedForLog(peer.name)) answered (\(introduction.hints.joined(separator: ", ")))")
+                description: "no hint of \(name) answered: "
+                    + (reasons.isEmpty ? introduction.hints.joined(separator: ", ") : reasons.joined(separator: "; ")))
         }
-        let remote = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
+        let remote =
+            connection.channel.remoteAddress.flatMap { address in
+                address.ipAddress.flatMap { ip in address.port.map { Direct.hint(host: ip, port: UInt16(clamping: $0)) }
+                }
+            } ?? "?"
         return try await connection.executeThenClose { inbound, _ in
             let session = ClientSession(
                 direct: connection.channel, inbound: inbound, configuration: configuration, me: hub.registered,
                 logger: logger)
-            // The rest of the budget for TLS and the ticket.
-            let left = max(budget - (ContinuousClock.now - started), .milliseconds(200))
-            session.setDeadline(after: left, doing: "opening a direct link to \(remote)")
-            do {
-                try await session.send(
-                    DirectHello(ticket: ticket, from: hub.me.id, to: peer.id).packet(
-                        PacketHeader(type: .directHello, maskTo: .client, idTo: peer.id, idFrom: hub.me.id)))
-                let answer = try await session.firstDirectPacket()
-                switch answer.header.type {
-                case .directWelcome:
-                    break
-                case .error:
-                    let error = try ErrorPayload(tlv: answer.payload)
-                    throw Unavailable(description: "\(remote) refused the ticket: \(escapedForLog(error.message))")
-                default:
-                    throw Unavailable(description: "\(remote) answered the ticket with \(answer.header.type)")
-                }
-            } catch let error as Unavailable {
-                throw error
-            } catch {
-                let explained = security?.explain(error, address: HostPort(host: remote, port: 0))
-                throw Unavailable(
-                    description: "the direct link to \(remote) failed: \(explained?.message ?? "\(error)")")
-            }
-            session.clearDeadline()
             logger.debug("direct link open", metadata: ["to": "\(remote)", "peer": "\(escapedForLog(peer.name))"])
             let result = try await body(session)
             session.clearDeadline()
@@ -133,27 +140,29 @@ public enum DirectDialer {
     }
 
     /// Connects to `addresses` in turn, a new attempt every ``stagger`` or as soon as the one before fails, and returns
-    /// the first connection made within `budget`; the others are closed as they complete.
+    /// the first that `connect` completes within `budget`, or why each failed; the others are closed as they complete.
     static func race(
         _ addresses: [SocketAddress], budget: Duration,
         connect: @escaping @Sendable (SocketAddress, TimeAmount) async throws -> NIOAsyncChannel<[Packet], Packet>
-    ) async -> NIOAsyncChannel<[Packet], Packet>? {
-        guard !addresses.isEmpty else { return nil }
+    ) async -> Swift.Result<NIOAsyncChannel<[Packet], Packet>, RaceLost> {
+        guard !addresses.isEmpty else { return .failure(RaceLost(reasons: [])) }
         let race = FirstWins(attempts: addresses.count)
         let deadline = ContinuousClock.now + budget
-        return await withCheckedContinuation { continuation in
+        let won = await withCheckedContinuation { continuation in
             race.start(continuation)
             Task {
                 for (index, address) in addresses.enumerated() {
                     if index > 0 { await race.waitTurn(stagger) }
                     if race.decided { return }
                     let timeout = TimeAmount(deadline - ContinuousClock.now)
-                    guard timeout > .zero else { return race.failed() }
+                    guard timeout > .zero else { return race.failed("\(address): no time left") }
                     Task {
                         do {
                             race.won(try await connect(address, timeout))
+                        } catch let error as Unavailable {
+                            race.failed(error.description)
                         } catch {
-                            race.failed()
+                            race.failed(describeNetworkError(error))
                         }
                     }
                 }
@@ -163,6 +172,18 @@ public enum DirectDialer {
                 race.expire()
             }
         }
+        if let won { return .success(won) }
+        return .failure(RaceLost(reasons: race.reasons))
+    }
+
+    /// Closes a connection that will not be used (its async wrapper must be finished, not dropped).
+    static func discard(_ connection: NIOAsyncChannel<[Packet], Packet>) async {
+        try? await connection.executeThenClose { _, _ in }
+    }
+
+    /// Why every attempt of a race failed.
+    struct RaceLost: Error {
+        var reasons: [String]
     }
 }
 
@@ -172,6 +193,8 @@ private final class FirstWins: Sendable {
         var continuation: CheckedContinuation<NIOAsyncChannel<[Packet], Packet>?, Never>?
         var decided = false
         var remaining: Int
+        /// Why the attempts that failed did.
+        var reasons: [String] = []
         /// Woken early when an attempt fails, so the next one need not wait out the stagger.
         var turn: CheckedContinuation<Void, Never>?
         /// Which wait `turn` is: a stagger timer of an earlier wait must not end a later one.
@@ -182,6 +205,8 @@ private final class FirstWins: Sendable {
     init(attempts: Int) { state = NIOLockedValueBox(State(remaining: attempts)) }
 
     var decided: Bool { state.withLockedValue { $0.decided } }
+
+    var reasons: [String] { state.withLockedValue { $0.reasons } }
 
     func start(_ continuation: CheckedContinuation<NIOAsyncChannel<[Packet], Packet>?, Never>) {
         state.withLockedValue { $0.continuation = continuation }
@@ -197,16 +222,17 @@ private final class FirstWins: Sendable {
         }
         guard let continuation else {
             // Too late: another attempt won, or time ran out.
-            connection.channel.close(promise: nil)
+            Task { await DirectDialer.discard(connection) }
             return
         }
         continuation.resume(returning: connection)
         nextTurn()
     }
 
-    func failed() {
+    func failed(_ reason: String) {
         let continuation = state.withLockedValue {
             state -> CheckedContinuation<NIOAsyncChannel<[Packet], Packet>?, Never>? in
+            state.reasons.append(reason)
             state.remaining -= 1
             guard state.remaining <= 0 else { return nil }
             state.decided = true
@@ -249,6 +275,74 @@ private final class FirstWins: Sendable {
             defer { state.turn = nil }
             return state.turn
         }?.resume()
+    }
+}
+
+/// Presents the ticket once the connection is up (after the TLS handshake, which NIOSSL holds writes for) and waits
+/// for the receiver's answer: DirectWelcome fulfils `admitted`, anything else fails it, and so does silence past the
+/// attempt's time. Then it steps aside.
+final class DirectHelloHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = Packet
+    typealias InboundOut = Packet
+
+    let admitted: EventLoopPromise<Void>
+    private let hello: Packet
+    private let within: TimeAmount
+    private var timer: Scheduled<Void>?
+    private var done = false
+
+    init(hello: Packet, within: TimeAmount, on loop: any EventLoop) {
+        self.hello = hello
+        self.within = within
+        admitted = loop.makePromise()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: within) { channel.close(promise: nil) }
+        if let encoder = try? context.pipeline.syncOperations.context(handlerType: PacketEncoder.self) {
+            PacketEncoder.write([hello], to: encoder, promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return context.fireChannelRead(data) }
+        let packet = unwrapInboundIn(data)
+        switch packet.header.type {
+        case .directWelcome:
+            settle(nil)
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        case .error:
+            let message = (try? ErrorPayload(tlv: packet.payload)).map { escapedForLog($0.message) } ?? "an error"
+            settle(DirectDialer.Unavailable(description: "refused the ticket: \(message)"))
+            context.close(promise: nil)
+        default:
+            settle(DirectDialer.Unavailable(description: "answered the ticket with \(packet.header.type)"))
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        settle(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        settle(DirectDialer.Unavailable(description: "closed the connection before admitting it"))
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // Also when the connection was never made: the promise must not be left.
+        settle(DirectDialer.Unavailable(description: "no connection"))
+    }
+
+    private func settle(_ error: (any Error)?) {
+        guard !done else { return }
+        done = true
+        timer?.cancel()
+        if let error { admitted.fail(error) } else { admitted.succeed() }
     }
 }
 

@@ -8,6 +8,12 @@ public protocol LinkSecurity: Sendable {
     func makeHandlers() throws -> [any ChannelHandler]
     /// A clear error for a failure of the secured link (a pin mismatch, a peer that does not speak TLS), or nil.
     func explain(_ error: any Error, address: HostPort) -> TCPIPError?
+    /// The key the other end showed in the handshake, once it did (nil when this side does not check one).
+    var shownKey: NodeID? { get }
+}
+
+extension LinkSecurity {
+    public var shownKey: NodeID? { nil }
 }
 
 /// Fired up the pipeline once a TLS handshake proved which key the peer holds.
