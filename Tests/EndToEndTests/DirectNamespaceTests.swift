@@ -167,14 +167,14 @@ let namespacesAvailable =
                     + "add rule inet f in ip saddr 10.201.0.2 tcp dport 7000 drop",
             ])
         let file = try network.file("relayed.bin", size: 64 << 10)
-        let started = SuspendingClock.now
-        let sent = try await network.alice(["send-file", "--to", "bob", "--json", "--wait-for-peer", "10", file.path])
-        let elapsed = seconds(since: started)
+        let sent = try await network.alice([
+            "send-file", "--to", "bob", "--json", "-v", "--wait-for-peer", "10", file.path,
+        ])
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(try Self.line(sent.stdout)["path"] as? String == "relay", "\(sent.stdout)")
         #expect(network.spooled("relayed.bin") == file.bytes)
-        // The race gives up after 1.5 s; the rest is a debug build starting on a loaded machine.
-        #expect(elapsed < 8, "took \(elapsed) s")
+        // It gave up on the direct link when the race's time ran out (how long that takes is bench/direct.sh's).
+        #expect(sent.stderr.contains("no hint of bob answered"), "\(sent.stderr)")
         // --direct only does not fall back: 75.
         let only = try await network.alice(["send-file", "--to", "bob", "--direct", "only", "--as", "o", file.path])
         #expect(only.status == 75, "\(only.stderr)")

@@ -20,7 +20,7 @@ public enum DirectMode: String, Sendable, CaseIterable {
 }
 
 /// The sender's side of a direct link: asks the hub for an introduction, races TCP connections to the receiver's
-/// hints (Happy Eyeballs, RFC 8305: one attempt every ``stagger``, the first to connect wins, the rest are closed),
+/// hints (Happy Eyeballs, RFC 8305: one attempt every ``stagger``, the first admitted wins, the rest are closed),
 /// presents the ticket and waits to be admitted, all within ``budget``.
 public enum DirectDialer {
     /// Time between the starts of two connection attempts.
