@@ -95,7 +95,7 @@ public struct ConnectionOptions: ParsableArguments {
         configuration.timeout = .milliseconds(Int64(timeout * 1000))
         configuration.role = role
         let key: NodeKey?
-        (configuration.security, key) = try securityAndKey(for: configuration.server, environment: environment)
+        (configuration.security, key) = try security(for: configuration.server, environment: environment)
         if let key {
             configuration.directSecurity = DirectSecurity(
                 dialing: { expected, address in
@@ -111,13 +111,9 @@ public struct ConnectionOptions: ParsableArguments {
     }
 
     /// TLS with the hub's key pinned when anything asks for it (`--hub-id`, `TCPIP_HUB_ID`, a known_hubs line,
-    /// `--trust-new-hub`); plaintext otherwise, which only loopback allows without `--insecure-plaintext`.
-    func security(for server: HostPort, environment: [String: String]) throws -> (any LinkSecurity)? {
-        try securityAndKey(for: server, environment: environment).security
-    }
-
-    /// ``security(for:environment:)``, and the node key it proves (nil on plaintext).
-    func securityAndKey(for server: HostPort, environment: [String: String]) throws -> (
+    /// `--trust-new-hub`), with the node key it proves; plaintext otherwise (no key), which only loopback allows
+    /// without `--insecure-plaintext`.
+    func security(for server: HostPort, environment: [String: String]) throws -> (
         security: (any LinkSecurity)?, key: NodeKey?
     ) {
         let stateDirectory = state.resolved(environment)

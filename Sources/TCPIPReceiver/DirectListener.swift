@@ -372,7 +372,6 @@ public final class DirectListener: Sendable {
         state.withLockedValue { $0.wake }?()
     }
 
-    fileprivate var me: UInt32? { state.withLockedValue { $0.me } }
     fileprivate var log: Logger { logger }
 }
 
@@ -387,6 +386,8 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
     private var serial: UInt64 = 0
     private var proven: NodeID?
     private var sender: PeerRecord?
+    /// The receiver's id at the hub, as the admitted hello named it (0 before).
+    private var me: UInt32 = 0
     private var deadline: Scheduled<Void>?
     /// Set after the last packet of the connection was read: anything else is ignored.
     private var done = false
@@ -441,7 +442,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
             let answer = ping.answered(at: WireClock.now()).packet(
                 PacketHeader(
                     type: .pingResponse, dataType: packet.header.dataType, maskTo: .client, idTo: sender.id,
-                    idFrom: listener.me ?? 0))
+                    idFrom: me))
             context.writeAndFlush(wrapOutboundOut(answer), promise: nil)
         case .pingResponse, .recipients:
             return
@@ -450,7 +451,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
             context.close(promise: nil)
         case .fileStart, .fileChunk, .fileEnd, .fileSeek:
             packet.header.idFrom = sender.id
-            packet.header.idTo = listener.me ?? 0
+            packet.header.idTo = me
             if !listener.deliver(packet, sender: sender.id, serial: serial, channel: context.channel) {
                 context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
             }
@@ -503,6 +504,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
             pending = nil
             deadline?.cancel()
             sender = peer
+            me = hello.to
             let channel = context.channel
             let idle = listener.limits.idleTimeout
             idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: idle, delay: .seconds(1)) { [self] _ in
@@ -521,7 +523,7 @@ private final class DirectServerHandler: ChannelDuplexHandler, @unchecked Sendab
     private func refuse(_ reason: String, context: ChannelHandlerContext, code: ErrorCode = .malformed) {
         done = true
         let error = ErrorPayload(code: code, message: reason).packet(
-            PacketHeader(type: .error, maskTo: .client, idTo: sender?.id ?? 0, idFrom: listener.me ?? 0))
+            PacketHeader(type: .error, maskTo: .client, idTo: sender?.id ?? 0, idFrom: me))
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(error)).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -77,6 +77,19 @@ import Testing
         #expect(scene.fixture.receiver?.isRunning == true, "\(attack): the receiver process is gone")
     }
 
+    /// Every attack's start: the hostile-peer scene, its receiver's direct port and id, and a raw client registered at
+    /// the hub as "mallory", with its id.
+    static func attacker() async throws -> (
+        scene: HostilePeerTests.Scene, receiver: RunningProgram, port: Int, me: UInt32, mallory: RawSocket,
+        malloryID: UInt32
+    ) {
+        let scene = try await HostilePeerTests.Scene()
+        let receiver = try #require(scene.fixture.receiver)
+        let port = try await DirectEndToEndTests.directPort(receiver)
+        let mallory = try await scene.registered("mallory")
+        return (scene, receiver, port, scene.receiverID, mallory, try await Self.id(of: "mallory", scene))
+    }
+
     static func status(_ receipt: RawSocket.Frame?) -> UInt8? {
         guard let receipt, receipt.type == 16 else { return nil }
         return DirectEndToEndTests.fields(receipt.payload)[2]?.first?.first
@@ -85,12 +98,7 @@ import Testing
     // MARK: the hello itself
 
     @Test(.timeLimit(.minutes(3))) func malformedHellosAreRefusedAndASplitHelloIsAdmitted() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, _, port, me, mallory, malloryID) = try await Self.attacker()
 
         // 1. A real hello in pieces of 7 bytes with pauses (cut inside the length, the header and the fields): well
         //    within the 5 s a hello may take even on a loaded machine, so it must be admitted.
@@ -255,12 +263,7 @@ import Testing
     // MARK: an admitted raw link
 
     @Test(.timeLimit(.minutes(3))) func anAdmittedLinkCannotPublishWhatItShouldNot() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, receiver, port, me, mallory, malloryID) = try await Self.attacker()
 
         func link() async throws -> RawSocket {
             let ticket = try await Self.ticket(mallory, for: me)
@@ -386,12 +389,7 @@ import Testing
     // MARK: the hub's introduction packets
 
     @Test(.timeLimit(.minutes(4))) func introductionsCannotBeForgedOrFloodedIntoHarm() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, _, port, me, mallory, malloryID) = try await Self.attacker()
 
         // 1. Introductions for itself, for id 0, for an id nobody has: no ticket; the connection stays.
         for (peer, name) in [(malloryID, "itself"), (UInt32(0), "id 0"), (UInt32(999_999), "nobody")] {
@@ -526,12 +524,7 @@ extension DirectHostileTests {
     /// Integers are "1 to 8 bytes wide (readers accept any width)": values that do not fit the field they fill, and
     /// sizes and offsets at the edge of 64 bits, on the direct listener, on an admitted link and at the hub.
     @Test(.timeLimit(.minutes(3))) func numbersThatDoNotFitAreRefusedNotTrapped() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, _, port, me, mallory, malloryID) = try await Self.attacker()
 
         // 1. Hellos whose ids are 8 bytes wide and do not fit a u32, with a real ticket each.
         for (name, from, to) in [
@@ -639,12 +632,7 @@ extension DirectHostileTests {
     /// One path at a time per sender: a file packet through the hub closes the sender's direct link. And a direct
     /// link that drips its hello is closed at the 5 s deadline, not kept alive by each byte.
     @Test(.timeLimit(.minutes(3))) func oneAdmissionDeadlineAndOnePathPerSender() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, _, port, me, mallory, malloryID) = try await Self.attacker()
 
         // A frame announced at 400 bytes, dripped a byte every 150 ms: 60 s' worth. Closed at the hello deadline (5 s),
         // long before the frame could be whole; the loop gives it 30 s on a loaded machine.
@@ -724,12 +712,7 @@ extension DirectHostileTests {
     /// A ticket is spent by the first hello that names it, whatever the outcome; frames pipelined behind a refused
     /// hello are never taken as a file; a ticket lives at most 30 s.
     @Test(.timeLimit(.minutes(3))) func ticketsAreSpentAndNothingRidesBehindARefusedHello() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, _, port, me, mallory, malloryID) = try await Self.attacker()
 
         // 1. A refused hello spends the ticket: wrong `from`, then wrong `to`, then the right one is refused too.
         for (name, wrong) in [
@@ -822,12 +805,7 @@ extension DirectHostileTests {
     /// Many admitted links from one registered attacker: the per-sender cap on transfers holds across links, and
     /// half-sent large frames on many links do not grow the receiver without bound.
     @Test(.timeLimit(.minutes(3))) func manyAdmittedLinksFromOneSender() async throws {
-        let scene = try await HostilePeerTests.Scene()
-        let receiver = try #require(scene.fixture.receiver)
-        let port = try await DirectEndToEndTests.directPort(receiver)
-        let me = scene.receiverID
-        let mallory = try await scene.registered("mallory")
-        let malloryID = try await Self.id(of: "mallory", scene)
+        let (scene, receiver, port, me, mallory, malloryID) = try await Self.attacker()
         func link() async throws -> RawSocket? {
             let ticket = try await Self.ticket(mallory, for: me)
             let socket = try RawSocket(port: port)

@@ -61,6 +61,17 @@ let namespacesAvailable =
 
         func ip(_ arguments: [String]) throws { try Self.run("/usr/sbin/ip", arguments) }
 
+        /// A firewall on bob that drops what alice sends to its direct port (an established link included).
+        func dropAliceToBobsDirectPort() throws {
+            try on(
+                "bob",
+                [
+                    "nft",
+                    "add table inet f; add chain inet f in { type filter hook input priority 0; }; "
+                        + "add rule inet f in ip saddr 10.201.0.2 tcp dport 7000 drop",
+                ])
+        }
+
         /// Runs a command in `host`'s namespace (nft, tc), as root.
         func on(_ host: String, _ command: [String]) throws {
             try Self.run("/usr/sbin/ip", ["netns", "exec", "\(prefix)-\(host)"] + command)
@@ -159,13 +170,7 @@ let namespacesAvailable =
         let network = try Network()
         _ = try await network.startHubAndBob()
         // bob drops alice's packets to its direct port: her connection attempts go unanswered.
-        try network.on(
-            "bob",
-            [
-                "nft",
-                "add table inet f; add chain inet f in { type filter hook input priority 0; }; "
-                    + "add rule inet f in ip saddr 10.201.0.2 tcp dport 7000 drop",
-            ])
+        try network.dropAliceToBobsDirectPort()
         let file = try network.file("relayed.bin", size: 64 << 10)
         let sent = try await network.alice([
             "send-file", "--to", "bob", "--json", "-v", "--wait-for-peer", "10", file.path,
@@ -210,13 +215,7 @@ let namespacesAvailable =
             }
         }
         #expect(started, "the transfer never got going: \(sender.stderr) \(bob.stderr)")
-        try network.on(
-            "bob",
-            [
-                "nft",
-                "add table inet f; add chain inet f in { type filter hook input priority 0; }; "
-                    + "add rule inet f in ip saddr 10.201.0.2 tcp dport 7000 drop",
-            ])
+        try network.dropAliceToBobsDirectPort()
         let status = try await sender.waitForExit(timeout: 120)
         #expect(status == 0, "\(sender.stderr)")
         let result = try Self.line(sender.stdout)

@@ -392,19 +392,34 @@ public final class ClientSession {
 
     /// Waits for the answer to the lookup `requestID`, setting aside what else arrives.
     private func answer(to requestID: UInt32) async throws -> PeerRecord? {
+        switch try await reply(to: .peerQuery, { answers.removeValue(forKey: requestID) }) {
+        case .answer(let result): return result.peer
+        case .refused(let error): throw Self.error(from: error)
+        }
+    }
+
+    /// What a request to the hub came to: its answer, or the Error the hub sent about it.
+    private enum Reply<Answer> {
+        case answer(Answer)
+        case refused(ErrorPayload)
+    }
+
+    /// Waits until `take` finds the answer to a request of type `type` (``receive()`` files answers as they come), or
+    /// the hub refuses such a request; sets aside what else arrives for ``next()``.
+    private func reply<Answer>(to type: PacketType, _ take: () -> Answer?) async throws -> Reply<Answer> {
         while true {
-            if let result = answers.removeValue(forKey: requestID) { return result.peer }
+            if let answer = take() { return .answer(answer) }
             let packet = try await receive()
             switch packet.header.type {
             case .localWake:
                 continue
             case .error:
                 let error = try ErrorPayload(tlv: packet.payload)
-                guard error.packetType == .peerQuery else {
+                guard error.packetType == type else {
                     pending.append(packet)
                     continue
                 }
-                throw Self.error(from: error)
+                return .refused(error)
             default:
                 pending.append(packet)
             }
@@ -420,24 +435,13 @@ public final class ClientSession {
         try await send(
             IntroductionRequest(requestID: requestID, peer: peer).packet(
                 PacketHeader(type: .introductionRequest, maskTo: .hub)))
-        while true {
-            if let introduction = introductions.removeValue(forKey: requestID) { return introduction }
-            let packet = try await receive()
-            switch packet.header.type {
-            case .localWake:
-                continue
-            case .error:
-                let error = try ErrorPayload(tlv: packet.payload)
-                guard error.packetType == .introductionRequest else {
-                    pending.append(packet)
-                    continue
-                }
-                outstandingIntroductions.remove(requestID)
-                if error.code == .unknownPeer { throw Self.error(from: error) }
-                return nil
-            default:
-                pending.append(packet)
-            }
+        switch try await reply(to: .introductionRequest, { introductions.removeValue(forKey: requestID) }) {
+        case .answer(let introduction):
+            return introduction
+        case .refused(let error):
+            outstandingIntroductions.remove(requestID)
+            if error.code == .unknownPeer { throw Self.error(from: error) }
+            return nil
         }
     }
 
