@@ -47,6 +47,7 @@ let package = Package(
             dependencies: [
                 "TCPIPWire",
                 "TCPIPCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

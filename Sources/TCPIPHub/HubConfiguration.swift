@@ -51,6 +51,11 @@ public struct HubConfiguration: Sendable {
     public var enrollToken: Token?
     /// Listen on a non-loopback address without TLS (`--insecure-plaintext`).
     public var allowPlaintext = false
+    /// Where to listen for clients of the seed's classic 1024-byte wire (`--classic-listen`), or nil for nowhere.
+    /// Plaintext only, no key, no token: loopback unless ``allowPlaintext``.
+    public var classicListen: HostPort?
+    /// Peer ids fit in 16 bits (there is a classic listener: its clients see every peer's id in 16 bits).
+    var classicIDs: Bool { classicListen != nil }
     /// The version the hub announces.
     public var version = tcpipVersion
 
@@ -68,6 +73,12 @@ public struct HubConfiguration: Sendable {
             throw TCPIPError.usage(
                 "refusing to listen on \(listen) letting anyone join: pass --authorized-peers FILE, set a token "
                     + "(TCPIP_TOKEN or --token-file), or pass --insecure-no-token to accept anyone who can reach it"
+            )
+        }
+        if let classicListen, !classicListen.isLoopback && !allowPlaintext {
+            throw TCPIPError.usage(
+                "refusing to take classic clients on \(classicListen): the classic wire has no encryption and no "
+                    + "authentication; pass --insecure-plaintext to let anyone who can reach it join in clear"
             )
         }
         if (authorizedPeers != nil || enrollToken != nil) && security == nil {

@@ -26,6 +26,11 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     let loop: any EventLoop
     /// A connection the hub made to itself (its store), not one accepted from the network.
     let local: Bool
+    /// A connection of the classic listener: its bytes are the seed's 1024-byte packets, which ``translator`` turns
+    /// into this protocol's and back.
+    let classic: Bool
+    private var translator: ClassicTranslator?
+    private var classicFramer = ClassicFramer()
     private var context: ChannelHandlerContext?
     /// The hub decided to close the connection: nothing more is read, handed over or written.
     private var closing = false
@@ -58,10 +63,11 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// The router held a source back on ``queued``: report when it drains.
     let drainWanted = Atomic<Bool>(false)
 
-    init(router: HubRouter, loop: any EventLoop, local: Bool = false) {
+    init(router: HubRouter, loop: any EventLoop, local: Bool = false, classic: Bool = false) {
         self.router = router
         self.loop = loop
         self.local = local
+        self.classic = classic
         id = router.makeConnectionID()
     }
 
@@ -73,6 +79,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         let remote = context.channel.remoteAddress
         let address = local ? "local" : Self.describe(remote)
         let source = local ? nil : Admission.source(of: remote)
+        if classic { translator = ClassicTranslator(address: address) }
         let router = self.router
         router.loop.execute { router.connected(self, address: address, source: source) }
         context.fireChannelActive()
@@ -94,7 +101,15 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private func finishInput() -> Bool {
         guard !stopped else { return false }
         var failure: (any Error)?
-        if !closing, var bytes = received {
+        if !closing, translator != nil {
+            awaitingRegistration = false
+            cutClassic()
+            if classicFramer.bufferedBytes > 0 {
+                router.logger.info(
+                    "a classic client's connection ended inside a packet; its \(classicFramer.bufferedBytes) bytes were dropped",
+                    metadata: ["connection": "\(id)"])
+            }
+        } else if !closing, var bytes = received {
             do {
                 while let packet = try parser.nextPacket(from: &bytes) { batch.append(packet) }
             } catch {
@@ -136,6 +151,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Cuts the packets held, up to and including a MyCredentials while unregistered.
     private func cut() {
+        if translator != nil { return cutClassic() }
         while !closing, !stopped, !awaitingRegistration, var buffer = received {
             received = nil
             let packet: Packet?
@@ -156,6 +172,46 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             if buffer.readableBytes > 0 { received = buffer }
             batch.append(packet)
             if !registered && packet.header.type == .myCredentials { awaitingRegistration = true }
+        }
+    }
+
+    /// Cuts classic packets from the bytes held and translates each: this protocol's packets join the batch (up to and
+    /// including a MyCredentials while unregistered), classic answers go straight back, and a packet that breaks the
+    /// wire closes the connection.
+    private func cutClassic() {
+        while !closing, !stopped, !awaitingRegistration, var buffer = received, let context {
+            received = nil
+            let packet = classicFramer.next(from: &buffer)
+            if buffer.readableBytes > 0 { received = buffer }
+            guard let packet, var translator else { break }
+            let out = translator.received(packet, now: WireClock.now())
+            self.translator = translator
+            batch += out.toHub
+            if !registered && out.toHub.contains(where: { $0.header.type == .myCredentials }) {
+                awaitingRegistration = true
+            }
+            writeClassic(out, context: context)
+        }
+    }
+
+    /// Writes a translation's classic packets to the client, logs what it says, and closes on a violation.
+    private func writeClassic(
+        _ out: ClassicTranslator.Output, context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil
+    ) {
+        for (level, message) in out.logs {
+            router.logger.log(level: level, "\(message)", metadata: ["connection": "\(id)"])
+        }
+        for (index, packet) in out.toClient.enumerated() {
+            let last = index == out.toClient.count - 1
+            context.write(wrapOutboundOut(packet.buffer), promise: last ? promise : nil)
+        }
+        if out.toClient.isEmpty { promise?.succeed() }
+        if !out.toClient.isEmpty { context.flush() }
+        if let violation = out.violation {
+            router.logger.notice("closing a classic client: \(violation)", metadata: ["connection": "\(id)"])
+            stopped = true
+            received = nil
+            context.close(promise: nil)
         }
     }
 
@@ -207,7 +263,25 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: promise)
             last = promise
         }
-        if !packets.isEmpty {
+        if !packets.isEmpty, var translator {
+            // A classic client: each packet becomes classic ones (or none); answers made for it go to the hub.
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            var out = ClassicTranslator.Output()
+            let now = WireClock.now()
+            for packet in packets {
+                let step = translator.deliver(packet, now: now)
+                out.toClient += step.toClient
+                out.toHub += step.toHub
+                out.logs += step.logs
+            }
+            self.translator = translator
+            writeClassic(out, context: context, promise: promise)
+            last = promise
+            if !out.toHub.isEmpty {
+                batch += out.toHub
+                handOver()
+            }
+        } else if !packets.isEmpty {
             let promise = context.eventLoop.makePromise(of: Void.self)
             PacketEncoder.write(packets, to: context, promise: promise, flush: false)
             last = promise

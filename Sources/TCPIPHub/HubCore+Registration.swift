@@ -42,6 +42,11 @@ extension HubCore {
         }
         // The hub's own store comes through a socket the hub made: no token, key or list applies to it.
         let local = connections[id]?.local ?? false
+        if connections[id]?.classic == true { return registerClassic(credentials, from: id, now: now) }
+        if credentials.role == PeerRole.classic {
+            return refuse(
+                id, .invalidCredentials, "the role 'classic' is the hub's for clients of its classic listener")
+        }
         if credentials.role == PeerRole.store && !local {
             return refuse(id, .invalidCredentials, Self.storeRoleReserved)
         }
@@ -96,17 +101,22 @@ extension HubCore {
                 return refuse(id, .authenticationFailed, problem)
             }
         }
-        let peerID = nextPeerID
+        // A refused registration takes no id.
+        let unused = nextPeerID
+        let peerID = allocatePeerID()
         var name = requestedName
         if byName[name] != nil {
             guard credentials.flags.contains(.allowRename) else {
+                nextPeerID = unused
                 return refuse(id, .nameInUse, "the name '\(requested)' is used by another connected peer")
             }
             name = "\(requestedName)#\(peerID)"
-            guard byName[name] == nil else { return refuse(id, .nameInUse, "the name '\(name)' is in use") }
+            guard byName[name] == nil else {
+                nextPeerID = unused
+                return refuse(id, .nameInUse, "the name '\(name)' is in use")
+            }
         }
-        nextPeerID += 1
-        guard var connection = connections[id] else { return [] }
+        guard let connection = connections[id] else { return [] }
         if let enrolled {
             // Only now that the registration goes through: a refused one must not leave the key authorized.
             configuration.authorizedPeers?.add(enrolled)
@@ -117,14 +127,46 @@ extension HubCore {
             address: connection.address, role: credentials.role ?? "client", connectedAt: now,
             version: credentials.version ?? "", key: key?.bytes
         )
+        let enrolment: [HubAction] = enrolled.map { [.enrolled($0)] } ?? []
+        return enrolment + admit(peer, on: id, flags: credentials.flags, now: now)
+    }
+
+    /// A classic client's MyCredentials (made by ``ClassicTranslator``): it has no token and no key, so none is asked
+    /// for. It never gets a name a key owns, nor one in use: it is then registered as `name#ID`. Its id is the one
+    /// RequestCredentials gave it.
+    private mutating func registerClassic(_ credentials: Credentials, from id: ConnectionID, now: WireTime)
+        -> [HubAction]
+    {
+        guard let connection = connections[id], let peerID = connection.reservedID else { return [] }
+        var name = credentials.name ?? ""
+        // Whatever a classic client typed (nothing, a number, control characters), it still joins, by its id.
+        if Credentials.problem(withName: name) != nil { name = PeerRole.classic }
+        if name == PeerRole.classic || byName[name] != nil || configuration.authorizedPeers?.owns(name) == true {
+            name = "\(name)#\(peerID)"
+        }
+        guard byName[name] == nil else { return refuse(id, .nameInUse, "the name '\(name)' is in use") }
+        connections[id]?.reservedID = nil
+        let peer = PeerRecord(
+            id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
+            address: connection.address, role: PeerRole.classic, connectedAt: now, version: credentials.version ?? "",
+            wire: PeerRecord.classicWire)
+        return admit(peer, on: id, flags: [.wantsRoster, .wantsUpdates], now: now)
+    }
+
+    /// Registers `peer` on connection `id`: Registered and the roster to it, ClientData to the watchers.
+    private mutating func admit(_ peer: PeerRecord, on id: ConnectionID, flags: RegistrationFlags, now: WireTime)
+        -> [HubAction]
+    {
+        guard var connection = connections[id] else { return [] }
+        let peerID = peer.id
         connection.phase = .registered(peer)
-        connection.flags = credentials.flags
+        connection.flags = flags
         connections[id] = connection
         admission.leave(id)
 
-        var actions: [HubAction] = enrolled.map { [.enrolled($0)] } ?? []
+        var actions: [HubAction] = []
         var roster: [PeerRecord] = []
-        if credentials.flags.contains(.wantsRoster) {
+        if flags.contains(.wantsRoster) {
             roster = byPeerID.keys.sorted().compactMap { record(of: $0) }
         }
         let registered = Registered(
@@ -145,12 +187,10 @@ extension HubCore {
             for watcher in watchers { actions.append(.send(watcher, joined)) }
         }
         byPeerID[peerID] = id
-        byName[name] = peerID
-        if credentials.flags.contains(.wantsUpdates) { watchers.insert(id) }
+        byName[peer.name] = peerID
+        if flags.contains(.wantsUpdates) { watchers.insert(id) }
         // The store's intake is the local store connection that watches the roster; its couriers do not.
-        if local && peer.role == PeerRole.store && credentials.flags.contains(.wantsUpdates)
-            && storeConnection == nil
-        {
+        if connection.local && peer.role == PeerRole.store && flags.contains(.wantsUpdates) && storeConnection == nil {
             storeConnection = id
         }
         logger.info(

@@ -47,6 +47,10 @@ public struct HubCore {
         /// Where the peer takes direct connections (its DirectHints, the address the hub sees first); given only to a
         /// peer the hub introduces.
         var hints: [String] = []
+        /// A client of the seed's classic wire (``ClassicTranslator`` speaks for it): it learns its id before it
+        /// registers (``reservedID``), proves no key and carries no token.
+        var classic = false
+        var reservedID: UInt32?
     }
 
     public internal(set) var configuration: HubConfiguration
@@ -107,8 +111,12 @@ public struct HubCore {
     /// connections waiting to register as it may (``Admission``). When too many wait in all, one of them is shed to
     /// make room. `source` is what per-source limits count by (``Admission/source(of:)``); nil counts the connection
     /// as a source of its own.
+    ///
+    /// A `classic` connection (the classic listener's) is given its peer id now, in RequestCredentials' idTo, because a
+    /// classic client learns its id only from there.
     public mutating func connected(
-        _ id: ConnectionID, address: String, source: String? = nil, now: WireTime, local: Bool = false
+        _ id: ConnectionID, address: String, source: String? = nil, now: WireTime, local: Bool = false,
+        classic: Bool = false
     ) -> [HubAction] {
         // The server never reuses an id; were it to, the old connection's peer must not stay behind under it (a
         // fuzzer found the hub then pinging a connection it had just closed).
@@ -139,9 +147,16 @@ public struct HubCore {
                 actions += remove(victim, reason: .dropped) + [.close(victim)]
             }
         }
-        connections[id] = Connection(address: address, openedAt: now, lastHeard: now, local: local)
+        var connection = Connection(address: address, openedAt: now, lastHeard: now, local: local)
+        if classic {
+            connection.classic = true
+            connection.reservedID = allocatePeerID()
+        }
+        connections[id] = connection
         let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
-        return actions + [.send(id, request.packet(hubHeader(.requestCredentials)))]
+        return actions + [
+            .send(id, request.packet(hubHeader(.requestCredentials, to: connection.reservedID ?? 0)))
+        ]
     }
 
     /// A connection ended (closed by the peer or by the hub).
@@ -388,6 +403,15 @@ public struct HubCore {
                 "refused a credentials update", metadata: ["key": "\(key)", "peer": "\(describe(peer))"])
             return [.send(id, errorPacket(.authenticationFailed, problem, type: .credentialsUpdate))]
         }
+        if update.role == PeerRole.classic && peer.role != PeerRole.classic {
+            return [
+                .send(
+                    id,
+                    errorPacket(
+                        .invalidCredentials, "the role 'classic' is the hub's for clients of its classic listener",
+                        type: .credentialsUpdate))
+            ]
+        }
         if update.role == PeerRole.store && connections[id]?.local != true && peer.role != update.role {
             return [.send(id, errorPacket(.invalidCredentials, Self.storeRoleReserved, type: .credentialsUpdate))]
         }
@@ -495,6 +519,27 @@ public struct HubCore {
             .send(destination, notice.packet(hubHeader(.introductionNotice, to: record.id, from: peer.id))),
             .send(id, answer.packet(hubHeader(.introduction, to: peer.id))),
         ]
+    }
+
+    /// A new peer id. Ids count up from 1 and are not reused while the hub runs — unless it has a classic listener:
+    /// then every id must fit in 16 bits (a classic client's roster and file packets carry 16), so they count up to
+    /// 65535 and start again at 1, skipping the ids in use and the ones given to classic connections still
+    /// registering.
+    mutating func allocatePeerID() -> UInt32 {
+        guard configuration.classicIDs else {
+            defer { nextPeerID += 1 }
+            return nextPeerID
+        }
+        let reserved = Set(connections.values.compactMap(\.reservedID))
+        for _ in 0..<Int(UInt16.max) {
+            if nextPeerID > UInt32(UInt16.max) || nextPeerID == 0 { nextPeerID = 1 }
+            let candidate = nextPeerID
+            nextPeerID += 1
+            if byPeerID[candidate] == nil && !reserved.contains(candidate) { return candidate }
+        }
+        // Every 16-bit id is taken (65,535 connections): this one gets an id no classic client can see.
+        defer { nextPeerID += 1 }
+        return UInt32(UInt16.max) + nextPeerID
     }
 
     func record(of peerID: UInt32) -> PeerRecord? {

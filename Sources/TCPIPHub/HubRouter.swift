@@ -102,7 +102,10 @@ final class HubRouter: @unchecked Sendable {
         if stopped {
             close(handler.id)
         } else {
-            perform(core.connected(handler.id, address: address, source: source, now: now, local: handler.local))
+            perform(
+                core.connected(
+                    handler.id, address: address, source: source, now: now, local: handler.local,
+                    classic: handler.classic))
         }
         flushPending()
     }

@@ -25,6 +25,7 @@ public final class HubServer: Sendable {
     private let coreGroup: MultiThreadedEventLoopGroup
     private let router: HubRouter
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let classicChannel = NIOLockedValueBox<(any Channel)?>(nil)
     private let tickTask = NIOLockedValueBox<RepeatedTask?>(nil)
 
     public init(configuration: HubConfiguration, logger: Logger) {
@@ -48,8 +49,36 @@ public final class HubServer: Sendable {
         try configuration.validate()
         let router = self.router
         let configuration = self.configuration
+        var maxConnections = DescriptorLimit.raise()
+        // The classic listener's connections come out of the same descriptors: an eighth of them.
+        let classicConnections = configuration.classicListen == nil ? 0 : max(1, maxConnections / 8)
+        maxConnections = max(1, maxConnections - classicConnections)
+        let channel = try await bind(configuration.listen, classic: false, maxConnections: maxConnections)
+        serverChannel.withLockedValue { $0 = channel }
+        if let classicListen = configuration.classicListen {
+            let classic = try await bind(classicListen, classic: true, maxConnections: classicConnections)
+            classicChannel.withLockedValue { $0 = classic }
+            logger.info(
+                "taking classic clients",
+                metadata: ["address": "\(HubConnectionHandler.describe(classic.localAddress))"])
+        }
+        let tickEvery = Self.tickInterval(configuration)
+        let task = router.loop.scheduleRepeatedTask(initialDelay: tickEvery, delay: tickEvery) { _ in router.tick() }
+        tickTask.withLockedValue { $0 = task }
+        guard let address = channel.localAddress else { throw TCPIPError.internalError("bound socket has no address") }
+        logger.info("listening", metadata: ["address": "\(HubConnectionHandler.describe(address))"])
+        return address
+    }
+
+    /// Where the classic listener took connections (`HubConfiguration/classicListen`), once ``start()`` returned.
+    public var classicAddress: SocketAddress? { classicChannel.withLockedValue { $0?.localAddress } }
+
+    /// Binds one listening socket: the hub's own (TLS when configured), or the classic listener's (plaintext, the
+    /// seed's 1024-byte packets, translated).
+    private func bind(_ listen: HostPort, classic: Bool, maxConnections: Int) async throws -> any Channel {
+        let router = self.router
+        let configuration = self.configuration
         let high = configuration.maxQueuedBytes / 2
-        let maxConnections = DescriptorLimit.raise()
         let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -69,28 +98,20 @@ public final class HubServer: Sendable {
             )
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let security = configuration.security {
+                    if !classic, let security = configuration.security {
                         try channel.pipeline.syncOperations.addHandlers(try security.makeHandlers())
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        HubConnectionHandler(router: router, loop: channel.eventLoop))
+                        HubConnectionHandler(router: router, loop: channel.eventLoop, classic: classic))
                 }
             }
-        let channel: any Channel
         do {
-            channel = try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
+            return try await bootstrap.bind(host: listen.host, port: listen.port).get()
         } catch {
             // "address already in use", not NIO's `bind(descriptor:ptr:bytes:)…`.
-            throw TCPIPError(
-                .cannotCreate, "cannot listen on \(configuration.listen): \(describeNetworkError(error))")
+            let what = classic ? "classic clients on" : "listen on"
+            throw TCPIPError(.cannotCreate, "cannot \(what) \(listen): \(describeNetworkError(error))")
         }
-        serverChannel.withLockedValue { $0 = channel }
-        let tickEvery = Self.tickInterval(configuration)
-        let task = router.loop.scheduleRepeatedTask(initialDelay: tickEvery, delay: tickEvery) { _ in router.tick() }
-        tickTask.withLockedValue { $0 = task }
-        guard let address = channel.localAddress else { throw TCPIPError.internalError("bound socket has no address") }
-        logger.info("listening", metadata: ["address": "\(HubConnectionHandler.describe(address))"])
-        return address
     }
 
     /// Makes a connection to this hub that no one else can make: a socket pair, one end served like an accepted
@@ -128,6 +149,7 @@ public final class HubServer: Sendable {
         tickTask.withLockedValue { $0?.cancel() }
         let channel = serverChannel.withLockedValue { $0 }
         try? await channel?.close()
+        try? await classicChannel.withLockedValue({ $0 })?.close()
         try? await router.loop.submit { router.shutdown(reason: reason) }.get()
         // Give the closes a moment to reach the clients before the loop goes away.
         for _ in 0..<100 {

@@ -262,6 +262,8 @@ public final class FileReceiver {
             commit.sentAs, commit.key.from, commit.senderName, commit.size, commit.wireBytes
         )
         let fromKey: JSON = commit.sender?.keyID.map { .string($0.description) } ?? .null
+        // A classic client's file carries no digest: only its size was checked (the SHA-256 is of what was stored).
+        let classic = commit.sender?.isClassic == true
         let resumedFrom = commit.resumedFrom
         let message = commit.message
         let compression = commit.compression == 1 ? "zlib" : "none"
@@ -277,8 +279,16 @@ public final class FileReceiver {
         ) { storedAs in
             JSON.object([
                 ("name", .string(storedAs)), ("sentAs", .string(sentAs)),
-                ("from", .object([("id", .int(Int64(from))), ("name", .string(fromName)), ("key", fromKey)])),
-                ("size", .int(Int64(size))), ("sha256", .string(hex)), ("compression", .string(compression)),
+                (
+                    "from",
+                    .object([
+                        ("id", .int(Int64(from))), ("name", .string(fromName)), ("key", fromKey),
+                        ("wire", .string(classic ? "classic" : "tcpip")),
+                    ])
+                ),
+                ("size", .int(Int64(size))), ("sha256", .string(hex)),
+                ("verified", .string(classic ? "size" : "sha256")),
+                ("compression", .string(compression)),
                 ("wireBytes", .int(Int64(wireBytes))), ("resumedFrom", .int(Int64(resumedFrom))),
                 ("receivedAt", .string(receivedAt)), ("kind", .string(message ? "message" : "file")),
                 ("path", .string(path)),

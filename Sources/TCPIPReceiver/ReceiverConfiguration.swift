@@ -7,6 +7,10 @@ public struct ReceiverConfiguration: Sendable {
     public var spool: Spool
     /// Peer names or ids allowed to send; empty allows everyone.
     public var allowFrom: [String] = []
+    /// Take files from clients of the hub's classic listener (`--accept-classic`): off by default, because their wire
+    /// proves no key (anyone who reaches the classic port can use any free name) and carries no digest (only the size
+    /// is checked).
+    public var acceptClassic = false
     /// Largest file accepted, in bytes.
     public var maxFileSize: UInt64?
     /// Bytes that must stay free on the spool's file system after a file is stored.
@@ -60,6 +64,7 @@ public struct ReceiverConfiguration: Sendable {
         }
         policy.spaceProblem = { [self] in spaceProblem(for: $0) }
         policy.receiverName = receiverName
+        policy.takesClassic = acceptClassic
         return policy
     }
 

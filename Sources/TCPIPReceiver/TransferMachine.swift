@@ -58,6 +58,8 @@ public struct TransferMachine: Sendable {
         public var spaceProblem: @Sendable (UInt64) -> String? = { _ in nil }
         /// This receiver's name, for refusals.
         public var receiverName = ""
+        /// Take files from clients of the hub's classic listener (their wire has no key and no digest).
+        public var takesClassic = false
 
         public init() {}
     }
@@ -279,6 +281,11 @@ public struct TransferMachine: Sendable {
         if transfers.count >= policy.maxTransfers || open(from: from) >= policy.maxTransfersPerSender {
             return refuse("too many transfers in progress; try again later", .unavailable)
         }
+        if sender?.isClassic == true && !policy.takesClassic {
+            return refuse(
+                "\(policy.receiverName) takes no files from classic clients (their wire proves no key and carries no "
+                    + "digest; tcpiprecvd --accept-classic takes them)")
+        }
         if !policy.allows(from, sender) {
             return refuse("\(policy.receiverName) does not take files from \(sender?.name ?? "peer \(from)")")
         }
@@ -455,7 +462,10 @@ public struct TransferMachine: Sendable {
             return fail(.corrupt, "size mismatch: received \(transfer.received) bytes, the sender says \(end.size)")
         }
         let digest = Array(transfer.hasher.finalize())
-        guard end.sha256 == digest, transfer.start.sha256.map({ $0 == digest }) ?? true else {
+        // A classic client's file has no digest (the hub sends an empty one): its size is all there is to check.
+        let sizeOnly =
+            end.sha256.isEmpty && transfer.start.sha256 == nil && (transfer.sender ?? sender)?.isClassic == true
+        guard sizeOnly || end.sha256 == digest, transfer.start.sha256.map({ $0 == digest }) ?? true else {
             return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way")
         }
         return [

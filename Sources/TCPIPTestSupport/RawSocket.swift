@@ -61,6 +61,12 @@ public final class RawSocket: @unchecked Sendable {
         return out
     }
 
+    /// Exactly `count` bytes, or nil when the peer closed or nothing came for 10 s.
+    public func readExactly(_ count: Int) async -> [UInt8]? { await onItsOwnThread { self.read(exactly: count) } }
+
+    /// Ends what this side sends (a FIN); the peer can still answer.
+    public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
     public typealias Frame = (type: UInt16, dataType: UInt16, idFrom: UInt32, payload: [UInt8])
 
     /// One frame as the protocol document describes it (length u32, then type u16, dataType u16, maskTo u8, level u8,

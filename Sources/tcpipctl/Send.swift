@@ -38,7 +38,7 @@ struct Send: AsyncParsableCommand {
         completion: PeerCompletion.kind)
     var to: [String] = []
 
-    @Flag(help: "Send to every connected peer whose role is listener or receiver.")
+    @Flag(help: "Send to every connected peer whose role is listener, receiver or classic.")
     var all = false
 
     @Option(
@@ -145,6 +145,9 @@ struct Send: AsyncParsableCommand {
             }
             for result in results {
                 if json { try StandardOutput.write(line: Self.summary(result)) }
+                if result.exitStatus == 0, let warning = result.warning {
+                    StandardOutput.error("tcpipctl send: \(escapedForLog(result.peer.name)): \(escapedForLog(warning))")
+                }
                 if result.exitStatus != 0 {
                     StandardOutput.error(
                         "tcpipctl send: \(escapedForLog(result.peer.name)): \(result.statusText)"
@@ -170,6 +173,7 @@ struct Send: AsyncParsableCommand {
             ("ms", .double(Double((result.finishedAt ?? result.startedAt) - result.startedAt) / 1000)),
         ]
         if let reason = result.reason { fields.append(("error", .string(reason))) }
+        if let warning = result.warning { fields.append(("warning", .string(warning))) }
         return .object(fields)
     }
 

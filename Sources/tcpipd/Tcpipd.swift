@@ -87,6 +87,14 @@ struct Tcpipd: AsyncParsableCommand {
         help: "Allow a non-loopback address without TLS: everything, the token included, crosses in clear.")
     var insecurePlaintext = false
 
+    @Option(
+        name: .customLong("classic-listen"),
+        help: ArgumentHelp(
+            "Also take clients of the seed article's original TCPIPClient (its 1024-byte wire, port 9999 by default) on"
+                + " this address: plaintext, no key, no token; loopback unless --insecure-plaintext.",
+            valueName: "host:port"))
+    var classicListen: String?
+
     @OptionGroup var state: StateOptions
 
     @Option(
@@ -217,6 +225,12 @@ struct Tcpipd: AsyncParsableCommand {
                 throw error
             }
             try StandardOutput.write("listening on \(address.text)\n")
+            if let classic = server.classicAddress {
+                try StandardOutput.write("classic clients on \(SocketAddressDescription(classic).text)\n")
+                logger.warning(
+                    "taking classic clients: their wire has no encryption and no authentication",
+                    metadata: ["address": "\(SocketAddressDescription(classic).text)"])
+            }
             // Services stop in reverse order: the store ends its sessions before the hub says HostExiting.
             let services: [any Service] = [WaitForShutdown(server: server)] + (storeService.map { [$0] } ?? [])
             let group = ServiceGroup(
@@ -236,6 +250,7 @@ struct Tcpipd: AsyncParsableCommand {
                 .filter { $0.key == "TCPIP_TOKEN" || $0.key == "TCPIP_TOKEN_FILE" })
         configuration.allowInsecure = insecureNoToken
         configuration.allowPlaintext = insecurePlaintext
+        configuration.classicListen = try classicListen.map { try HostPort(parsing: $0) }
         if let authorizedPeers {
             let file = AuthorizedPeersFile(path: authorizedPeers)
             configuration.authorizedPeers = try file.load()

@@ -84,6 +84,13 @@ struct Tcpiprecvd: AsyncParsableCommand {
             valueName: "peer"))
     var allowFrom: [String] = []
 
+    @Flag(
+        name: .customLong("accept-classic"),
+        help: ArgumentHelp(
+            "Take files from clients of the hub's classic listener (tcpipd --classic-listen). Off by default: their "
+                + "wire proves no key and carries no digest, so only the size is checked."))
+    var acceptClassic = false
+
     @Option(help: ArgumentHelp("Refuse files larger than this many bytes.", valueName: "bytes"))
     var maxFileSize: UInt64?
 
@@ -169,6 +176,7 @@ struct Tcpiprecvd: AsyncParsableCommand {
             let client = try connection.configuration(role: "receiver")
             var receiver = ReceiverConfiguration(spool: Spool(root: spool))
             receiver.allowFrom = allowFrom
+            receiver.acceptClassic = acceptClassic
             receiver.maxFileSize = maxFileSize
             receiver.minFreeSpace = minFreeSpace
             receiver.alwaysStore = alwaysStore

@@ -31,7 +31,11 @@ import Testing
         #expect(alpha["role"] as? String == "client")
         #expect(alpha["version"] as? String != nil)
         #expect((alpha["connectedAt"] as? String)?.hasSuffix("Z") == true)
-        #expect(Set(alpha.keys) == ["id", "name", "host", "user", "address", "role", "connectedAt", "version", "key"])
+        #expect(
+            Set(alpha.keys) == [
+                "id", "name", "host", "user", "address", "role", "connectedAt", "version", "key", "wire",
+            ])
+        #expect(alpha["wire"] as? String == "tcpip")
         #expect(alpha["key"] is NSNull, "no key on a plaintext link")
 
         // Without --include-self only the other peer is listed; the output is one line (not a terminal).

@@ -298,7 +298,8 @@ public enum FileSending {
             store.name = name
             return [store]
         }
-        for peer in recipients where peer.role != ClientSession.receiverRole {
+        // A classic client takes files too (the hub's classic listener speaks for it).
+        for peer in recipients where peer.role != ClientSession.receiverRole && !peer.isClassic {
             throw TCPIPError(
                 .permissionDenied,
                 "\(escapedForLog(peer.name)) does not take files: it is a \(escapedForLog(peer.role)), not a receiver")
@@ -347,7 +348,9 @@ public enum FileSending {
         _ request: FileSendRequest, inputs: SendInputs, recipients: [PeerRecord], sender: PacketSender,
         tracker: FileTracker
     ) async throws {
-        var compression = try request.compressionLevel.map { try CompressionPipeline(level: $0) }
+        // A classic client takes only uncompressed files: with one among the recipients, nothing is compressed.
+        let level = recipients.contains(where: \.isClassic) ? nil : request.compressionLevel
+        var compression = try level.map { try CompressionPipeline(level: $0) }
         let group = PacketHeader(type: .fileStart, maskTo: .group)
         var outbox = Outbox(sender: sender, limit: request.chunkSize)
         // Sending to the hub's store (`--queue`): each file names the receiver it is for.

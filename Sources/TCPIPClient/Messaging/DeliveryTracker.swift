@@ -24,6 +24,9 @@ public struct DeliveryResult: Sendable {
     public var messages = 0
     public var bytes: UInt64 = 0
     public var reason: String?
+    /// What a recipient said about a message it took (a classic client's: characters its wire cannot carry arrived
+    /// as '?').
+    public var warning: String?
     public var startedAt: WireTime
     public var finishedAt: WireTime?
     /// For a message sent through the hub's store (`send --queue`): what the store (or the receiver) answered.
@@ -120,6 +123,7 @@ public final class DeliveryTracker: ReceiptTracking {
                 state.results[peer]?.messages += 1
                 state.results[peer]?.bytes += receipt.bytes
                 state.results[peer]?.finishedAt = now
+                if let reason = receipt.reason { state.results[peer]?.warning = reason }
             case .refused:
                 Self.fail(peer, .refused, receipt.reason, in: &state, now: now)
             case .tooLarge:

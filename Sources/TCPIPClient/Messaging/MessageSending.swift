@@ -33,7 +33,7 @@ public struct SendRequest: Sendable {
     public init(source: Source) { self.source = source }
 
     /// The roles that take messages, for `--all`.
-    public static let messageRoles: Set<String> = ["listener", "receiver"]
+    public static let messageRoles: Set<String> = ["listener", "receiver", PeerRole.classic]
 }
 
 /// Sends messages to peers through the hub and collects their receipts.

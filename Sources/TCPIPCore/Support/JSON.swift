@@ -118,6 +118,7 @@ extension PeerRecord {
             ("connectedAt", .string(WireClock.rfc3339(connectedAt))),
             ("version", .string(version)),
             ("key", keyID.map { .string($0.description) } ?? .null),
+            ("wire", .string(wire ?? "tcpip")),
         ])
     }
 

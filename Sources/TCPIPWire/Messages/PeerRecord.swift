@@ -14,6 +14,7 @@ import NIOCore
 /// | 7 | connectedAt | u64, microseconds since the Unix epoch |
 /// | 8 | version | UTF-8 |
 /// | 9 | key | 32 bytes, the SHA-256 of the public key the peer proved over TLS (absent on a plaintext link) |
+/// | 10 | wire | UTF-8: `classic` for a client of the seed's 1024-byte wire (set by the hub alone); absent for this one |
 public struct PeerRecord: ControlPayload, Hashable {
     public static let keySize = 32
 
@@ -27,12 +28,21 @@ public struct PeerRecord: ControlPayload, Hashable {
     public var version: String
     /// The peer's authenticated key (its node ID's bytes), when it connected over TLS.
     public var key: [UInt8]?
+    /// The wire the peer speaks: ``classicWire`` for a classic client (no key, no digests), nil for this protocol.
+    public var wire: String?
+
+    /// ``wire`` of a client that joined through the hub's classic listener.
+    public static let classicWire = "classic"
+
+    /// A client of the seed's classic wire: it proves no key and its files carry no digest.
+    public var isClassic: Bool { wire == Self.classicWire }
 
     public init(
         id: UInt32, name: String, host: String = "", user: String = "", address: String = "", role: String = "client",
-        connectedAt: WireTime = 0, version: String = "", key: [UInt8]? = nil
+        connectedAt: WireTime = 0, version: String = "", key: [UInt8]? = nil, wire: String? = nil
     ) {
         self.key = key
+        self.wire = wire
         self.id = id
         self.name = name
         self.host = host
@@ -62,6 +72,7 @@ public struct PeerRecord: ControlPayload, Hashable {
                     throw WireError.invalidValue("a peer key must be \(Self.keySize) bytes")
                 }
                 key = Array(field.value.readableBytesView)
+            case 10: wire = try field.string()
             default: break
             }
         }
@@ -81,6 +92,7 @@ public struct PeerRecord: ControlPayload, Hashable {
         writer.write(7, integer: connectedAt)
         writer.write(8, string: version)
         if let key { writer.write(9, bytes: ByteBuffer(bytes: key)) }
+        if let wire { writer.write(10, string: wire) }
     }
 }
 
@@ -117,4 +129,6 @@ public enum PeerRole {
     /// The hub's own store (`tcpipd --store`): the hub lets no other connection register it, so a peer with this role
     /// is the hub's own.
     public static let store = "store"
+    /// A client of the seed's classic wire (the hub gives it this role; no other peer may register it).
+    public static let classic = "classic"
 }
