@@ -94,4 +94,34 @@ write("direct", "ticket-of-another-sender", hello(sender=3) + file_packets)
 write("direct", "message-before-hello", frame(11, bytes(20), mask=1, id_to=1) + hello())
 write("direct", "hello-then-a-message", hello() + frame(11, bytes(20), mask=1, id_to=1))
 write("direct", "oversized-first-frame", struct.pack(">I", 100000) + bytes(40))
+
+# A classic client's translator (Sources/TCPIPFuzz/ClassicFuzzTarget.swift): segments of tag u8, length u16 LE, bytes;
+# an even tag carries the classic client's bytes (1024-byte packets, little-endian), an odd one frames of ours for it.
+# The client is id 1 and registered; peer 3 is someone else.
+def segment(tag, data): return struct.pack("<BH", tag, len(data)) + data
+def classic(type_, fields):
+    packet = bytearray(1024)
+    struct.pack_into("<H", packet, 0, type_)
+    for offset, value in fields:
+        packet[offset:offset + len(value)] = value
+    return bytes(packet)
+def u16(v): return struct.pack("<H", v)
+def u32(v): return struct.pack("<I", v)
+def our(type_, payload=b"", data_type=0, id_from=3):
+    return struct.pack(">IHHBBII", 14 + len(payload), type_, data_type, 1, 1, 1, id_from) + payload
+message = b"".join(segment(0, classic(11, [(4, u16(sub)), (8, u32(3)), (18, u32(len(text))), (274, text)]))
+                   for sub, text in [(0, b"x" * 300), (1, b"y" * 10), (2, b"y" * 10)])
+upload = (segment(0, classic(13, [(2, u16(3)), (6, u16(9)), (8, u32(1000)), (12, b"a.txt"), (110, b"z" * 914)]))
+          + segment(0, classic(14, [(2, u16(3)), (6, u16(9)), (8, u16(86)), (14, b"w" * 86)]))
+          + segment(0, classic(15, [(2, u16(3)), (6, u16(9)), (8, u32(1000))])))
+download = (segment(1, our(13, tlv(1, u32(4)[::-1]) + tlv(2, b"b.txt") + tlv(3, struct.pack(">Q", 2000))
+                             + tlv(4, struct.pack(">I", 65536))))
+            + segment(1, our(14, struct.pack(">II", 4, 2000) + b"q" * 2000))
+            + segment(1, our(15, tlv(1, struct.pack(">I", 4)) + tlv(2, struct.pack(">Q", 2000)) + tlv(3, bytes(32)))))
+talk = (segment(1, our(11, struct.pack(">I", 5) + "héllo → 1252".encode(), data_type=3))
+        + segment(0, classic(12, [(12, u32(1))]))
+        + segment(1, our(1, tlv(1, struct.pack(">I", 1)) + tlv(2, struct.pack(">Q", 1)), id_from=0))
+        + segment(0, classic(2, [])) + segment(0, classic(10, [])))
+write("classic", "message-upload-download-talk", message + upload + download + talk)
+write("classic", "chunk-past-1010", upload[:1027] + segment(0, classic(14, [(2, u16(3)), (6, u16(9)), (8, u16(1011))])))
 print(f"seeds written to {os.path.relpath(out, root)}", file=sys.stderr)

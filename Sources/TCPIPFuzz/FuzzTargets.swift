@@ -10,7 +10,7 @@ import TCPIPWire
 /// driver (`tcpip-fuzz`, built with `-sanitize=fuzzer,address`) and the regression replay in `swift test` both call
 /// these.
 public enum FuzzTargets {
-    public static let names = ["frames", "payloads", "assembler", "hub", "hubkeys", "receiver", "direct"]
+    public static let names = ["frames", "payloads", "assembler", "hub", "hubkeys", "receiver", "direct", "classic"]
 
     /// Runs target `name` on `bytes`.
     public static func run(_ name: String, _ bytes: [UInt8]) {
@@ -22,6 +22,7 @@ public enum FuzzTargets {
         case "hubkeys": hub(bytes, keyed: true)
         case "receiver": receiver(bytes)
         case "direct": direct(bytes)
+        case "classic": classic(bytes)
         default: fatalError("no fuzz target named \(name)")
         }
     }
