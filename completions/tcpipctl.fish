@@ -145,7 +145,7 @@ complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_opti
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" v verbose' -s 'v' -l 'verbose' -d 'Log what happens to stderr.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" q quiet' -s 'q' -l 'quiet' -d 'Log nothing but the final error line.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send"' -l 'to' -d 'A recipient: a peer name or id. Repeat for several.' -rfka '(__tcpipctl_custom_completion ---completion send -- --to (count (__tcpipctl_tokens -pc)) (__tcpipctl_tokens -tC))'
-complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" all' -l 'all' -d 'Send to every connected peer whose role is listener or receiver.'
+complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" all' -l 'all' -d 'Send to every connected peer whose role is listener, receiver or classic.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" m message' -s 'm' -l 'message' -d 'Send this text instead of reading stdin.' -rfka ''
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" lines' -l 'lines' -d 'Send each line of stdin as its own message, as soon as it arrives.'
 complete -c 'tcpipctl' -n '__tcpipctl_should_offer_completions_for_flags_or_options "tcpipctl send" no-wait' -l 'no-wait' -d 'Do not wait for receipts: exit once the hub has taken the message.'

@@ -165,7 +165,7 @@ _tcpipd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--insecure-no-token --tls --insecure-plaintext --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--listen --token-file --authorized-peers --enroll-token-file --state-dir --store --store-max-bytes --store-max-age --store-receipt-max-age --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --max-unregistered-per-source --write-timeout --threads --log-level --log-format)
+    local -a non_repeating_options=(--listen --token-file --authorized-peers --enroll-token-file --classic-listen --state-dir --store --store-max-bytes --store-max-age --store-receipt-max-age --max-frame-size --max-queued-bytes --ping-interval --registration-timeout --max-unregistered --max-unregistered-per-source --write-timeout --threads --log-level --log-format)
     __tcpipd_offer_flags_options 0
 
     # Offer option value completions
@@ -180,6 +180,9 @@ _tcpipd() {
         return
         ;;
     '--enroll-token-file')
+        return
+        ;;
+    '--classic-listen')
         return
         ;;
     '--state-dir')

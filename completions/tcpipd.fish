@@ -20,7 +20,7 @@ function __tcpipd_parse_tokens -S
     set -l unparsed_tokens (__tcpipd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpipd'
-        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'tls' 'authorized-peers=' 'enroll-token-file=' 'insecure-plaintext' 'state-dir=' 'store=' 'store-max-bytes=' 'store-max-age=' 'store-receipt-max-age=' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'max-unregistered=' 'max-unregistered-per-source=' 'write-timeout=' 'threads=' 'log-level=' 'log-format=' 'version' 'h/help'
+        __tcpipd_parse_subcommand 0 'listen=' 'token-file=' 'insecure-no-token' 'tls' 'authorized-peers=' 'enroll-token-file=' 'insecure-plaintext' 'classic-listen=' 'state-dir=' 'store=' 'store-max-bytes=' 'store-max-age=' 'store-receipt-max-age=' 'max-frame-size=' 'max-queued-bytes=' 'ping-interval=' 'registration-timeout=' 'max-unregistered=' 'max-unregistered-per-source=' 'write-timeout=' 'threads=' 'log-level=' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'id'
             __tcpipd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
@@ -86,6 +86,7 @@ complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options 
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" authorized-peers' -l 'authorized-peers' -d 'Let only the keys in this file register, each with its name (implies --tls).' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" enroll-token-file' -l 'enroll-token-file' -d 'Let an unknown key that presents the token in this file add itself to --authorized-peers once.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" insecure-plaintext' -l 'insecure-plaintext' -d 'Allow a non-loopback address without TLS: everything, the token included, crosses in clear.'
+complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" classic-listen' -l 'classic-listen' -d 'Also take clients of the seed article\'s original TCPIPClient (its 1024-byte wire, port 9999 by default) on this address: plaintext, no key, no token; loopback unless --insecure-plaintext.' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" state-dir' -l 'state-dir' -d 'Where this node\'s key (key.pem, cert.pem) and known_hubs live (env TCPIP_STATE_DIR; default $XDG_CONFIG_HOME/tcpip or ~/.config/tcpip).' -rfka ''
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" store' -l 'store' -d 'Hold files queued for receivers that are away in this directory (send-file --queue).' -rfa '(__tcpipd_complete_directories)'
 complete -c 'tcpipd' -n '__tcpipd_should_offer_completions_for_flags_or_options "tcpipd" store-max-bytes' -l 'store-max-bytes' -d 'Bytes the store may hold; a file that would pass it is refused before it is sent.' -rfka ''

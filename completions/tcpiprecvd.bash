@@ -163,7 +163,7 @@ _tcpiprecvd() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --always-store --version -h --help)
+    local -a non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --accept-classic --always-store --version -h --help)
     local -a repeating_options=(--allow-from)
     local -a non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --spool --exec --exec-jobs --max-file-size --min-free-space --partial-max-age --grace --name-wait --log-format --direct-listen)
     __tcpiprecvd_offer_flags_options 0

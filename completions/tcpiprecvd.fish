@@ -20,7 +20,7 @@ function __tcpiprecvd_parse_tokens -S
     set -l unparsed_tokens (__tcpiprecvd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'tcpiprecvd'
-        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'max-file-size=' 'min-free-space=' 'always-store' 'partial-max-age=' 'grace=' 'name-wait=' 'log-format=' 'direct-listen=' 'version' 'h/help'
+        __tcpiprecvd_parse_subcommand 0 'server=' 'name=' 'token-file=' 'hub-id=' 'trust-new-hub' 'insecure-plaintext' 'state-dir=' 'timeout=' 'v/verbose' 'q/quiet' 'spool=' 'exec=' 'exec-jobs=' 'allow-from=+' 'accept-classic' 'max-file-size=' 'min-free-space=' 'always-store' 'partial-max-age=' 'grace=' 'name-wait=' 'log-format=' 'direct-listen=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'id'
             __tcpiprecvd_parse_subcommand 0 'state-dir=' 'json' 'version' 'h/help'
@@ -93,6 +93,7 @@ complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec' -l 'exec' -d 'After each file is stored, run this command (split on spaces, no shell; checked at start-up); TCPIP_FILE, TCPIP_NAME, TCPIP_FROM, TCPIP_FROM_ID, TCPIP_SHA256, TCPIP_SIZE are set.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" exec-jobs' -l 'exec-jobs' -d 'Hooks running at once.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd"' -l 'allow-from' -d 'Take files and messages only from this peer (name, id, or key ID: only a key ID is proof); repeatable.' -rfka ''
+complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" accept-classic' -l 'accept-classic' -d 'Take files from clients of the hub\'s classic listener (tcpipd --classic-listen). Off by default: their wire proves no key and carries no digest, so only the size is checked.'
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" max-file-size' -l 'max-file-size' -d 'Refuse files larger than this many bytes.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" min-free-space' -l 'min-free-space' -d 'Refuse a file when fewer than this many bytes would stay free.' -rfka ''
 complete -c 'tcpiprecvd' -n '__tcpiprecvd_should_offer_completions_for_flags_or_options "tcpiprecvd" always-store' -l 'always-store' -d 'Store every file, even one already in the spool under the name it was sent as with the same SHA-256 (by default that is acknowledged as already-stored and not stored twice).'

@@ -15,7 +15,8 @@ struct Peers: AsyncParsableCommand {
         discussion: """
             Prints a JSON array of the other connected peers (pretty when stdout is a terminal, one line otherwise): \
             id, name, host, user, address, role, connectedAt (RFC 3339, UTC), version, key (the node ID the peer proved \
-            over TLS, or null).
+            over TLS, or null), wire ("tcpip", or "classic" for a client of the hub's classic listener: no key, role \
+            "classic").
 
             With --watch, prints NDJSON instead: one {"event":"present","peer":{…}} line per connected peer, then one \
             line per change ("joined", "left" with a "reason", "updated"), until interrupted, until --count changes, \

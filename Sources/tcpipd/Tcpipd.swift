@@ -46,6 +46,12 @@ struct Tcpipd: AsyncParsableCommand {
             sender its own, 'tcpipctl queue' what still waits. A file that would take the store past \
             --store-max-bytes is refused (73) before any of it crosses. The store is locked for one hub at a time.
 
+            With --classic-listen HOST:PORT the hub also takes clients of the seed article's original TCPIPClient, \
+            on their 1024-byte wire, and prints "classic clients on HOST:PORT". They are ordinary members (peers \
+            lists them with "wire":"classic"), with no encryption, key or token: loopback only unless \
+            --insecure-plaintext, never a name a key owns, and receivers take their files only with \
+            --accept-classic. With a classic listener every peer id fits in 16 bits (ids wrap at 65535).
+
             \(ExitStatuses.hub)
             """,
         version: tcpipVersion,
