@@ -273,6 +273,11 @@ package struct ClassicTranslator {
             }
             let size = UInt64(packet.fileSize)
             let name = packet.text(.fileName)
+            // The original sends a file's name without its folder: a path, `..` or control characters are hostile.
+            if let problem = Self.problem(withName: name, longest: ClassicField.fileName.length) {
+                out.logs.append((.info, "dropped a classic client's file '\(escapedForLog(name))': \(problem)"))
+                return
+            }
             let transferID = nextTransferID
             nextTransferID &+= 1
             uploads[key] = Upload(transferID: transferID, size: size)
@@ -563,15 +568,13 @@ package struct ClassicTranslator {
     }
 
     /// Why a classic client cannot take a file of this name: it writes the name into its own folder.
-    static func problem(withName name: String) -> String? {
+    static func problem(withName name: String, longest: Int = ClassicField.fileName.length - 1) -> String? {
         let (bytes, replaced) = ClassicText.encode(name)
         if name.isEmpty || name == "." || name == ".." { return "the name is empty, '.' or '..'" }
         if name.contains("/") || name.contains("\\") { return "a classic client takes a plain name, not a path" }
         if replaced > 0 { return "the name has characters the classic wire cannot carry (Windows-1252 only)" }
         if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "the name has control characters" }
-        if bytes.count > ClassicField.fileName.length - 1 {
-            return "a classic client takes names of at most \(ClassicField.fileName.length - 1) characters"
-        }
+        if bytes.count > longest { return "a classic client takes names of at most \(longest) characters" }
         return nil
     }
 

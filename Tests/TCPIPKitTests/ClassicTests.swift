@@ -3,12 +3,12 @@ import Foundation
 import Logging
 import NIOCore
 import TCPIPCore
-import TCPIPReceiver
 import TCPIPTestSupport
 import TCPIPWire
 import Testing
 
 @testable import TCPIPHub
+@testable import TCPIPReceiver
 
 /// The classic wire's golden vectors: docs/PROTOCOL.md lists each 1024-byte packet as `classic NAME: OFFSET:HEX …`
 /// (the runs of bytes that are not zero; every other byte is zero).
@@ -538,6 +538,23 @@ enum ClassicVectors {
         #expect(refused.first?.error?.code == .invalidCredentials)
     }
 
+    @Test func aClassicClientNeverTakesANameAKeyOwnsOnAKeyedHub() throws {
+        var hub = HubKeyTests.harness()
+        hub.core.configuration.classicListen = HostPort(host: "127.0.0.1", port: 0)
+        let id = ConnectionID(200)
+        _ = hub.core.connected(id, address: "127.0.0.1:6001", now: hub.now, classic: true)
+        // No key and no token: it still joins (the classic listener is the operator's permission), not as archive.
+        let actions = hub.send(
+            Credentials(name: "archive", role: "classic").packet(PacketHeader(type: .myCredentials)), from: id)
+        let registered = try Registered(tlv: try #require(actions.first { $0.type == .registered }?.packet).payload)
+        #expect(registered.peer.name == "archive#\(registered.peer.id)")
+        #expect(registered.peer.key == nil)
+        // The key that owns the name still registers it afterwards.
+        let (_, owner) = HubKeyTests.register(
+            &hub, key: HubKeyTests.archiveKey, Credentials(name: "archive", role: "receiver"))
+        #expect(owner.contains { $0.type == .registered })
+    }
+
     @Test func idsFitIn16BitsWithAClassicListener() {
         var hub = HubHarness { $0.classicListen = HostPort(host: "127.0.0.1", port: 0) }
         hub.core.nextPeerID = 65535
@@ -553,6 +570,20 @@ enum ClassicVectors {
 }
 
 @Suite struct ClassicReceiverTests {
+    @Test func aKeyIDInAllowFromIsNeverSatisfiedByAClassicPeer() throws {
+        var configuration = ReceiverConfiguration(spool: Spool(root: "/nonexistent-classic"))
+        configuration.acceptClassic = true
+        let key = NodeID(bytes: Array(repeating: 9, count: 32))!
+        configuration.allowFrom = [key.description]
+        let policy = configuration.policy(receiverName: "archive", index: nil)
+        #expect(!policy.allows(4, Self.classic))
+        var keyed = PeerRecord(id: 5, name: "olive", key: key.bytes)
+        #expect(policy.allows(5, keyed))
+        keyed.wire = PeerRecord.classicWire
+        keyed.key = nil
+        #expect(!policy.allows(5, keyed))
+    }
+
     static let classic = PeerRecord(id: 4, name: "olive", role: "classic", wire: PeerRecord.classicWire)
 
     @Test func aReceiverTakesClassicFilesOnlyWhenToldAndChecksTheirSize() {
