@@ -40,6 +40,11 @@ package struct ClassicTranslator {
     static let maxMessagesInProgress = 16
     static let maxDownloads = 16
     static let maxRemembered = 1024
+    /// Files the client may be sending at once, and messages (one per recipient): its keys (FileID and recipient, 32
+    /// bits; recipient, 32 bits) would otherwise let it grow the hub's memory without end. The original sends one file
+    /// to each selected recipient at a time, and one message at a time.
+    static let maxUploads = 64
+    static let maxMessagesOut = 64
     /// The ListeningPort the original server announces for every peer.
     static let listeningPort: UInt16 = 9998
 
@@ -165,7 +170,7 @@ package struct ClassicTranslator {
             break
         case .requestCredentials, .registered, .hostExiting, .clientData, .clientDisconnecting:
             // The server's types: the original would broadcast them in the sender's name; no one gets them here.
-            out.logs.append((.info, "dropped a classic \(type) from a client (only the hub sends it)"))
+            out.logs.append((.debug, "dropped a classic \(type) from a client (only the hub sends it)"))
         }
         return out
     }
@@ -205,9 +210,10 @@ package struct ClassicTranslator {
             case 1:
                 hubMessage += chunk.prefix(max(0, 4096 - hubMessage.count))
             case 2:
+                // Logged as the original server shows it, but at debug: a client must not be able to fill the log.
                 out.logs.append(
                     (
-                        .info,
+                        .debug,
                         "message from a classic client to the hub (\(Int32(bitPattern: packet.data(16))), "
                             + "\(Int32(bitPattern: packet.data(17)))): \(escapedForLog(ClassicText.decode(hubMessage)))"
                     ))
@@ -223,6 +229,10 @@ package struct ClassicTranslator {
         case 0:
             if let open = sendingMessage[to] {
                 out.toHub.append(part(open, to: to, [.abort], ByteBuffer()))
+            }
+            guard sendingMessage[to] != nil || sendingMessage.count < Self.maxMessagesOut else {
+                out.logs.append((.debug, "dropped a classic client's message: too many messages in progress"))
+                return
             }
             let id = nextMessageID
             nextMessageID &+= 1
@@ -270,6 +280,10 @@ package struct ClassicTranslator {
             if let old = uploads.removeValue(forKey: key) {
                 // The original recipient ignores a second FileStart with a FileID in use; here the first one ends.
                 out.toHub.append(abort(old.transferID, header, "the classic client started the file again"))
+            }
+            guard uploads.count < Self.maxUploads else {
+                out.logs.append((.debug, "dropped a classic client's file: too many files in progress"))
+                return
             }
             let size = UInt64(packet.fileSize)
             let name = packet.text(.fileName)

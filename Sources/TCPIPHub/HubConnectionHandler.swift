@@ -209,8 +209,10 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if !out.toClient.isEmpty { context.flush() }
         if let violation = out.violation {
             router.logger.notice("closing a classic client: \(violation)", metadata: ["connection": "\(id)"])
+            // What it sent before the offending packet still counts.
             stopped = true
             received = nil
+            handOverLast(nil)
             context.close(promise: nil)
         }
     }
