@@ -206,7 +206,8 @@ let namespacesAvailable =
             ])
         // Once bob holds a few MiB of it, everything from alice to bob's direct port is dropped.
         let partial = network.spool + "/.tcpip/partial"
-        let started = try await eventually(within: 60, every: .milliseconds(20)) {
+        // A bound against "never", generous: with the whole suite at once on two cores a debug sender may take a while.
+        let started = try await eventually(within: 180, every: .milliseconds(20)) {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? []
             return names.contains { name in
                 !name.hasSuffix(".json")
