@@ -260,7 +260,7 @@ _tcpipctl_ping() {
 _tcpipctl_send() {
     repeating_flags=()
     non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet --all --lines --no-wait --queue --json --version -h --help)
-    repeating_options=(--to)
+    repeating_options=(--to --to-key)
     non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout -m --message --max-message-size --wait-for-peer --type)
     __tcpipctl_offer_flags_options 0
 
@@ -286,6 +286,9 @@ _tcpipctl_send() {
         ;;
     '--to')
         __tcpipctl_add_completions -W "$(__tcpipctl_custom_complete ---completion send -- --to "${COMP_CWORD}" "$(__tcpipctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    '--to-key')
         return
         ;;
     '-m'|'--message')
@@ -352,7 +355,7 @@ _tcpipctl_listen() {
 _tcpipctl_send-file() {
     repeating_flags=()
     non_repeating_flags=(--trust-new-hub --insecure-plaintext -v --verbose -q --quiet -r --recursive --follow-symlinks -0 --null --compress --queue --json --remove-source-files --all-or-nothing --dry-run --version -h --help)
-    repeating_options=(--to)
+    repeating_options=(--to --to-key)
     non_repeating_options=(--server --name --token-file --hub-id --state-dir --timeout --files-from --as --compress-level --chunk-size --wait-for-peer --direct --progress)
     __tcpipctl_offer_flags_options -1
 
@@ -378,6 +381,9 @@ _tcpipctl_send-file() {
         ;;
     '--to')
         __tcpipctl_add_completions -W "$(__tcpipctl_custom_complete ---completion send-file -- --to "${COMP_CWORD}" "$(__tcpipctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    '--to-key')
         return
         ;;
     '--files-from')

@@ -154,6 +154,25 @@ public struct ConnectionOptions: ParsableArguments {
         return (pin, key)
     }
 
+    /// The check a sender makes of each recipient before sending it anything: the key it proved against `toKeys`
+    /// (`--to-key`), or against known_peers in the state directory (``KnownPeers``).
+    public func recipientCheck(toKeys: [String], command: String) throws -> @Sendable (PeerRecord) throws -> Void {
+        let pinned = try toKeys.map { text in
+            guard let id = NodeID(text) else {
+                throw TCPIPError.usage(
+                    "--to-key '\(escapedForLog(text))' is not a node ID (52 letters and digits, as 'tcpipctl id' prints)"
+                )
+            }
+            return id
+        }
+        let knownPeers = KnownPeers(
+            stateDirectory: state.resolved(), pinned: pinned)
+        // Said whatever --quiet asks, as trusting a new hub is: remembering a key is never silent.
+        return { peer in
+            try knownPeers.check(peer) { StandardOutput.error("tcpipctl \(command): warning: \($0)") }
+        }
+    }
+
     /// Sets up stderr logging for a client command and returns its logger.
     public func bootstrapLogging(label: String) -> Logger {
         StandardOutput.ignoreSIGPIPE()

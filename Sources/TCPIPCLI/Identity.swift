@@ -3,6 +3,7 @@ import FoundationEssentials
 import Logging
 import TCPIPCore
 import TCPIPTLS
+import TCPIPWire
 
 #if canImport(Glibc)
     import Glibc
@@ -101,5 +102,81 @@ public struct KnownHubs: Sendable {
     /// Remembers `id` for `address`.
     public func add(_ id: NodeID, for address: HostPort) throws {
         try appendLine("\(address) \(id)", to: path, creatingWithMode: 0o600)
+    }
+}
+
+/// The known_peers file in the state directory: `ID NAME` per line (the name is the rest of the line), the key each
+/// peer proved the first time this node sent to it, as ssh's known_hosts keeps hosts. The keys come from the hub, so a
+/// hub that turns hostile could vouch for another key under a known name: a key that changes for a name is refused
+/// (77) with both IDs named, until the line is removed or the sender pins the new key with `--to-key`.
+public struct KnownPeers: Sendable {
+    public let path: String
+    /// `--to-key`: the keys a recipient must prove instead of what known_peers remembers (nothing is remembered then).
+    public let pinned: [NodeID]
+
+    public init(stateDirectory: String, pinned: [NodeID] = []) {
+        path = stateDirectory + "/known_peers"
+        self.pinned = pinned
+    }
+
+    /// Checks `peer` before anything is sent to it: its key against `--to-key`, or against known_peers (remembering it
+    /// there, with a warning, the first time). A peer without a key (a plaintext hub, a classic client) has nothing to
+    /// check, unless `--to-key` asks for a key.
+    public func check(_ peer: PeerRecord, warn: (String) -> Void) throws {
+        let name = escapedForLog(peer.name)
+        guard let id = peer.keyID else {
+            guard pinned.isEmpty else {
+                throw TCPIPError(
+                    .permissionDenied,
+                    "\(name) proved no key (a plaintext link or a classic client): --to-key asks for one")
+            }
+            return
+        }
+        if !pinned.isEmpty {
+            guard pinned.contains(id) else {
+                throw TCPIPError(
+                    .permissionDenied,
+                    "\(name) proved key \(id), not the one --to-key gives (\(pinned.map(\.description).joined(separator: ", ")))"
+                )
+            }
+            return
+        }
+        if let known = try remembered(peer.name) {
+            guard known == id else {
+                throw TCPIPError(
+                    .permissionDenied,
+                    "the key of \(name) changed: \(path) has \(known), the hub vouches for \(id) — nothing was sent. If the "
+                        + "change is expected, remove that line (or pass --to-key \(id))")
+            }
+            return
+        }
+        do {
+            try appendLine("\(id) \(peer.name)", to: path, creatingWithMode: 0o600)
+            warn("remembering the key \(id) of \(name) in \(path) (first use)")
+        } catch {
+            warn("sending to \(name) with key \(id), seen for the first time, without remembering it: \(error)")
+        }
+    }
+
+    /// The key remembered for `name`, if any. A file that cannot be read, or a line whose ID does not parse, is an
+    /// error: a pin must never quietly disappear.
+    func remembered(_ name: String) throws -> NodeID? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == EACCES || errno == ENOTDIR { return nil }
+            throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        let data = try readContents(of: path, label: "known_peers ", limit: 4 << 20)
+        for line in data.split(separator: 0x0A) {
+            let text = String(decoding: line.filter { $0 != 0x0D }, as: UTF8.self)
+            guard let space = text.firstIndex(of: " ") else { continue }
+            guard text[text.index(after: space)...] == name[...] else { continue }
+            guard let id = NodeID(String(text[..<space])) else {
+                throw TCPIPError(
+                    .usage, "\(path) has a line for \(escapedForLog(name)) without a valid node ID: fix or remove it")
+            }
+            return id
+        }
+        return nil
     }
 }

@@ -392,8 +392,12 @@ public final class TestHub: @unchecked Sendable {
 }
 
 extension TestHub {
-    /// Waits until peers with these names are registered (polling `tcpipctl peers`).
-    public func waitForPeers(_ names: [String], timeout: Double = 60) async throws {
+    /// Waits until peers with these names are registered (polling `tcpipctl peers`, with `environment` when the hub
+    /// needs more than its address: a pinned key, a state directory).
+    public func waitForPeers(_ names: [String], timeout: Double = 60, environment: [String: String]? = nil)
+        async throws
+    {
+        let environment = environment ?? self.environment
         let registered = try await eventually(within: timeout, every: .milliseconds(50)) {
             let result = try await RunningProgram.run(
                 "tcpipctl", ["peers", "--name", "probe-\(UUID().uuidString.prefix(8))"], environment: environment)

@@ -27,6 +27,10 @@ struct Send: AsyncParsableCommand {
             --queue takes one --to, without --all, --lines, --type, --no-wait or --wait-for-peer; TCPIP_QUEUE=1 \
             applies only where --queue could.
 
+            Over TLS each recipient's key is checked first: the key it proved the first time is remembered in \
+            known_peers (state directory; a warning says so), and a recipient whose key changed under that name is \
+            refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead.
+
             \(ExitStatuses.client)
             """
     )
@@ -37,6 +41,13 @@ struct Send: AsyncParsableCommand {
         name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"),
         completion: PeerCompletion.kind)
     var to: [String] = []
+
+    @Option(
+        name: .customLong("to-key"),
+        help: ArgumentHelp(
+            "A key ID each recipient must prove (repeatable), instead of the one known_peers remembers for its name.",
+            valueName: "id"))
+    var toKey: [String] = []
 
     @Flag(help: "Send to every connected peer whose role is listener, receiver or classic.")
     var all = false
@@ -105,6 +116,7 @@ struct Send: AsyncParsableCommand {
             request.recipients = to
             request.all = all
             request.noWait = noWait
+            request.checkRecipient = try connection.recipientCheck(toKeys: toKey, command: "send")
             request.maxMessageSize = maxMessageSize
             request.timeout = configuration.timeout
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }

@@ -44,6 +44,10 @@ struct SendFile: AsyncParsableCommand {
             Without --queue an absent receiver is 68, as always. 'tcpipctl receipts' shows later what became of \
             queued files.
 
+            Over TLS each recipient's key is checked first: the key it proved the first time is remembered in \
+            known_peers (state directory; a warning says so), and a recipient whose key changed under that name is \
+            refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead.
+
             \(ExitStatuses.client)
             """
     )
@@ -54,6 +58,13 @@ struct SendFile: AsyncParsableCommand {
         name: .long, help: ArgumentHelp("A recipient: a peer name or id. Repeat for several.", valueName: "peer"),
         completion: PeerCompletion.kind)
     var to: [String] = []
+
+    @Option(
+        name: .customLong("to-key"),
+        help: ArgumentHelp(
+            "A key ID each recipient must prove (repeatable), instead of the one known_peers remembers for its name.",
+            valueName: "id"))
+    var toKey: [String] = []
 
     @Argument(help: ArgumentHelp("Files to send (directories with -r); - for stdin.", valueName: "file"))
     var named: [String] = []
@@ -220,6 +231,7 @@ struct SendFile: AsyncParsableCommand {
             var request = FileSendRequest(sources: sources, recipients: to)
             request.compressionLevel = compress ? compressLevel : nil
             request.chunkSize = chunkSize
+            request.checkRecipient = try connection.recipientCheck(toKeys: toKey, command: "send-file")
             request.timeout = configuration.timeout
             request.queue = queueing
             request.direct = try directMode()

@@ -47,6 +47,9 @@ public struct FileSendRequest: Sendable {
     public var firstTransferID: UInt32 = 1
     /// Called with (file name, bytes so far, total if known) while sending, for progress display.
     public var progress: (@Sendable (String, UInt64, UInt64?, Bool) -> Void)?
+    /// Checks each connected recipient before anything is sent to it (its key against known_peers or `--to-key`);
+    /// not the hub's store standing in for one that is away (the store proves the hub's key, not the receiver's).
+    public var checkRecipient: (@Sendable (PeerRecord) throws -> Void)?
 
     public init(sources: [Source], recipients: [String]) {
         self.sources = sources
@@ -287,7 +290,8 @@ public enum FileSending {
         let recipients: [PeerRecord]
         do {
             recipients = try await MessageSending.resolveRecipients(
-                request.recipients, all: false, waitForPeer: request.waitForPeer, session: session
+                request.recipients, all: false, waitForPeer: request.waitForPeer, session: session,
+                check: request.checkRecipient
             )
         } catch let error as TCPIPError where request.queue && error.kind == .unknownPeer {
             guard request.recipients.count == 1, let name = request.recipients.first else { throw error }

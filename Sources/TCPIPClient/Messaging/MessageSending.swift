@@ -29,6 +29,9 @@ public struct SendRequest: Sendable {
     public var timeout: Duration = .seconds(30)
     /// Largest read from the input at once.
     public var readSize = 256 << 10
+    /// Checks each recipient before anything is sent to it (its key against known_peers or `--to-key`); throwing
+    /// stops the send.
+    public var checkRecipient: (@Sendable (PeerRecord) throws -> Void)?
 
     public init(source: Source) { self.source = source }
 
@@ -42,7 +45,8 @@ public struct SendRequest: Sendable {
 public enum MessageSending {
     public static func run(_ request: SendRequest, session: ClientSession) async throws -> [DeliveryResult] {
         let recipients = try await resolveRecipients(
-            request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session)
+            request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session,
+            check: request.checkRecipient)
         let sender = session.sender
         try await sender.send(
             Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
@@ -71,6 +75,15 @@ public enum MessageSending {
 
     /// Looks the recipients up (waiting for them if asked). Fails with 68 before anything is sent.
     static func resolveRecipients(
+        _ names: [String], all: Bool, waitForPeer: Duration?, session: ClientSession,
+        check: (@Sendable (PeerRecord) throws -> Void)? = nil
+    ) async throws -> [PeerRecord] {
+        let found = try await findRecipients(names, all: all, waitForPeer: waitForPeer, session: session)
+        if let check { for peer in found { try check(peer) } }
+        return found
+    }
+
+    private static func findRecipients(
         _ names: [String], all: Bool, waitForPeer: Duration?, session: ClientSession
     ) async throws -> [PeerRecord] {
         let deadline = waitForPeer.map { ContinuousClock.now + $0 }
