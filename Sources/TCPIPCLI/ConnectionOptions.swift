@@ -156,7 +156,9 @@ public struct ConnectionOptions: ParsableArguments {
 
     /// The check a sender makes of each recipient before sending it anything: the key it proved against `toKeys`
     /// (`--to-key`), or against known_peers in the state directory (``KnownPeers``).
-    public func recipientCheck(toKeys: [String], command: String) throws -> @Sendable (PeerRecord) throws -> Void {
+    public func recipientCheck(toKeys: [String], command: String, hub: HostPort) throws
+        -> @Sendable (PeerRecord) throws -> Void
+    {
         let pinned = try toKeys.map { text in
             guard let id = NodeID(text) else {
                 throw TCPIPError.usage(
@@ -165,8 +167,7 @@ public struct ConnectionOptions: ParsableArguments {
             }
             return id
         }
-        let knownPeers = KnownPeers(
-            stateDirectory: state.resolved(), pinned: pinned)
+        let knownPeers = KnownPeers(stateDirectory: state.resolved(), hub: hub.description, pinned: pinned)
         // Said whatever --quiet asks, as trusting a new hub is: remembering a key is never silent.
         return { peer in
             try knownPeers.check(peer) { StandardOutput.error("tcpipctl \(command): warning: \($0)") }

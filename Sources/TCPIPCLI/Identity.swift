@@ -105,73 +105,94 @@ public struct KnownHubs: Sendable {
     }
 }
 
-/// The known_peers file in the state directory: `ID NAME` per line (the name is the rest of the line), the key each
-/// peer proved the first time this node sent to it, as ssh's known_hosts keeps hosts. The keys come from the hub, so a
-/// hub that turns hostile could vouch for another key under a known name: a key that changes for a name is refused
-/// (77) with both IDs named, until the line is removed or the sender pins the new key with `--to-key`.
+/// The known_peers file in the state directory: `HUB ID NAME` per line (the hub's `HOST:PORT`, the key's ID, then the
+/// name, the rest of the line): the key each peer of that hub proved the first time this node sent to it, as ssh's
+/// known_hosts keeps hosts. The keys come from the hub, so a hub that turns hostile could vouch for another key under
+/// a known name, or for none: a name pinned to a key that now proves another key, or none, is refused (77) with the
+/// IDs named, until the line is removed or the sender pins the key with `--to-key`.
 public struct KnownPeers: Sendable {
     public let path: String
+    /// The hub the names belong to (`HOST:PORT` as the client was told it).
+    public let hub: String
     /// `--to-key`: the keys a recipient must prove instead of what known_peers remembers (nothing is remembered then).
     public let pinned: [NodeID]
 
-    public init(stateDirectory: String, pinned: [NodeID] = []) {
+    public init(stateDirectory: String, hub: String, pinned: [NodeID] = []) {
         path = stateDirectory + "/known_peers"
+        self.hub = hub
         self.pinned = pinned
     }
 
     /// Checks `peer` before anything is sent to it: its key against `--to-key`, or against known_peers (remembering it
-    /// there, with a warning, the first time). A peer without a key (a plaintext hub, a classic client) has nothing to
-    /// check, unless `--to-key` asks for a key.
+    /// there, with a warning, the first time). A peer without a key (a plaintext hub, a classic client) passes unless
+    /// its name is pinned to a key, or `--to-key` asks for one. The hub's renames (`NAME#ID`, given to whoever holds
+    /// that id) are never remembered.
     public func check(_ peer: PeerRecord, warn: (String) -> Void) throws {
         let name = escapedForLog(peer.name)
-        guard let id = peer.keyID else {
-            guard pinned.isEmpty else {
+        if !pinned.isEmpty {
+            guard let id = peer.keyID else {
                 throw TCPIPError(
                     .permissionDenied,
                     "\(name) proved no key (a plaintext link or a classic client): --to-key asks for one")
             }
-            return
-        }
-        if !pinned.isEmpty {
             guard pinned.contains(id) else {
                 throw TCPIPError(
                     .permissionDenied,
-                    "\(name) proved key \(id), not the one --to-key gives (\(pinned.map(\.description).joined(separator: ", ")))"
-                )
+                    "\(name) proved key \(id), not the one --to-key gives "
+                        + "(\(pinned.map(\.description).joined(separator: ", ")))")
             }
             return
         }
-        if let known = try remembered(peer.name) {
+        let known = try remembered(peer.name)
+        guard let id = peer.keyID else {
+            if let known {
+                throw TCPIPError(
+                    .permissionDenied,
+                    "\(name) proves no key now (a plaintext link or a classic client), but \(path) pins it to \(known) "
+                        + "— nothing was sent. If that is expected, remove that line")
+            }
+            return
+        }
+        if let known {
             guard known == id else {
                 throw TCPIPError(
                     .permissionDenied,
-                    "the key of \(name) changed: \(path) has \(known), the hub vouches for \(id) — nothing was sent. If the "
-                        + "change is expected, remove that line (or pass --to-key \(id))")
+                    "the key of \(name) changed: \(path) has \(known), the hub vouches for \(id) — nothing was sent. "
+                        + "If the change is expected, remove that line (or pass --to-key \(id))")
             }
             return
         }
+        // A rename is whoever holds that id now; a name the hub's own rules refuse is not written into a file.
+        guard !isRename(peer.name), Credentials.problem(withName: peer.name) == nil else { return }
         do {
-            try appendLine("\(id) \(peer.name)", to: path, creatingWithMode: 0o600)
+            try appendLine("\(hub) \(id) \(peer.name)", to: path, creatingWithMode: 0o600)
             warn("remembering the key \(id) of \(name) in \(path) (first use)")
         } catch {
             warn("sending to \(name) with key \(id), seen for the first time, without remembering it: \(error)")
         }
     }
 
-    /// The key remembered for `name`, if any. A file that cannot be read, or a line whose ID does not parse, is an
-    /// error: a pin must never quietly disappear.
+    private func isRename(_ name: String) -> Bool {
+        guard let hash = name.lastIndex(of: "#") else { return false }
+        let digits = name[name.index(after: hash)...]
+        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// The key remembered for `name` on this hub, if any. A file that is there but cannot be read, or a line whose ID
+    /// does not parse, is an error: a pin must never quietly disappear.
     func remembered(_ name: String) throws -> NodeID? {
         var info = stat()
         guard stat(path, &info) == 0 else {
+            // None yet, or a state directory this user cannot even look into (another user's HOME, as known_hubs).
             if errno == ENOENT || errno == EACCES || errno == ENOTDIR { return nil }
             throw TCPIPError(.noInput, "cannot read \(path): \(String(cString: strerror(errno)))")
         }
         let data = try readContents(of: path, label: "known_peers ", limit: 4 << 20)
         for line in data.split(separator: 0x0A) {
-            let text = String(decoding: line.filter { $0 != 0x0D }, as: UTF8.self)
-            guard let space = text.firstIndex(of: " ") else { continue }
-            guard text[text.index(after: space)...] == name[...] else { continue }
-            guard let id = NodeID(String(text[..<space])) else {
+            let words = String(decoding: line.filter { $0 != 0x0D }, as: UTF8.self).split(
+                separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+            guard words.count == 3, words[0] == hub[...], words[2] == name[...] else { continue }
+            guard let id = NodeID(String(words[1])) else {
                 throw TCPIPError(
                     .usage, "\(path) has a line for \(escapedForLog(name)) without a valid node ID: fix or remove it")
             }

@@ -39,6 +39,8 @@ package struct ClassicTranslator {
     /// Messages to the client being reassembled at once, transfers to it in progress, answers kept.
     static let maxMessagesInProgress = 16
     static let maxDownloads = 16
+    /// Messages and files from one peer in progress to the client at once: no peer can take every place.
+    static let maxPerSender = 4
     static let maxRemembered = 1024
     /// Files the client may be sending at once, and messages (one per recipient): its keys (FileID and recipient, 32
     /// bits; recipient, 32 bits) would otherwise let it grow the hub's memory without end. The original sends one file
@@ -127,7 +129,9 @@ package struct ClassicTranslator {
     private var downloads: [FileKey: Download] = [:]
     /// Files the client was sent whole, waiting for its DoneRecievingFile.
     private var delivered: [Download] = []
-    private var nextFileID: UInt16 = 1
+    private var nextFileID: UInt16 = UInt16.max - 1
+    /// The peer ids the client was told of (ClientData), which a FileID must not be.
+    private var announced: Set<UInt16> = []
 
     package init(address: String) { self.address = address }
 
@@ -475,13 +479,17 @@ package struct ClassicTranslator {
     }
 
     /// ClientData for a peer: the original reads iClientID (16 bits), wants a name and an IP literal.
-    private func announce(_ peer: PeerRecord, _ out: inout Output) {
+    private mutating func announce(_ peer: PeerRecord, _ out: inout Output) {
         guard peer.id != ownID, let id = UInt16(exactly: peer.id) else { return }
+        announced.insert(id)
         var classic = ClassicPacket(.clientData)
         classic.packetSize = 1024
         classic.clientID = id
         classic.setText(ClassicText.encode(peer.name).bytes, .userName, terminated: true)
-        let host = Direct.split(peer.address)?.host ?? "127.0.0.1"
+        // The original client drops a peer whose address does not parse as an IP: an address that does not fit the field
+        // (a long IPv6 literal) or is no address (the hub's store) is announced as 0.0.0.0.
+        var host = Direct.split(peer.address)?.host ?? "0.0.0.0"
+        if host.utf8.count > ClassicField.usersAddress.length - 1 { host = "0.0.0.0" }
         classic.setText(ClassicText.encode(host).bytes, .usersAddress)
         classic.setText(ClassicText.encode(peer.host).bytes, .stationName, terminated: true)
         classic.listeningPort = Self.listeningPort
@@ -489,12 +497,33 @@ package struct ClassicTranslator {
     }
 
     private mutating func left(_ peerID: UInt32, _ out: inout Output) {
+        if let id = UInt16(exactly: peerID) {
+            announced.remove(id)
+            // The original client drops the file whose FileID is the departed id: that transfer cannot finish.
+            for (key, download) in downloads where download.fileID == id && download.from != peerID {
+                downloads[key] = nil
+                refuse(
+                    key.transferID, to: key.from, .unavailable, "the classic client dropped the file; send it again",
+                    &out)
+            }
+            for download in delivered where download.fileID == id && download.from != peerID {
+                refuse(
+                    download.transferID, to: download.from, .unavailable,
+                    "the classic client dropped the file; send it again",
+                    &out)
+            }
+            delivered.removeAll { $0.fileID == id }
+        }
         var classic = ClassicPacket(.clientDisconnecting)
         classic.packetSize = 1024
         classic.idFrom = peerID
         out.toClient.append(classic)
         assembling = assembling.filter { $0.key.from != peerID }
-        awaitingAck.removeAll { $0.from == peerID }
+        // Its messages the client has not acknowledged stay in line (an acknowledgement is for the oldest), answered to
+        // no one.
+        for index in awaitingAck.indices where awaitingAck[index].from == peerID {
+            awaitingAck[index].wantsReceipt = false
+        }
         downloads = downloads.filter { $0.key.from != peerID }
         delivered.removeAll { $0.from == peerID }
         pings = pings.filter {
@@ -525,7 +554,9 @@ package struct ClassicTranslator {
             return
         }
         if part.flags.contains(.start) {
-            guard assembling.count < Self.maxMessagesInProgress else {
+            guard assembling.count < Self.maxMessagesInProgress,
+                assembling.keys.filter({ $0.from == key.from }).count < Self.maxPerSender
+            else {
                 receipt(key, .refused, "too many messages in progress to this classic client", &out)
                 return
             }
@@ -610,15 +641,20 @@ package struct ClassicTranslator {
         if let problem = Self.problem(withName: start.name) {
             return refused(.invalid, "unsafe file name for a classic client: \(problem)")
         }
-        guard downloads.count < Self.maxDownloads else {
+        guard downloads.count < Self.maxDownloads,
+            downloads.keys.filter({ $0.from == from }).count < Self.maxPerSender
+        else {
             return refused(.unavailable, "too many files in progress to this classic client; try again later")
         }
-        // A FileID no file in progress to this client has (the original keys its files by FileID alone).
+        // A FileID no file in progress to this client has (the original keys its files by FileID alone), counting down
+        // from 65534, and none of a peer it knows: the original also drops the file whose FileID is the id of a peer
+        // that leaves.
         var fileID = nextFileID
-        while downloads.values.contains(where: { $0.fileID == fileID }) || fileID == 0 || fileID == UInt16.max {
-            fileID = fileID >= UInt16.max - 1 ? 1 : fileID + 1
+        for _ in 0..<Int(UInt16.max) {
+            if !downloads.values.contains(where: { $0.fileID == fileID }) && !announced.contains(fileID) { break }
+            fileID = fileID <= 1 ? UInt16.max - 1 : fileID - 1
         }
-        nextFileID = fileID >= UInt16.max - 1 ? 1 : fileID + 1
+        nextFileID = fileID <= 1 ? UInt16.max - 1 : fileID - 1
         var download = Download(
             from: from, transferID: start.transferID, fileID: fileID, name: start.name,
             nameBytes: ClassicText.encode(start.name).bytes, size: size)

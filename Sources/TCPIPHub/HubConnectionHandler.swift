@@ -184,8 +184,12 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             let packet = classicFramer.next(from: &buffer)
             if buffer.readableBytes > 0 { received = buffer }
             guard let packet, var translator else { break }
-            let out = translator.received(packet, now: WireClock.now())
+            var out = translator.received(packet, now: WireClock.now())
             self.translator = translator
+            // An answer the translator makes itself (the acknowledgement of a message to the hub) is not counted in
+            // what the router queues: a client that sends and never reads gets none while its queue is full, so it
+            // cannot make the hub hold what it sends.
+            if !out.toClient.isEmpty && !context.channel.isWritable { out.toClient = [] }
             batch += out.toHub
             if !registered && out.toHub.contains(where: { $0.header.type == .myCredentials }) {
                 awaitingRegistration = true

@@ -144,10 +144,13 @@ extension HubCore {
         // still joins, by its id.
         if Credentials.problem(withName: name) != nil || Self.isRename(name) { name = PeerRole.classic }
         if name == PeerRole.classic || byName[name] != nil || configuration.authorizedPeers?.owns(name) == true {
-            name = "\(name)#\(peerID)"
+            // Cut so that the rename still fits the name rule's 255 bytes.
+            let suffix = "#\(peerID)"
+            name = name.clippedUTF8(Credentials.maxNameBytes - suffix.utf8.count) + suffix
         }
         guard byName[name] == nil else { return refuse(id, .nameInUse, "the name '\(name)' is in use") }
         connections[id]?.reservedID = nil
+        reservedIDs.remove(peerID)
         let peer = PeerRecord(
             id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
             address: connection.address, role: PeerRole.classic, connectedAt: now, version: credentials.version ?? "",

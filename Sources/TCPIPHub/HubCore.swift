@@ -63,6 +63,8 @@ public struct HubCore {
     private var groups: [ConnectionID: [UInt32]] = [:]
     private var inGroupsOf: [UInt32: Set<ConnectionID>] = [:]
     var nextPeerID: UInt32 = 1
+    /// Ids given to classic connections that have not registered yet.
+    var reservedIDs: Set<UInt32> = []
     /// The hub's store: the first local connection that registered the role `store` (PeerQuery tag 4 finds it).
     var storeConnection: ConnectionID?
     /// Connections waiting to register, by source: who is turned away or shed when too many wait.
@@ -150,7 +152,9 @@ public struct HubCore {
         var connection = Connection(address: address, openedAt: now, lastHeard: now, local: local)
         if classic {
             connection.classic = true
-            connection.reservedID = allocatePeerID()
+            let reserved = allocatePeerID()
+            connection.reservedID = reserved
+            reservedIDs.insert(reserved)
         }
         connections[id] = connection
         let request = CredentialsRequest(hubVersion: configuration.version, tokenRequired: configuration.token != nil)
@@ -299,6 +303,7 @@ public struct HubCore {
             actions.append(.close(id))
         }
         connections.removeAll()
+        reservedIDs.removeAll()
         admission = Admission(perSource: admission.perSource, total: admission.total)
         groups.removeAll()
         inGroupsOf.removeAll()
@@ -530,16 +535,16 @@ public struct HubCore {
             defer { nextPeerID += 1 }
             return nextPeerID
         }
-        let reserved = Set(connections.values.compactMap(\.reservedID))
         for _ in 0..<Int(UInt16.max) {
             if nextPeerID > UInt32(UInt16.max) || nextPeerID == 0 { nextPeerID = 1 }
             let candidate = nextPeerID
             nextPeerID += 1
-            if byPeerID[candidate] == nil && !reserved.contains(candidate) { return candidate }
+            if byPeerID[candidate] == nil && !reservedIDs.contains(candidate) { return candidate }
         }
         // Every 16-bit id is taken (65,535 connections): this one gets an id no classic client can see.
-        defer { nextPeerID += 1 }
-        return UInt32(UInt16.max) + nextPeerID
+        var candidate = UInt32(UInt16.max) + 1
+        while byPeerID[candidate] != nil || reservedIDs.contains(candidate) { candidate += 1 }
+        return candidate
     }
 
     func record(of peerID: UInt32) -> PeerRecord? {
@@ -548,6 +553,7 @@ public struct HubCore {
 
     /// Forgets a connection that never registered.
     mutating func forget(_ id: ConnectionID) {
+        if let reserved = connections[id]?.reservedID { reservedIDs.remove(reserved) }
         connections[id] = nil
         admission.leave(id)
     }
@@ -556,6 +562,7 @@ public struct HubCore {
     mutating func remove(_ id: ConnectionID, reason: DisconnectReason) -> [HubAction] {
         admission.leave(id)
         guard let connection = connections.removeValue(forKey: id) else { return [] }
+        if let reserved = connection.reservedID { reservedIDs.remove(reserved) }
         watchers.remove(id)
         if storeConnection == id { storeConnection = nil }
         leaveGroups(of: id)

@@ -463,8 +463,8 @@ public struct TransferMachine: Sendable {
         }
         let digest = Array(transfer.hasher.finalize())
         // A classic client's file has no digest (the hub sends an empty one): its size is all there is to check.
-        let sizeOnly =
-            end.sha256.isEmpty && transfer.start.sha256 == nil && (transfer.sender ?? sender)?.isClassic == true
+        // Only a sender known as classic when its file started (the record that passed --accept-classic) qualifies.
+        let sizeOnly = end.sha256.isEmpty && transfer.start.sha256 == nil && transfer.sender?.isClassic == true
         guard sizeOnly || end.sha256 == digest, transfer.start.sha256.map({ $0 == digest }) ?? true else {
             return fail(.corrupt, "SHA-256 mismatch: the file was damaged on the way")
         }

@@ -87,6 +87,9 @@ struct Send: AsyncParsableCommand {
         if to.isEmpty && !all { throw ValidationError("say who to send to: --to PEER (repeatable) or --all") }
         if !to.isEmpty && all { throw ValidationError("--to and --all cannot be used together") }
         if message != nil && lines { throw ValidationError("--message and --lines cannot be used together") }
+        if queue && !toKey.isEmpty {
+            throw ValidationError("--to-key and --queue cannot be used together: the hub's store cannot prove a key")
+        }
         if queue && !queueable {
             throw ValidationError(
                 "--queue takes one --to, without --all, --lines, --type, --no-wait or --wait-for-peer")
@@ -116,7 +119,8 @@ struct Send: AsyncParsableCommand {
             request.recipients = to
             request.all = all
             request.noWait = noWait
-            request.checkRecipient = try connection.recipientCheck(toKeys: toKey, command: "send")
+            request.checkRecipient = try connection.recipientCheck(
+                toKeys: toKey, command: "send", hub: configuration.server)
             request.maxMessageSize = maxMessageSize
             request.timeout = configuration.timeout
             request.waitForPeer = waitForPeer.map { .milliseconds(Int64($0 * 1000)) }
@@ -172,7 +176,8 @@ struct Send: AsyncParsableCommand {
     }
 
     /// `--queue`, or TCPIP_QUEUE=1 in the environment where it applies (one recipient, one whole message).
-    var queueing: Bool { queueable && connection.queueing(flag: queue) }
+    /// Not with --to-key: the store, standing in for an absent recipient, cannot prove the recipient's key.
+    var queueing: Bool { queueable && toKey.isEmpty && connection.queueing(flag: queue) }
 
     var queueable: Bool { to.count == 1 && !all && !lines && type == nil && !noWait && waitForPeer == nil }
 

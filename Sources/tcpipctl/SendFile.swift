@@ -152,7 +152,8 @@ struct SendFile: AsyncParsableCommand {
 
     /// `--queue`, or TCPIP_QUEUE=1 in the environment; either only with one recipient (TCPIP_QUEUE does not turn a
     /// command for several into a usage error).
-    var queueing: Bool { to.count == 1 && connection.queueing(flag: queue) }
+    /// Not with --to-key: the store, standing in for an absent receiver, cannot prove the receiver's key.
+    var queueing: Bool { to.count == 1 && toKey.isEmpty && connection.queueing(flag: queue) }
 
     /// `--direct`, else TCPIP_DIRECT, else auto.
     func directMode(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DirectMode {
@@ -171,6 +172,9 @@ struct SendFile: AsyncParsableCommand {
     func validate() throws {
         if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
         if queue && to.count > 1 { throw ValidationError("--queue takes one --to") }
+        if queue && !toKey.isEmpty {
+            throw ValidationError("--to-key and --queue cannot be used together: the hub's store cannot prove a key")
+        }
         if direct == .only && to.count > 1 {
             throw ValidationError("--direct only takes one --to (several receivers share one upload through the hub)")
         }
@@ -231,7 +235,8 @@ struct SendFile: AsyncParsableCommand {
             var request = FileSendRequest(sources: sources, recipients: to)
             request.compressionLevel = compress ? compressLevel : nil
             request.chunkSize = chunkSize
-            request.checkRecipient = try connection.recipientCheck(toKeys: toKey, command: "send-file")
+            request.checkRecipient = try connection.recipientCheck(
+                toKeys: toKey, command: "send-file", hub: configuration.server)
             request.timeout = configuration.timeout
             request.queue = queueing
             request.direct = try directMode()

@@ -15,7 +15,8 @@ import Testing
             ids[node] = result.stdout.trimmingCharacters(in: .newlines)
         }
         // TLS, any key may register any name: the hub is what vouches for who "archive" is.
-        let hub = try await TestHub(["--tls", "--state-dir", directory.appendingPathComponent("hub").path])
+        let classicHub = try await ClassicHub(["--tls", "--state-dir", directory.appendingPathComponent("hub").path])
+        let hub = classicHub.hub
         func environment(_ node: String) -> [String: String] {
             hub.environment.merging([
                 "TCPIP_STATE_DIR": directory.appendingPathComponent(node).path, "TCPIP_HUB_ID": ids["hub"]!,
@@ -44,7 +45,7 @@ import Testing
         #expect(first.stderr.contains("remembering the key \(ids["first"]!) of archive"))
         let known = try String(
             contentsOf: directory.appendingPathComponent("sender/known_peers"), encoding: .utf8)
-        #expect(known == "\(ids["first"]!) archive\n")
+        #expect(known == "\(hub.address) \(ids["first"]!) archive\n")
         #expect(try await send().status == 0, "the same key again: no question")
 
         // Another key under the same name: refused before anything is sent, both IDs named.
@@ -73,6 +74,21 @@ import Testing
                 == known)
         archive.signal(SIGTERM)
         _ = try await archive.waitForExit()
+
+        // A keyless impostor under the pinned name (a classic client, which proves no key): refused too.
+        _ = try await eventually(within: 60, every: .milliseconds(50)) {
+            try await !RunningProgram.run("tcpipctl", ["peers"], environment: environment("sender")).stdout.contains(
+                "\"archive\"")
+        }
+        let impostor = try ClassicClient(port: classicHub.classicPort, name: "archive")
+        _ = try await impostor.registeredID()
+        try await hub.waitForPeers(["archive"], environment: environment("sender"))
+        let keyless = try await send()
+        #expect(keyless.status == 77, "\(keyless.stderr)")
+        #expect(keyless.stderr.contains("proves no key now"))
+        #expect(impostor.lines("file-received").isEmpty)
+        impostor.send("close")
+        _ = try await impostor.program.waitForExit()
         try await hub.stop()
     }
 }

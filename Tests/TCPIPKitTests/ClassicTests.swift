@@ -504,6 +504,40 @@ enum ClassicVectors {
         #expect(early.received(ClassicPacket(.message), now: 0).toHub.isEmpty)
     }
 
+    @Test func anAcknowledgementOfADepartedSendersMessageSettlesNothingElse() throws {
+        var translator = ClassicVectors.registered()
+        for (from, id) in [(UInt32(3), UInt32(1)), (5, 2)] {
+            _ = translator.deliver(
+                MessagePart(messageID: id, flags: [.start, .end], bytes: ByteBuffer(string: "m")).packet(
+                    PacketHeader(type: .message, maskTo: .client, idTo: 1, idFrom: from)), now: 0)
+        }
+        _ = translator.deliver(ClassicVectors.hub(.clientDisconnecting, from: 3, ClassicVectors.bob.encoded()), now: 0)
+        // The first acknowledgement is for 3's message (3 left: no receipt); the second is 5's.
+        #expect(translator.received(ClassicPacket(.messageReceived), now: 0).toHub.isEmpty)
+        let second = translator.received(ClassicPacket(.messageReceived), now: 0).toHub
+        #expect(second.first?.header.idTo == 5)
+        #expect(try MessageReceipt(tlv: second[0].payload).messageID == 2)
+    }
+
+    @Test func fileIDsAreNeverAKnownPeersID() throws {
+        var translator = ClassicVectors.registered()
+        var peer = ClassicVectors.bob
+        peer.id = 65534
+        _ = translator.deliver(
+            peer.packet(PacketHeader(type: .clientData, dataType: 2, maskTo: .client, idTo: 1, idFrom: peer.id)), now: 0
+        )
+        let start = translator.deliver(
+            ClassicVectors.hub(
+                .fileStart, from: 3, FileStart(transferID: 1, name: "a", size: 0, chunkSize: 1).encoded()),
+            now: 0)
+        #expect(start.toClient.first?.fileID == 65533)
+        // A file whose FileID is the id of a peer that leaves is dropped by the original client: its sender hears so.
+        peer.id = 65533
+        let gone = translator.deliver(ClassicVectors.hub(.clientDisconnecting, from: 65533, peer.encoded()), now: 0)
+        #expect(gone.toHub.first?.header.idTo == 3)
+        #expect(try FileReceipt(tlv: gone.toHub[0].payload).status == .unavailable)
+    }
+
     @Test func hubOnlyTypesFromAClientGoNowhere() {
         var translator = ClassicVectors.registered()
         for type in [ClassicType.requestCredentials, .registered, .hostExiting, .clientData, .clientDisconnecting] {
