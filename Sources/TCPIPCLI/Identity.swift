@@ -117,10 +117,15 @@ public struct KnownPeers: Sendable {
     /// `--to-key`: the keys a recipient must prove instead of what known_peers remembers (nothing is remembered then).
     public let pinned: [NodeID]
 
-    public init(stateDirectory: String, hub: String, pinned: [NodeID] = []) {
+    /// Whether this node sends to the peers it checks (a sender, which can pin with --to-key), or takes from them (a
+    /// receiver): only the wording of a refusal differs.
+    public let sending: Bool
+
+    public init(stateDirectory: String, hub: String, pinned: [NodeID] = [], sending: Bool = true) {
         path = stateDirectory + "/known_peers"
         self.hub = hub
         self.pinned = pinned
+        self.sending = sending
     }
 
     /// Checks `peer` before anything is sent to it: its key against `--to-key`, or against known_peers (remembering it
@@ -149,7 +154,7 @@ public struct KnownPeers: Sendable {
                 throw TCPIPError(
                     .permissionDenied,
                     "\(name) proves no key now (a plaintext link or a classic client), but \(path) pins it to \(known) "
-                        + "— nothing was sent. If that is expected, remove that line")
+                        + "— \(sending ? "nothing was sent" : "refused"). If that is expected, remove that line")
             }
             return
         }
@@ -157,8 +162,10 @@ public struct KnownPeers: Sendable {
             guard known == id else {
                 throw TCPIPError(
                     .permissionDenied,
-                    "the key of \(name) changed: \(path) has \(known), the hub vouches for \(id) — nothing was sent. "
-                        + "If the change is expected, remove that line (or pass --to-key \(id))")
+                    "the key of \(name) changed: \(path) has \(known), the hub vouches for \(id) — "
+                        + (sending
+                            ? "nothing was sent. If the change is expected, remove that line (or pass --to-key \(id))"
+                            : "refused. If the change is expected, remove that line on the receiver"))
             }
             return
         }

@@ -52,10 +52,12 @@ final class MessageStore {
         case .complete(let message):
             let sender = try await session.peer(id: from)
             let wantsReceipt = !message.flags.contains(.noReceipt)
-            guard configuration.allows(from, sender) else {
+            let problem =
+                configuration.allows(from, sender) ? sender.flatMap { configuration.senderProblem?($0) } : "not allowed"
+            if let problem {
                 if wantsReceipt {
                     try await session.send(
-                        MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: "not allowed")
+                        MessageReceipt(messageID: message.messageID, bytes: 0, status: .refused, reason: problem)
                             .packet(to: from))
                 }
                 return

@@ -11,6 +11,9 @@ public struct ReceiverConfiguration: Sendable {
     /// proves no key (anyone who reaches the classic port can use any free name) and carries no digest (only the size
     /// is checked).
     public var acceptClassic = false
+    /// Why a sender (its record from the hub) is not believed to be who it says, or nil: its key against the one this
+    /// node remembered for its name (`known_peers`, set by tcpiprecvd). Files and messages from it are refused.
+    public var senderProblem: (@Sendable (PeerRecord) -> String?)?
     /// Largest file accepted, in bytes.
     public var maxFileSize: UInt64?
     /// Bytes that must stay free on the spool's file system after a file is stored.
@@ -65,6 +68,7 @@ public struct ReceiverConfiguration: Sendable {
         policy.spaceProblem = { [self] in spaceProblem(for: $0) }
         policy.receiverName = receiverName
         policy.takesClassic = acceptClassic
+        policy.senderProblem = senderProblem
         return policy
     }
 

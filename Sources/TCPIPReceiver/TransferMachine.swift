@@ -60,6 +60,8 @@ public struct TransferMachine: Sendable {
         public var receiverName = ""
         /// Take files from clients of the hub's classic listener (their wire has no key and no digest).
         public var takesClassic = false
+        /// Why this sender is not believed to be who it says (its key against known_peers), or nil.
+        public var senderProblem: (@Sendable (PeerRecord) -> String?)?
 
         public init() {}
     }
@@ -289,6 +291,7 @@ public struct TransferMachine: Sendable {
         if !policy.allows(from, sender) {
             return refuse("\(policy.receiverName) does not take files from \(sender?.name ?? "peer \(from)")")
         }
+        if let sender, let problem = policy.senderProblem?(sender) { return refuse(problem) }
         if let problem = SpoolName.problem(withPath: start.name) {
             return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
         }

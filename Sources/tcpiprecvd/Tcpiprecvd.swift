@@ -55,7 +55,10 @@ struct Tcpiprecvd: AsyncParsableCommand {
             Across machines the link to the hub is TLS 1.3 with the hub's key pinned (--hub-id, or known_hubs in the \
             state directory); the receiver proves its own key, whose ID ('tcpiprecvd id') the hub's operator puts in \
             --authorized-peers with the receiver's name. --allow-from then also takes senders' key IDs, which only \
-            the key's holder can prove (a name alone can be registered by anyone the hub lets in).
+            the key's holder can prove (a name alone can be registered by anyone the hub lets in). Senders are \
+            pinned as senders pin receivers: the key a sender proved the first time is remembered in known_peers \
+            (state directory), and files and messages under its name with another key, or none, are refused (the \
+            sender exits 77) until that line is removed.
 
             \(ExitStatuses.receiver)
             """,
@@ -177,6 +180,21 @@ struct Tcpiprecvd: AsyncParsableCommand {
             var receiver = ReceiverConfiguration(spool: Spool(root: spool))
             receiver.allowFrom = allowFrom
             receiver.acceptClassic = acceptClassic
+            // Senders are pinned as recipients are: the key a sender proved the first time is remembered, and another
+            // key under its name (or none) is refused.
+            let knownPeers = KnownPeers(
+                stateDirectory: connection.state.resolved(), hub: client.server.description, sending: false)
+            receiver.senderProblem = { sender in
+                do {
+                    try knownPeers.check(sender) { logger.notice("\($0)") }
+                    return nil
+                } catch let error as TCPIPError {
+                    logger.warning("refused a sender", metadata: ["reason": "\(error.message)"])
+                    return error.message
+                } catch {
+                    return "\(error)"
+                }
+            }
             receiver.maxFileSize = maxFileSize
             receiver.minFreeSpace = minFreeSpace
             receiver.alwaysStore = alwaysStore

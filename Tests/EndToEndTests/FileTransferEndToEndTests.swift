@@ -10,8 +10,8 @@ import Testing
         var spool: String { directory.appendingPathComponent("spool").path }
         var receiver: RunningProgram?
 
-        init() async throws {
-            hub = try await TestHub()
+        init(hubArguments: [String] = []) async throws {
+            hub = try await TestHub(hubArguments)
             directory = try Unprivileged.makeDirectory("e2e")
         }
 

@@ -8,7 +8,7 @@ import Testing
     @Test func aKeyThatChangesForANameIsRefusedUntilPinned() async throws {
         let directory = try Unprivileged.makeDirectory("known-peers")
         var ids: [String: String] = [:]
-        for node in ["hub", "first", "second", "sender"] {
+        for node in ["hub", "first", "second", "sender", "forger"] {
             let result = try await RunningProgram.run(
                 "tcpipctl", ["id", "--state-dir", directory.appendingPathComponent(node).path])
             #expect(result.status == 0, "\(result.stderr)")
@@ -32,10 +32,12 @@ import Testing
             try await hub.waitForPeers(["archive"], environment: environment("sender"))
             return program
         }
-        func send(_ extra: [String] = []) async throws -> (status: Int32, stdout: String, stderr: String) {
+        func send(_ extra: [String] = [], as node: String = "sender") async throws -> (
+            status: Int32, stdout: String, stderr: String
+        ) {
             try await RunningProgram.run(
-                "tcpipctl", ["send-file", "--to", "archive", "--json"] + extra + [file.path],
-                environment: environment("sender"))
+                "tcpipctl", ["send-file", "--to", "archive", "--json", "--name", "cron"] + extra + [file.path],
+                environment: environment(node))
         }
 
         // First use: sent, and the key remembered with a warning.
@@ -47,6 +49,13 @@ import Testing
             contentsOf: directory.appendingPathComponent("sender/known_peers"), encoding: .utf8)
         #expect(known == "\(hub.address) \(ids["first"]!) archive\n")
         #expect(try await send().status == 0, "the same key again: no question")
+        // The receiver pinned the sender the same way: another key under the name cron is refused by it (77).
+        let forged = try await send(as: "forger")
+        #expect(forged.status == 77, "\(forged.stderr)")
+        #expect(forged.stderr.contains("the key of cron changed") && forged.stderr.contains(ids["sender"]!))
+        #expect(
+            try String(contentsOf: directory.appendingPathComponent("first/known_peers"), encoding: .utf8)
+                == "\(hub.address) \(ids["sender"]!) cron\n")
 
         // Another key under the same name: refused before anything is sent, both IDs named.
         archive.signal(SIGTERM)
