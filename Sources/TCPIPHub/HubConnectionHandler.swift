@@ -184,6 +184,8 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             let packet = classicFramer.next(from: &buffer)
             if buffer.readableBytes > 0 { received = buffer }
             guard let packet, var translator else { break }
+            // The only reference while it changes: its arrays and dictionaries are not copied.
+            self.translator = nil
             var out = translator.received(packet, now: WireClock.now())
             self.translator = translator
             // An answer the translator makes itself (the acknowledgement of a message to the hub) is not counted in
@@ -271,6 +273,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
         if !packets.isEmpty, var translator {
             // A classic client: each packet becomes classic ones (or none); answers made for it go to the hub.
+            self.translator = nil
             let promise = context.eventLoop.makePromise(of: Void.self)
             var out = ClassicTranslator.Output()
             let now = WireClock.now()
