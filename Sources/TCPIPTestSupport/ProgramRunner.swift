@@ -347,7 +347,7 @@ public func seconds(since start: SuspendingClock.Instant) -> Double {
 
 /// Runs `body` on a thread of its own and returns its result: for blocking work (a socket read, a tight watch on a
 /// program) that must neither hold one of the test pool's threads nor wait for one.
-func onItsOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+public func onItsOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         Thread { continuation.resume(returning: body()) }.start()
     }

@@ -6,37 +6,58 @@ import Testing
 /// SEED-WIRE.md with the original's StructLayout/MarshalAs classes), run with Mono against `tcpipd --classic-listen`:
 /// commands on its stdin, events on its stdout.
 final class ClassicClient: @unchecked Sendable {
-    /// Built once per test run (scripts/build-classic-client; `mono-mcs` and `mono-runtime` must be installed).
-    static let executable: Result<String, TestFailure> = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("classic-\(getpid())")
-        let build = Process()
-        build.executableURL = root.appendingPathComponent("scripts/build-classic-client")
-        build.arguments = [directory.path]
-        build.standardOutput = FileHandle.nullDevice
-        do {
-            try build.run()
-            build.waitUntilExit()
-        } catch {
-            return .failure(TestFailure("cannot run scripts/build-classic-client: \(error)"))
+    /// Builds the stand-in once per test run, off the test pool: `scripts/test` builds it first
+    /// (.build/classic/classic-client.exe, used when it is newer than the source); otherwise it is built here, on a
+    /// thread of its own (a build blocking pool threads stalled every test in the process on two cores).
+    actor Build {
+        static let shared = Build()
+        private var task: Task<Result<String, TestFailure>, Never>?
+
+        func executable() async throws -> String {
+            let task = self.task ?? Task { await onItsOwnThread { Build.make() } }
+            self.task = task
+            return try await task.value.get()
         }
-        guard build.terminationStatus == 0 else {
-            return .failure(TestFailure("scripts/build-classic-client failed (install mono-mcs mono-runtime)"))
+
+        private static func make() -> Result<String, TestFailure> {
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let source = root.appendingPathComponent("Tests/Classic/ClassicClient.cs").path
+            let prebuilt = root.appendingPathComponent(".build/classic/classic-client.exe").path
+            let files = FileManager.default
+            if let built = try? files.attributesOfItem(atPath: prebuilt)[.modificationDate] as? Date,
+                let written = try? files.attributesOfItem(atPath: source)[.modificationDate] as? Date, built >= written
+            {
+                return .success(prebuilt)
+            }
+            let directory = files.temporaryDirectory.appendingPathComponent("classic-\(getpid())")
+            let build = Process()
+            build.executableURL = root.appendingPathComponent("scripts/build-classic-client")
+            build.arguments = [directory.path]
+            build.standardOutput = FileHandle.nullDevice
+            do {
+                try build.run()
+                build.waitUntilExit()
+            } catch {
+                return .failure(TestFailure("cannot run scripts/build-classic-client: \(error)"))
+            }
+            guard build.terminationStatus == 0 else {
+                return .failure(TestFailure("scripts/build-classic-client failed (install mono-mcs mono-runtime)"))
+            }
+            // Readable by everyone: the stand-in may run as the unprivileged user.
+            chmod(directory.path, 0o755)
+            return .success(directory.appendingPathComponent("classic-client.exe").path)
         }
-        // Readable by everyone: the stand-in may run as the unprivileged user.
-        chmod(directory.path, 0o755)
-        return .success(directory.appendingPathComponent("classic-client.exe").path)
-    }()
+    }
 
     let program: RunningProgram
     let directory: URL
     let name: String
 
-    init(port: Int, name: String, arguments: [String] = []) throws {
+    init(port: Int, name: String, arguments: [String] = []) async throws {
         self.name = name
         directory = try Unprivileged.makeDirectory("classic")
-        let executable = try Self.executable.get()
+        let executable = try await Build.shared.executable()
         program = try RunningProgram(
             "/usr/bin/mono",
             [executable, "--host", "127.0.0.1", "--port", String(port), "--name", name, "--dir", directory.path]
@@ -115,7 +136,8 @@ struct ClassicHub {
             "tcpipctl", ["peers", "--watch", "--name", "watcher"], environment: environment)
         let ops = try RunningProgram("tcpipctl", ["listen", "--name", "ops"], environment: environment)
         try await classicHub.hub.waitForPeers(["ops", "watcher"])
-        let olive = try ClassicClient(port: classicHub.classicPort, name: "olive", arguments: ["--station", "desk"])
+        let olive = try await ClassicClient(
+            port: classicHub.classicPort, name: "olive", arguments: ["--station", "desk"])
         let oliveID = try await olive.registeredID()
         // Our peers reach the classic client as ClientData with an IP literal, before Registered.
         let events = olive.program.stdoutLines
@@ -158,7 +180,7 @@ struct ClassicHub {
         let environment = classicHub.environment
         let ops = try RunningProgram("tcpipctl", ["listen", "--name", "ops", "--count", "2"], environment: environment)
         try await classicHub.hub.waitForPeers(["ops"])
-        let olive = try ClassicClient(port: classicHub.classicPort, name: "olive")
+        let olive = try await ClassicClient(port: classicHub.classicPort, name: "olive")
         _ = try await olive.registeredID()
         let opsID = try await olive.peerID("ops")
 
@@ -198,7 +220,7 @@ struct ClassicHub {
         let receiver = try RunningProgram(
             "tcpiprecvd", ["--spool", spool.path, "--name", "archive", "--accept-classic"], environment: environment)
         try await classicHub.hub.waitForPeers(["archive"])
-        let olive = try ClassicClient(port: classicHub.classicPort, name: "olive")
+        let olive = try await ClassicClient(port: classicHub.classicPort, name: "olive")
         _ = try await olive.registeredID()
         let archiveID = try await olive.peerID("archive")
 
@@ -255,7 +277,7 @@ struct ClassicHub {
         let receiver = try RunningProgram(
             "tcpiprecvd", ["--spool", spool.path, "--name", "archive"], environment: environment)
         try await classicHub.hub.waitForPeers(["archive"])
-        let olive = try ClassicClient(port: classicHub.classicPort, name: "olive")
+        let olive = try await ClassicClient(port: classicHub.classicPort, name: "olive")
         _ = try await olive.registeredID()
         let archiveID = try await olive.peerID("archive")
         let source = olive.directory.appendingPathComponent("unwanted.bin")
@@ -275,7 +297,7 @@ struct ClassicHub {
     @Test func pingsAreAnsweredAndHostExitingReachesClassicClients() async throws {
         let classicHub = try await ClassicHub(["--ping-interval", "0.5"])
         let environment = classicHub.environment
-        let olive = try ClassicClient(port: classicHub.classicPort, name: "olive")
+        let olive = try await ClassicClient(port: classicHub.classicPort, name: "olive")
         _ = try await olive.registeredID()
         // Pinged with .NET ticks of now, it answers every ping: still a member after many heartbeats.
         let pinged = try await eventually(within: 60, every: .milliseconds(50)) { olive.lines("ping ").count >= 6 }
@@ -312,7 +334,7 @@ extension ClassicEndToEndTests {
         let environment = classicHub.environment
         let ops = try RunningProgram("tcpipctl", ["listen", "--name", "ops"], environment: environment)
         try await classicHub.hub.waitForPeers(["ops"])
-        let olive = try ClassicClient(port: classicHub.classicPort, name: "olive")
+        let olive = try await ClassicClient(port: classicHub.classicPort, name: "olive")
         _ = try await olive.registeredID()
         let opsID = try await olive.peerID("ops")
 

@@ -259,7 +259,7 @@ import Testing
         init(port: Int, from source: String = "127.0.0.1", noDelay: Bool = false) async throws {
             let wire = try Wire(port: port, from: source, noDelay: noDelay)
             self.wire = wire
-            let greeting = try #require(await offThread { wire.read(1024, within: 60) }, "no RequestCredentials")
+            let greeting = try #require(await onItsOwnThread { wire.read(1024, within: 60) }, "no RequestCredentials")
             let packet = Packet(raw: greeting)
             #expect(packet.type == 3, "the hub speaks first with RequestCredentials")
             id = packet.u32(8)
@@ -285,13 +285,13 @@ import Testing
         func pour(_ packets: [Packet]) async -> Bool {
             let bytes = packets.flatMap(\.bytes)
             let wire = self.wire
-            return await offThread { wire.send(bytes) }
+            return await onItsOwnThread { wire.send(bytes) }
         }
 
         /// The next packet (the hub's pings are answered on the way), nil once closed or silent for `seconds`.
         func next(within seconds: Double = 60) async -> Packet? {
             let wire = self.wire
-            guard let bytes = await offThread({ wire.read(1024, within: seconds) }) else { return nil }
+            guard let bytes = await onItsOwnThread({ wire.read(1024, within: seconds) }) else { return nil }
             let packet = Packet(raw: bytes)
             seen.append(packet)
             if packet.type == 7 {
@@ -332,14 +332,14 @@ import Testing
 
         func isClosed(within seconds: Double) async -> Bool {
             let wire = self.wire
-            return await offThread { wire.closes(within: seconds) }
+            return await onItsOwnThread { wire.closes(within: seconds) }
         }
     }
 
     /// One registration attempt that records no issue: the connection once Registered came, else nil.
     static func register(port: Int, from source: String, name: String) async -> Wire? {
         guard let wire = try? Wire(port: port, from: source) else { return nil }
-        return await offThread {
+        return await onItsOwnThread {
             guard let greeting = wire.read(1024, within: 10), Packet(raw: greeting).type == 3 else { return nil }
             guard wire.send(Self.credentials(Self.ascii(name)).bytes) else { return nil }
             while let bytes = wire.read(1024, within: 10) {
@@ -379,7 +379,7 @@ import Testing
             }
             if !names.isEmpty { try await classic.hub.waitForPeers(names) }
             if olive {
-                let client = try ClassicClient(port: classic.classicPort, name: "olive")
+                let client = try await ClassicClient(port: classic.classicPort, name: "olive")
                 _ = try await client.registeredID()
                 self.olive = client
             }
@@ -1120,7 +1120,7 @@ import Testing
         var second: [Wire] = []
         for index in 0..<12 { second.append(try Wire(port: index % 2 == 0 ? scene.port : hub.port, from: "127.0.0.2")) }
         func closedCount(_ wires: [Wire]) async -> Int {
-            await offThread { wires.filter { $0.closes(within: 0) }.count }
+            await onItsOwnThread { wires.filter { $0.closes(within: 0) }.count }
         }
         let refused = try await eventually(within: 60, every: .milliseconds(50)) { await closedCount(second) >= 2 }
         #expect(refused, "12 waiting from 127.0.0.2: none refused")
@@ -1128,13 +1128,13 @@ import Testing
         // The thirteenth, classic, is told busy at once: closed, never registered.
         let thirteenth = try Wire(port: scene.port, from: "127.0.0.2")
         thirteenth.send(Self.credentials(Self.ascii("thirteenth")).bytes)
-        #expect(await offThread { thirteenth.closes(within: 60) }, "the eleventh waiting from one address")
+        #expect(await onItsOwnThread { thirteenth.closes(within: 60) }, "the eleventh waiting from one address")
 
         // Ten more from 127.0.0.3: past --max-unregistered 16, the hub sheds, never refuses a new address.
         var third: [Wire] = []
         for _ in 0..<10 { third.append(try Wire(port: scene.port, from: "127.0.0.3")) }
         // Real clients from 127.0.0.1 get in: the classic stand-in, a tcpipctl listener, a raw classic client.
-        let olive = try ClassicClient(port: scene.port, name: "olive")
+        let olive = try await ClassicClient(port: scene.port, name: "olive")
         _ = try await olive.registeredID()
         let ops = try RunningProgram("tcpipctl", ["listen", "--name", "ops"], environment: scene.environment)
         let raw = try await Attacker(port: scene.port, name: Self.ascii("raw"))
@@ -1293,12 +1293,5 @@ import Testing
         withExtendedLifetime(squatter) {}  // holds its name until here
         try await scene.stillServed("names and pieces")
         try await scene.stop()
-    }
-}
-
-/// Runs blocking work on a thread of its own (never on the test pool's threads).
-private func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread { continuation.resume(returning: body()) }.start()
     }
 }

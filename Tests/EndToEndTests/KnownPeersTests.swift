@@ -89,7 +89,7 @@ import Testing
             try await !RunningProgram.run("tcpipctl", ["peers"], environment: environment("sender")).stdout.contains(
                 "\"archive\"")
         }
-        let impostor = try ClassicClient(port: classicHub.classicPort, name: "archive")
+        let impostor = try await ClassicClient(port: classicHub.classicPort, name: "archive")
         _ = try await impostor.registeredID()
         try await hub.waitForPeers(["archive"], environment: environment("sender"))
         let keyless = try await send()
