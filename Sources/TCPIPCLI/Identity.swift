@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Logging
+import Synchronization
 import TCPIPCore
 import TCPIPTLS
 import TCPIPWire
@@ -117,6 +118,15 @@ public struct KnownPeers: Sendable {
     /// `--to-key`: the keys a recipient must prove instead of what known_peers remembers (nothing is remembered then).
     public let pinned: [NodeID]
 
+    /// Names (with their key, or none) already found as pinned, remembered or unpinned: a receiver checks every file
+    /// and message, and the file is read once per name, not once per message. Only this node writes its known_peers
+    /// while it runs; a line removed by hand is seen at the next start (a key that does not match is never cached).
+    private let checked = Checked()
+
+    private final class Checked: Sendable {
+        let names = Mutex<Set<String>>([])
+    }
+
     /// Whether this node sends to the peers it checks (a sender, which can pin with --to-key), or takes from them (a
     /// receiver): only the wording of a refusal differs.
     public let sending: Bool
@@ -148,6 +158,14 @@ public struct KnownPeers: Sendable {
             }
             return
         }
+        let entry = peer.name + "\u{0}" + (peer.keyID?.description ?? "")
+        if checked.names.withLock({ $0.contains(entry) }) { return }
+        try verify(peer, name: name, warn: warn)
+        checked.names.withLock { _ = $0.insert(entry) }
+    }
+
+    /// ``check(_:warn:)`` against the file.
+    private func verify(_ peer: PeerRecord, name: String, warn: (String) -> Void) throws {
         let known = try remembered(peer.name)
         guard let id = peer.keyID else {
             if let known {
@@ -170,19 +188,13 @@ public struct KnownPeers: Sendable {
             return
         }
         // A rename is whoever holds that id now; a name the hub's own rules refuse is not written into a file.
-        guard !isRename(peer.name), Credentials.problem(withName: peer.name) == nil else { return }
+        guard !Credentials.isRename(peer.name), Credentials.problem(withName: peer.name) == nil else { return }
         do {
             try appendLine("\(hub) \(id) \(peer.name)", to: path, creatingWithMode: 0o600)
             warn("remembering the key \(id) of \(name) in \(path) (first use)")
         } catch {
             warn("sending to \(name) with key \(id), seen for the first time, without remembering it: \(error)")
         }
-    }
-
-    private func isRename(_ name: String) -> Bool {
-        guard let hash = name.lastIndex(of: "#") else { return false }
-        let digits = name[name.index(after: hash)...]
-        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     /// The key remembered for `name` on this hub, if any. A file that is there but cannot be read, or a line whose ID

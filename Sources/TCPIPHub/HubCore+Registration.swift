@@ -58,7 +58,7 @@ extension HubCore {
             return refuse(id, .invalidCredentials, "MyCredentials carries no name")
         }
         if let problem = Credentials.problem(withName: requested) { return refuse(id, .invalidCredentials, problem) }
-        if Self.isRename(requested) { return refuse(id, .invalidCredentials, Self.renameReserved) }
+        if Credentials.isRename(requested) { return refuse(id, .invalidCredentials, Self.renameReserved) }
         let key = local ? configuration.ownID : connections[id]?.key
         if !local && configuration.security != nil && key == nil {
             return refuse(id, .authenticationFailed, "this hub takes only clients that prove a key over TLS")
@@ -142,7 +142,7 @@ extension HubCore {
         var name = credentials.name ?? ""
         // Whatever a classic client typed (nothing, a number, control characters, a name of the hub's renames), it
         // still joins, by its id.
-        if Credentials.problem(withName: name) != nil || Self.isRename(name) { name = PeerRole.classic }
+        if Credentials.problem(withName: name) != nil || Credentials.isRename(name) { name = PeerRole.classic }
         if name == PeerRole.classic || byName[name] != nil || configuration.authorizedPeers?.owns(name) == true {
             // Cut so that the rename still fits the name rule's 255 bytes.
             let suffix = "#\(peerID)"
@@ -206,14 +206,6 @@ extension HubCore {
     }
 
     static let storeRoleReserved = "the role 'store' is reserved for the hub's own store"
-
-    /// Whether `name` has the form the hub gives a peer whose name was taken (`NAME#ID`): no one may ask for one, so
-    /// `NAME#ID` is only ever the peer with that id, and a rename can never find its name squatted.
-    static func isRename(_ name: String) -> Bool {
-        guard let hash = name.lastIndex(of: "#") else { return false }
-        let digits = name[name.index(after: hash)...]
-        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
-    }
 
     static let renameReserved = "names ending in #NUMBER are the hub's (it gives them to a peer whose name is taken)"
 }

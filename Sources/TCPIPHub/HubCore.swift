@@ -422,7 +422,9 @@ public struct HubCore {
         }
         var changed = peer
         if let name = update.name, name != peer.name {
-            if let problem = Credentials.problem(withName: name) ?? (Self.isRename(name) ? Self.renameReserved : nil) {
+            if let problem = Credentials.problem(withName: name)
+                ?? (Credentials.isRename(name) ? Self.renameReserved : nil)
+            {
                 return [.send(id, errorPacket(.invalidCredentials, problem, type: .credentialsUpdate))]
             }
             guard byName[name] == nil else {

@@ -107,6 +107,14 @@ public struct RegistrationFlags: OptionSet, Hashable, Sendable {
 }
 
 extension Credentials {
+    /// Whether `name` has the form the hub gives a peer whose name was taken (`NAME#ID`): no one may ask for one, so
+    /// `NAME#ID` is only ever the peer with that id, and a rename can never find its name squatted.
+    public static func isRename(_ name: String) -> Bool {
+        guard let hash = name.lastIndex(of: "#") else { return false }
+        let digits = name[name.index(after: hash)...]
+        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
     /// Why `name` cannot be registered, or nil when it can: the hub's name rule, which clients and the authorized-peers
     /// file check too.
     public static func problem(withName name: String) -> String? {
