@@ -97,6 +97,7 @@ public struct ConnectionOptions: ParsableArguments {
         let key: NodeKey?
         (configuration.security, key) = try security(for: configuration.server, environment: environment)
         if let key {
+            configuration.sealing = key.sealing
             configuration.directSecurity = DirectSecurity(
                 dialing: { expected, address in
                     try HubPin(key: key, expected: expected, source: .option, address: address)

@@ -344,8 +344,8 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 router.loop.execute { router.ended(self) }
             }
         } else if let proof = event as? PeerAuthenticated {
-            let (router, key) = (self.router, proof.id)
-            router.loop.execute { router.authenticated(self, key: key) }
+            let router = self.router
+            router.loop.execute { router.authenticated(self, key: proof.id, spki: proof.spki) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -126,7 +126,7 @@ extension HubCore {
         let peer = PeerRecord(
             id: peerID, name: name, host: credentials.host ?? "", user: credentials.user ?? "",
             address: connection.address, role: credentials.role ?? "client", connectedAt: now,
-            version: credentials.version ?? "", key: key?.bytes
+            version: credentials.version ?? "", key: key?.bytes, publicKey: key == nil ? nil : connection.spki
         )
         let enrolment: [HubAction] = enrolled.map { [.enrolled($0)] } ?? []
         return enrolment + admit(peer, on: id, flags: credentials.flags, now: now)

@@ -41,6 +41,8 @@ public struct HubCore {
         var flags: RegistrationFlags = []
         /// The key the peer proved over TLS.
         var key: NodeID?
+        /// The public key whose hash is `key` (DER SPKI), announced as PeerRecord tag 11 for peers to seal to.
+        var spki: [UInt8]?
         /// A connection the hub made to itself (``HubServer/connectLocal()``): its store. Only such a connection may
         /// register the role `store`, and it needs no token or key.
         var local = false
@@ -104,8 +106,9 @@ public struct HubCore {
     // MARK: events
 
     /// The TLS handshake on connection `id` proved that its peer holds the key `key`.
-    public mutating func authenticated(_ id: ConnectionID, key: NodeID) -> [HubAction] {
+    public mutating func authenticated(_ id: ConnectionID, key: NodeID, spki: [UInt8]? = nil) -> [HubAction] {
         connections[id]?.key = key
+        connections[id]?.spki = spki.flatMap { NodeID(spki: $0) == key ? $0 : nil }
         return []
     }
 

@@ -145,8 +145,8 @@ final class HubRouter: @unchecked Sendable {
         flushPending()
     }
 
-    func authenticated(_ handler: HubConnectionHandler, key: NodeID) {
-        perform(core.authenticated(handler.id, key: key))
+    func authenticated(_ handler: HubConnectionHandler, key: NodeID, spki: [UInt8]?) {
+        perform(core.authenticated(handler.id, key: key, spki: spki))
         flushPending()
     }
 

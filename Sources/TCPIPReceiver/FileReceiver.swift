@@ -188,11 +188,89 @@ public final class FileReceiver {
                 unlink(commit.temporary.path + ".json")
             }
             commit.temporary.path = configuration.spool.retirePartial(commit.temporary.path)
+            if commit.container {
+                switch await open(commit) {
+                case .opened(let opened): commit = opened
+                case .refused(let receipt):
+                    try await reply(receipt.packet(to: commit.key.from), session)
+                    return nil
+                }
+            }
             self.commit(commit)
         case .discard, .keep, .truncate, .log:
             perform([action])
         }
         return nil
+    }
+
+    private enum Opened {
+        case opened(TransferMachine.Commit)
+        case refused(FileReceipt)
+    }
+
+    /// Opens a sealed container the hub's store delivered into a new temporary file, off the event loops: what it holds
+    /// is published only if it opens whole, signed by the key that queued it, under a safe name. The container goes
+    /// either way; a failure is the receipt to send.
+    private func open(_ commit: TransferMachine.Commit) async -> Opened {
+        let spool = configuration.spool
+        let key = configuration.sealing
+        let maxMessageSize = configuration.maxMessageSize
+        let container = commit.temporary
+        defer { perform([.discard(container)]) }
+        func failure(_ status: FileReceipt.Status, _ reason: String) -> Opened {
+            logger.warning(
+                "refused a sealed file",
+                metadata: ["from": "\(commit.senderName)", "reason": "\(escapedForLog(reason))"])
+            return .refused(FileReceipt(transferID: commit.key.id, status: status, reason: reason))
+        }
+        guard let key else { return failure(.refused, "the file is sealed to a key, and this receiver has none") }
+        let outcome: Result<(TransferMachine.Temporary, SealedFileInfo, NodeID, UInt64, [UInt8]), any Error> =
+            await Result.capturing {
+                try await NIOThreadPool.singleton.runIfActive {
+                    let (descriptor, path) = try spool.createTemporary(tag: "\(commit.key.from)-\(commit.key.id)-open")
+                    let temporary = TransferMachine.Temporary(descriptor: descriptor, path: path)
+                    do {
+                        // Written through a write-only descriptor: read back by its name.
+                        let input = Glibc.open(container.path, O_RDONLY | O_CLOEXEC)
+                        guard input >= 0 else { throw SpoolError.writeFailed(errno) }
+                        defer { close(input) }
+                        let (info, senderID, size, sha256) = try SealedContainer.open(
+                            from: input, to: descriptor, key: key, sender: commit.sender?.keyID)
+                        return (temporary, info, senderID, size, sha256)
+                    } catch {
+                        Spool.removeTemporary(path)
+                        close(descriptor)
+                        throw error
+                    }
+                }
+            }
+        switch outcome {
+        case .success(let (temporary, info, senderID, size, sha256)):
+            var opened = commit
+            opened.temporary = temporary
+            opened.sentAs = info.name
+            opened.message = info.message
+            opened.size = size
+            opened.sha256 = sha256
+            opened.signedBy = senderID
+            opened.announced = true
+            opened.container = false
+            let problem =
+                SpoolName.problem(withPath: info.name).map {
+                    "unsafe file name '\(escapedForLog(info.name.clipped))': \($0)"
+                }
+                ?? (info.message && size > UInt64(maxMessageSize)
+                    ? "the message is larger than the receiver's limit of \(maxMessageSize) bytes" : nil)
+            if let problem {
+                perform([.discard(temporary)])
+                return failure(info.message ? .refused : .invalid, problem)
+            }
+            return .opened(opened)
+        case .failure(let error as SealingFailure):
+            return failure(error.kind == .refused ? .refused : .corrupt, error.description)
+        case .failure(let error):
+            return failure(.storageFailed, "\(error)")
+        }
     }
 
     /// Performs the actions that need no I/O beyond closing a file: all that stopping and abandoning produce.
@@ -266,6 +344,7 @@ public final class FileReceiver {
         let classic = commit.sender?.isClassic == true
         let resumedFrom = commit.resumedFrom
         let message = commit.message
+        let signedBy = commit.signedBy
         let compression = commit.compression == 1 ? "zlib" : "none"
         let receivedAt = WireClock.rfc3339(WireClock.now())
         // How the last bytes came: on a direct link (still open: its sender waits for this file's receipt) or through
@@ -292,6 +371,8 @@ public final class FileReceiver {
                 ("wireBytes", .int(Int64(wireBytes))), ("resumedFrom", .int(Int64(resumedFrom))),
                 ("receivedAt", .string(receivedAt)), ("kind", .string(message ? "message" : "file")),
                 ("path", .string(path)),
+                ("sealed", .bool(signedBy != nil)),
+                ("signedBy", signedBy.map { .string($0.description) } ?? .null),
             ]).rendered()
         }
         committer.enqueue(

@@ -33,6 +33,7 @@ final class MessageStore {
         self.configuration = configuration
         self.logger = logger
         assembler = MessageAssembler(maxMessageSize: configuration.maxMessageSize)
+        assembler.sealing = configuration.sealing
     }
 
     /// The sender left: its partial messages go.
@@ -41,7 +42,8 @@ final class MessageStore {
     func handle(_ packet: Packet, session: ClientSession) async throws {
         guard let part = try? MessagePart(packet) else { return }
         let from = packet.header.idFrom
-        switch assembler.add(part, from: from) {
+        let record = assembler.needsRecord(part) ? try await session.peer(id: from) : nil
+        switch assembler.add(part, from: from, record: record) {
         case .incomplete, .discarded:
             return
         case .refused(let sender, let id, let status, let reason, let wantsReceipt):

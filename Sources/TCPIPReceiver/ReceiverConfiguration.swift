@@ -14,6 +14,8 @@ public struct ReceiverConfiguration: Sendable {
     /// Why a sender (its record from the hub) is not believed to be who it says, or nil: its key against the one this
     /// node remembered for its name (`known_peers`, set by tcpiprecvd). Files and messages from it are refused.
     public var senderProblem: (@Sendable (PeerRecord) -> String?)?
+    /// This receiver's key: files sealed to it are opened, and files from a peer that proved a key must be sealed.
+    public var sealing: SealingKey?
     /// Largest file accepted, in bytes.
     public var maxFileSize: UInt64?
     /// Bytes that must stay free on the spool's file system after a file is stored.
@@ -69,6 +71,7 @@ public struct ReceiverConfiguration: Sendable {
         policy.receiverName = receiverName
         policy.takesClassic = acceptClassic
         policy.senderProblem = senderProblem
+        policy.sealingKey = sealing
         return policy
     }
 

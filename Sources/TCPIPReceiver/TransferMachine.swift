@@ -62,6 +62,9 @@ public struct TransferMachine: Sendable {
         public var takesClassic = false
         /// Why this sender is not believed to be who it says (its key against known_peers), or nil.
         public var senderProblem: (@Sendable (PeerRecord) -> String?)?
+        /// This receiver's key: a sealed file is opened with it, and a file from a peer that proved a key must be
+        /// sealed (a hub that stripped the sealing could have changed it). Nil: a plaintext link, nothing to open.
+        public var sealingKey: SealingKey?
 
         public init() {}
     }
@@ -138,6 +141,11 @@ public struct TransferMachine: Sendable {
         public var announced = false
         /// A message sent as a file (FileStart tag 10): stored as a message, not under its name.
         public var message = false
+        /// The key that sealed and signed the file (its signature checked), nil for a file that was not sealed.
+        public var signedBy: NodeID?
+        /// The file is a sealed container from the hub's store: the driver opens it (``SealedContainer``) before
+        /// publishing, and publishes what it holds (its name, its kind) only if it opens whole.
+        public var container = false
     }
 
     struct Transfer: Sendable {
@@ -158,6 +166,8 @@ public struct TransferMachine: Sendable {
         /// that the file differs and is sent whole. Nothing is made on disk until then.
         var storedLike: String?
         var resumedFrom: UInt64 = 0
+        /// A sealed transfer's opener: each chunk opens in order, and the final record carries the signed digest.
+        var opener: FileOpener?
     }
 
     public var policy: Policy
@@ -262,10 +272,12 @@ public struct TransferMachine: Sendable {
     // MARK: steps
 
     private mutating func begin(_ start: FileStart, from: UInt32, sender: PeerRecord?) -> [Action] {
+        var start = start
         let key = Key(from: from, id: start.transferID)
         // A file the hub's store delivers is from whoever queued it: for --allow-from, the record and resuming. Only
         // the hub's own store can register that role, so no peer can speak for another this way.
-        let sender = sender?.role == ClientSession.storeRole ? (start.origin ?? sender) : sender
+        let fromStore = sender?.role == ClientSession.storeRole
+        let sender = fromStore ? (start.origin ?? sender) : sender
         // The same transfer started again replaces the old one.
         let actions = remove(key)
         func refuse(_ reason: String, _ status: FileReceipt.Status = .refused) -> [Action] {
@@ -292,6 +304,35 @@ public struct TransferMachine: Sendable {
             return refuse("\(policy.receiverName) does not take files from \(sender?.name ?? "peer \(from)")")
         }
         if let sender, let problem = policy.senderProblem?(sender) { return refuse(problem) }
+        var opener: FileOpener?
+        if start.container {
+            // Believed only from the hub's store, which names who queued it (tag 9).
+            guard fromStore, start.origin != nil else {
+                return refuse("only the hub's store delivers sealed containers", .invalid)
+            }
+            guard policy.sealingKey != nil else {
+                return refuse("the file is sealed to a key, and \(policy.receiverName) has none (a plaintext link)")
+            }
+        } else if let header = start.sealed {
+            guard let own = policy.sealingKey else {
+                return refuse("the file is sealed to a key, and \(policy.receiverName) has none (a plaintext link)")
+            }
+            do {
+                let opened = try FileOpener(header: header, key: own, sender: sender?.keyID)
+                start.name = opened.info.name
+                start.sha256 = opened.info.sha256
+                start.message = opened.info.message
+                opener = opened
+            } catch let failure as SealingFailure {
+                return refuse(failure.description, failure.kind == .refused ? .refused : .corrupt)
+            } catch {
+                return refuse("the sealed header does not open: \(error)", .corrupt)
+            }
+        } else if policy.sealingKey != nil, let keyID = sender?.keyID {
+            return refuse(
+                "an unsealed file from key \(keyID): \(policy.receiverName) takes only sealed files from peers that "
+                    + "prove a key (a hub that stripped the sealing could have changed the file)")
+        }
         if let problem = SpoolName.problem(withPath: start.name) {
             return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
         }
@@ -326,6 +367,7 @@ public struct TransferMachine: Sendable {
         {
             // Perhaps sent again: the sender checks the stored file's SHA-256 against its own before anything moves.
             var transfer = Transfer(start: start, senderName: sender?.name ?? "", sender: sender)
+            transfer.opener = opener
             transfer.storedLike = stored.storedAs
             transfer.awaitingSeek = true
             transfer.received = size
@@ -336,6 +378,7 @@ public struct TransferMachine: Sendable {
         }
         if let problem = policy.spaceProblem(start.size ?? 0) { return refuse(problem, .storageFailed) }
         var transfer = Transfer(start: start, senderName: sender?.name ?? "", sender: sender)
+        transfer.opener = opener
         transfer.partial = Self.partialName(start, sender: sender).map { name in
             Partial(
                 name: name,
@@ -417,6 +460,22 @@ public struct TransferMachine: Sendable {
             remove(key) + [.send(FileReceipt(transferID: key.id, status: status, reason: reason), to: key.from)]
         }
         if transfer.awaitingSeek { return fail(.invalid, "a chunk before FileSeek in a resumable transfer") }
+        var chunk = chunk
+        if var opener = transfer.opener {
+            guard chunk.sealed else { return fail(.corrupt, "an unsealed chunk in a sealed transfer") }
+            do {
+                chunk.data = try opener.open(chunk.data, compressed: chunk.compressed, rawLength: chunk.rawLength)
+                chunk.sealed = false
+            } catch {
+                return fail(.corrupt, "\(error)")
+            }
+            transfers[key]?.opener = opener
+            if !chunk.compressed && chunk.data.readableBytes != Int(chunk.rawLength) {
+                return fail(.corrupt, "a sealed chunk that does not hold its announced length")
+            }
+        } else if chunk.sealed {
+            return fail(.corrupt, "a sealed chunk in a transfer that was not sealed")
+        }
         let rawLength = UInt64(chunk.rawLength)
         if rawLength > UInt64(transfer.start.chunkSize) {
             return fail(
@@ -436,6 +495,7 @@ public struct TransferMachine: Sendable {
     }
 
     private mutating func finish(_ end: FileEnd, aborted: Bool, key: Key, sender: PeerRecord?) -> [Action] {
+        var end = end
         guard let transfer = transfers.removeValue(forKey: key) else { return [] }
         let name = escapedForLog(transfer.start.name)
         guard let temporary = transfer.temporary else { return [] }
@@ -461,6 +521,18 @@ public struct TransferMachine: Sendable {
                 .send(FileReceipt(transferID: key.id, status: status, reason: reason), to: key.from),
             ]
         }
+        if let opener = transfer.opener {
+            // The size and digest to check are the signed ones, sealed after the last chunk: a chunk dropped at the end
+            // leaves the final record at the wrong place, and it does not open.
+            guard let sealed = end.sealed else {
+                return fail(.corrupt, "a sealed transfer ended without its sealed end")
+            }
+            do {
+                (end.size, end.sha256) = try opener.openTrailer(sealed)
+            } catch {
+                return fail(.corrupt, "\(error)")
+            }
+        }
         if end.size != transfer.received || (transfer.start.size.map { $0 != transfer.received } ?? false) {
             return fail(.corrupt, "size mismatch: received \(transfer.received) bytes, the sender says \(end.size)")
         }
@@ -480,7 +552,8 @@ public struct TransferMachine: Sendable {
                     senderName: transfer.sender?.name ?? sender?.name ?? transfer.senderName,
                     resumedFrom: transfer.resumedFrom,
                     announced: transfer.start.sha256 != nil || transfer.start.resumable,
-                    message: transfer.start.message))
+                    message: transfer.start.message, signedBy: transfer.opener?.senderID,
+                    container: transfer.start.container))
         ]
     }
 

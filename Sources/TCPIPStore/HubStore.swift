@@ -50,16 +50,20 @@ public struct HubStore: Sendable {
     /// The directory, inside a queue, of one sender's files: its proved key, else its name. A file is deduplicated
     /// only against the same sender's (another sender neither hides its file behind it nor learns it is there).
     /// Messages (`send --queue`) go in a directory of their own, `mHEX`, beside the sender's files.
-    public static func senderDirectory(for sender: PeerRecord?, messages: Bool = false) -> String {
+    /// `sHEX` for files, `mHEX` for messages; `eHEX` and `nHEX` for the same sealed (FileStart tag 12).
+    public static func senderDirectory(for sender: PeerRecord?, messages: Bool = false, sealed: Bool = false) -> String
+    {
         let who = sender.map { $0.keyID.map { "key:\($0)" } ?? "name:\($0.name)" } ?? "unknown"
-        return (messages ? "m" : "s") + String(Array(SHA256.hash(data: Array(who.utf8))).hex.prefix(32))
+        return (sealed ? (messages ? "n" : "e") : (messages ? "m" : "s"))
+            + String(Array(SHA256.hash(data: Array(who.utf8))).hex.prefix(32))
     }
 
     /// The name a file sent as `name` gets in the store.
-    public static func storedName(_ name: String, for receiver: String, from sender: PeerRecord?, message: Bool = false)
-        -> String
-    {
-        queueDirectory(for: receiver) + "/" + senderDirectory(for: sender, messages: message) + "/" + name
+    public static func storedName(
+        _ name: String, for receiver: String, from sender: PeerRecord?, message: Bool = false, sealed: Bool = false
+    ) -> String {
+        queueDirectory(for: receiver) + "/" + senderDirectory(for: sender, messages: message, sealed: sealed) + "/"
+            + name
     }
 
     // MARK: receivers
@@ -69,6 +73,8 @@ public struct HubStore: Sendable {
         public var name: String
         public var key: String?
         public var firstSeen: String
+        /// The key itself (base64 DER SPKI, its SHA-256 is `key`), for senders that seal what they queue for it.
+        public var publicKey: String?
     }
 
     /// Every receiver that ever registered while the store was on, by name (the first key seen for a name stays).
@@ -77,7 +83,14 @@ public struct HubStore: Sendable {
         let decoder = JSONDecoder()
         for line in lines(of: receiversPath) {
             guard let receiver = try? decoder.decode(KnownReceiver.self, from: Data(line.utf8)) else { continue }
-            if known[receiver.name] == nil { known[receiver.name] = receiver }
+            if let first = known[receiver.name] {
+                // A later line adds the public key of the key first seen (a store from before keys were kept).
+                if first.publicKey == nil, first.key == receiver.key {
+                    known[receiver.name]?.publicKey = receiver.publicKey
+                }
+            } else {
+                known[receiver.name] = receiver
+            }
         }
         return known
     }
@@ -87,6 +100,7 @@ public struct HubStore: Sendable {
         let line = JSON.object([
             ("name", .string(receiver.name)), ("key", receiver.key.map { .string($0) } ?? .null),
             ("firstSeen", .string(receiver.firstSeen)),
+            ("publicKey", receiver.publicKey.map { .string($0) } ?? .null),
         ]).rendered()
         try appendLine(line, to: receiversPath, creatingWithMode: 0o640)
     }
@@ -108,6 +122,8 @@ public struct HubStore: Sendable {
         public var queuedAt: String
         /// A message (`send --queue`), delivered as one.
         public var message: Bool
+        /// A sealed container (FileStart tag 12), delivered as one.
+        public var sealed = false
         var recordPath: String
         /// When it was published in the store (its record's mtime): the order of delivery.
         var order: timespec
@@ -163,8 +179,9 @@ public struct HubStore: Sendable {
                     Item(
                         queue: queue, storedAs: record.name, sentAs: String(parts[2]),
                         fromName: record.from.name, fromKey: record.from.key, size: record.size,
-                        sha256: record.sha256, queuedAt: record.receivedAt, message: parts[1].hasPrefix("m"),
-                        recordPath: path,
+                        sha256: record.sha256, queuedAt: record.receivedAt,
+                        message: parts[1].hasPrefix("m") || parts[1].hasPrefix("n"),
+                        sealed: parts[1].hasPrefix("e") || parts[1].hasPrefix("n"), recordPath: path,
                         order: recordInfo.st_mtim))
             }
         }

@@ -277,6 +277,9 @@ public final class StoreService: Service, Sendable {
             return try await refuse(
                 .invalid, "the hub's store takes paths of at most \(SpoolName.maxDepth - 2) components and 950 bytes")
         }
+        if start.container, start.sealed != nil {
+            return try await refuse(.invalid, "a sealed container is not also a sealed transfer")
+        }
         if start.message, (start.size ?? UInt64.max) > UInt64(ReceiverConfiguration.defaultMaxMessageSize) {
             return try await refuse(
                 .refused,
@@ -301,8 +304,10 @@ public final class StoreService: Service, Sendable {
             if let refusal { return try await refuse(.storageFailed, refusal) }
         }
         let sender = try await session.peer(id: packet.header.idFrom)
-        start.name = HubStore.storedName(start.name, for: receiver, from: sender, message: start.message)
+        start.name = HubStore.storedName(
+            start.name, for: receiver, from: sender, message: start.message, sealed: start.container)
         start.message = false
+        start.container = false
         start.queueFor = nil
         start.origin = nil
         return start.packet(packet.header)
@@ -348,10 +353,19 @@ public final class StoreService: Service, Sendable {
         state.withLockedValue { $0.connected = $0.connected.filter { $0.value.id != peer.id } }
         guard peer.role == ClientSession.receiverRole else { return }
         let key = peer.keyID?.description
+        // The public key is kept once its hash is checked against the key the receiver proved.
+        let publicKey = SealingRecipient(peer).map { Data($0.spki).base64EncodedString() }
         let (new, known) = state.withLockedValue { state in
             state.connected[peer.name] = peer
-            if let known = state.known[peer.name] { return (false, known) }
-            let known = HubStore.KnownReceiver(name: peer.name, key: key, firstSeen: WireClock.rfc3339(WireClock.now()))
+            if var known = state.known[peer.name] {
+                // The key first seen, now with the key itself (a receiver first seen before keys were kept).
+                guard known.publicKey == nil, known.key == key, let publicKey else { return (false, known) }
+                known.publicKey = publicKey
+                state.known[peer.name] = known
+                return (true, known)
+            }
+            let known = HubStore.KnownReceiver(
+                name: peer.name, key: key, firstSeen: WireClock.rfc3339(WireClock.now()), publicKey: publicKey)
             state.known[peer.name] = known
             return (true, known)
         }
@@ -421,6 +435,7 @@ public final class StoreService: Service, Sendable {
                     var source = FileSendRequest.Source(path: store.spool.root + "/" + item.storedAs, name: item.sentAs)
                     source.origin = item.origin
                     source.message = item.message
+                    source.container = item.sealed
                     return source
                 }
                 var request = FileSendRequest(sources: sources, recipients: [String(receiver.id)])
@@ -538,6 +553,18 @@ public final class StoreService: Service, Sendable {
                 report.packet(PacketHeader(type: .storeReport, maskTo: .client, idTo: packet.header.idFrom)))
         }
         guard let asker else { return }
+        if query.kind == .receiver {
+            // A receiver's key, to seal what is queued for it: the key it first registered with (the same one the store
+            // delivers only to). The sender checks it against its own pins.
+            // A name known only from the authorized peers has no key to give yet; a name not known at all, no entry.
+            guard let name = query.name, knows(name) else { return try await reply([], final: true) }
+            let known = state.withLockedValue { $0.known[name] }
+            let entry = JSON.object([
+                ("name", .string(name)), ("key", known?.key.map { .string($0) } ?? .null),
+                ("publicKey", known?.publicKey.map { .string($0) } ?? .null),
+            ]).rendered()
+            return try await reply([entry], final: true)
+        }
         if query.all, let problem = operatorProblem(asker) { return try await reply([], final: true, refusal: problem) }
         let mine: (String, String?) -> Bool = { name, key in
             query.all || (asker.keyID.map { $0.description == key } ?? (key == nil && name == asker.name))
@@ -561,6 +588,8 @@ public final class StoreService: Service, Sendable {
                         ("queuedAs", .string(item.storedAs)),
                     ]).rendered())
             }
+        case .receiver:
+            break
         case .receipts:
             struct From: Decodable {
                 struct Who: Decodable {

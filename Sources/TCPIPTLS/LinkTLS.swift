@@ -151,9 +151,9 @@ final class ProvenKeyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted = event as? TLSUserEvent,
             let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate(),
-            let id = NodeKey.id(of: certificate)
+            let spki = try? certificate.extractPublicKey().toSPKIBytes()
         {
-            context.fireUserInboundEventTriggered(PeerAuthenticated(id: id))
+            context.fireUserInboundEventTriggered(PeerAuthenticated(id: NodeID(spki: spki), spki: spki))
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -16,6 +16,8 @@ public struct NodeKey: Sendable {
     public let directory: String
     let privateKey: NIOSSLPrivateKey
     let certificate: NIOSSLCertificate
+    /// The same key, for sealing files and messages end to end and signing them.
+    public let sealing: SealingKey
 
     public var keyPath: String { directory + "/key.pem" }
     public var certificatePath: String { directory + "/cert.pem" }
@@ -85,7 +87,7 @@ public struct NodeKey: Sendable {
         let privateKey = try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem)
         return NodeKey(
             id: NodeID(spki: Array(key.publicKey.derRepresentation)), directory: directory, privateKey: privateKey,
-            certificate: certificate)
+            certificate: certificate, sealing: SealingKey(key))
     }
 
     /// The ID of the key a peer presented in its (leaf) certificate.

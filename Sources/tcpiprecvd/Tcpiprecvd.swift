@@ -178,6 +178,7 @@ struct Tcpiprecvd: AsyncParsableCommand {
             guard let spool else { throw TCPIPError.usage("--spool DIR is required (the directory files land in)") }
             let client = try connection.configuration(role: "receiver")
             var receiver = ReceiverConfiguration(spool: Spool(root: spool))
+            receiver.sealing = client.sealing
             receiver.allowFrom = allowFrom
             receiver.acceptClassic = acceptClassic
             // Senders are pinned as recipients are: the key a sender proved the first time is remembered, and another

@@ -35,6 +35,9 @@ public struct ClientConfiguration: Sendable {
     /// to the key the hub vouched for. Nil on a plaintext hub: a direct link is then plaintext, and the ticket alone
     /// admits its sender.
     public var directSecurity: DirectSecurity?
+    /// This node's key (with TLS): files and messages to peers that proved keys are sealed to them and signed with it,
+    /// and what is sealed to it is opened with it.
+    public var sealing: SealingKey?
 
     /// A configuration with this machine's identity and the default name.
     public init(name: String? = nil) {

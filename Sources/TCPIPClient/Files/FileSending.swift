@@ -1,4 +1,5 @@
 import Crypto
+import FoundationEssentials
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -23,6 +24,8 @@ public struct FileSendRequest: Sendable {
         public var origin: PeerRecord?
         /// A message sent as a file (`send --queue`; FileStart tag 10).
         public var message = false
+        /// The file is a sealed container (the hub's store delivering one): FileStart tag 12.
+        public var container = false
 
         public init(path: String?, name: String) {
             self.path = path
@@ -50,6 +53,9 @@ public struct FileSendRequest: Sendable {
     /// Checks each connected recipient before anything is sent to it (its key against known_peers or `--to-key`);
     /// not the hub's store standing in for one that is away (the store proves the hub's key, not the receiver's).
     public var checkRecipient: (@Sendable (PeerRecord) throws -> Void)?
+    /// This node's key: files to receivers that proved keys are sealed to them and signed with it. Nil: the
+    /// session's (``ClientConfiguration/sealing``).
+    public var sealing: SealingKey?
 
     public init(sources: [Source], recipients: [String]) {
         self.sources = sources
@@ -101,6 +107,8 @@ public enum FileSending {
     ) async throws -> [FileResult] {
         let inputs = SendInputs(descriptors)
         defer { inputs.closeRest() }
+        var request = request
+        if request.sealing == nil { request.sealing = session.configuration.sealing }
         let recipients = try await resolveReceivers(request, session: session)
         // Point to point when there is one receiver (several share one upload through the hub's group routing) and
         // the files are for it, not for the hub's store.
@@ -300,6 +308,33 @@ public enum FileSending {
             }
             // The store stands in for the receiver: its answers are about the file queued for `name`.
             store.name = name
+            if request.sealing != nil {
+                // What is queued is sealed to the receiver's key, which the store saw it register with; the sender's
+                // pins (known_peers, --to-key) are checked against it as they are for a receiver that is connected.
+                let entries = try await StoreQuerying.run(
+                    .receiver, all: false, name: name, session: session, timeout: request.timeout)
+                struct Known: Decodable {
+                    var key: String?
+                    var publicKey: String?
+                }
+                guard let entry = entries.first else {
+                    throw TCPIPError.unknownPeer(
+                        "\(error.message), and no receiver of that name is known to the hub's store")
+                }
+                guard let known = try? JSONDecoder().decode(Known.self, from: Data(entry.utf8)),
+                    let id = known.key.flatMap(NodeID.init),
+                    let spki = known.publicKey.flatMap({ Data(base64Encoded: $0) }),
+                    SealingRecipient(id: id, spki: Array(spki)) != nil
+                else {
+                    throw TCPIPError(
+                        .permissionDenied,
+                        "the hub's store knows no key for '\(escapedForLog(name))' (it never registered with one while "
+                            + "the store was on): nothing to seal the file to; nothing was queued")
+                }
+                store.key = id.bytes
+                store.publicKey = Array(spki)
+                try request.checkRecipient?(store)
+            }
             return [store]
         }
         // A classic client takes files too (the hub's classic listener speaks for it).
@@ -359,9 +394,25 @@ public enum FileSending {
         var outbox = Outbox(sender: sender, limit: request.chunkSize)
         // Sending to the hub's store (`--queue`): each file names the receiver it is for.
         let queueFor = recipients.count == 1 && recipients[0].role == ClientSession.storeRole ? recipients[0].name : nil
+        // Sealed end to end when this side has a key and every receiver proved one the hub could name (classic
+        // clients and plaintext links have none: nothing to seal to).
+        let sealTo: [SealingRecipient]? = request.sealing.flatMap { _ in
+            guard queueFor == nil else { return nil }
+            let keys = recipients.compactMap(SealingRecipient.init)
+            return keys.count == recipients.count && !keys.isEmpty ? keys : nil
+        }
+        // Queued for a receiver that is away: each file is sealed whole to its key and goes as a sealed container,
+        // which the store keeps and delivers without being able to read or change it (its name stays visible, for
+        // `tcpipctl queue` and `receipts`; the name the receiver publishes is the sealed one).
+        let containerFor: SealingRecipient? =
+            queueFor == nil
+            ? nil
+            : request.sealing.flatMap { _ in
+                recipients.first.flatMap(SealingRecipient.init)
+            }
         files: for (index, source) in request.sources.enumerated() {
             let transferID = request.firstTransferID + UInt32(index)
-            let descriptor: Int32
+            var descriptor: Int32
             switch inputs.take(index, source) {
             case .success(let opened): descriptor = opened
             case .failure(let error):
@@ -371,6 +422,33 @@ public enum FileSending {
                 continue
             }
             defer { if descriptor > 0 { close(descriptor) } }
+            if let containerFor, let own = request.sealing {
+                do {
+                    let input = descriptor
+                    let info = SealedFileInfo(
+                        name: source.name, sha256: nil, message: source.message, senderSPKI: own.spki)
+                    let chunkSize = request.chunkSize
+                    descriptor = try await NIOThreadPool.singleton.runIfActive {
+                        let output = try MessageQueueing.unlinkedTemporary("tcpip-sealed")
+                        do {
+                            _ = try SealedContainer.seal(
+                                from: input, to: output, recipients: [containerFor], info: info, signer: own,
+                                chunkSize: chunkSize)
+                            _ = lseek(output, 0, SEEK_SET)
+                            return output
+                        } catch {
+                            close(output)
+                            throw error
+                        }
+                    }
+                    if input > 0 { close(input) }
+                } catch {
+                    tracker.begin(
+                        transferID, name: source.name, path: source.path, recipients: recipients, now: WireClock.now())
+                    tracker.failed(transferID, .unreadable, reason: "cannot seal: \(error)", now: WireClock.now())
+                    continue
+                }
+            }
             var info = stat()
             let size: UInt64? =
                 fstat(descriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_size) : nil
@@ -435,6 +513,36 @@ public enum FileSending {
             start.queueFor = queueFor
             start.origin = source.origin
             start.message = source.message
+            start.container = source.container
+            if containerFor != nil { start.container = true }
+            var sealer: FileSealer?
+            if let sealTo, let own = request.sealing {
+                do {
+                    let info = SealedFileInfo(
+                        name: source.name, sha256: announced, message: source.message, senderSPKI: own.spki)
+                    let made = try FileSealer(recipients: sealTo, info: info, signer: own)
+                    // The name, digest and kind travel inside; the hub sees a placeholder.
+                    start.sealed = made.header
+                    start.name = "sealed"
+                    start.sha256 = nil
+                    start.message = false
+                    sealer = made
+                } catch {
+                    tracker.failed(transferID, .unreadable, reason: "cannot seal: \(error)", now: WireClock.now())
+                    continue
+                }
+            }
+            // A chunk as it goes out: sealed in order when the transfer is.
+            func chunkPacket(_ data: ByteBuffer, compressed: Bool, rawLength: UInt32) throws -> Packet {
+                guard sealer != nil else {
+                    return FileChunk(transferID: transferID, rawLength: rawLength, compressed: compressed, data: data)
+                        .packet(group)
+                }
+                let sealed = try sealer!.seal(data, compressed: compressed, rawLength: rawLength)
+                return FileChunk(
+                    transferID: transferID, rawLength: rawLength, compressed: compressed, data: sealed, sealed: true
+                ).packet(group)
+            }
             try await outbox.add(start.packet(group))
             let reader = InputReader(descriptor: descriptor, headroom: FileChunk.headerSize)
             // Hashed once: a regular file before sending (the digest announced) or, a large one to one receiver, while
@@ -503,13 +611,12 @@ public enum FileSending {
                 if compression != nil {
                     for ready in try await compression!.submit(chunk) {
                         wire += UInt64(ready.data.readableBytes)
-                        try await outbox.add(ready.packet(transferID, group))
+                        try await outbox.add(
+                            chunkPacket(ready.data, compressed: ready.compressed, rawLength: ready.rawLength))
                     }
                 } else {
                     wire += UInt64(chunk.readableBytes)
-                    try await outbox.add(
-                        FileChunk(transferID: transferID, rawLength: rawLength, compressed: false, data: consume chunk)
-                            .packet(group))
+                    try await outbox.add(chunkPacket(consume chunk, compressed: false, rawLength: rawLength))
                 }
                 request.progress?(source.name, sent, size, false)
                 if let size, sent > size {
@@ -521,7 +628,7 @@ public enum FileSending {
             }
             for ready in try await compression?.drain() ?? [] {
                 wire += UInt64(ready.data.readableBytes)
-                try await outbox.add(ready.packet(transferID, group))
+                try await outbox.add(chunkPacket(ready.data, compressed: ready.compressed, rawLength: ready.rawLength))
             }
             let digest = announced ?? Array(hasher.finalize())
             var after = stat()
@@ -530,8 +637,14 @@ public enum FileSending {
                 try await abandonChanged()
                 continue
             }
-            let end = FileEnd(
+            var end = FileEnd(
                 transferID: transferID, size: sent, sha256: digest, reason: aborted ? "no receiver wants it" : nil)
+            if let sealer, !aborted {
+                // The size and digest go sealed after the last chunk, signed: the hub sees neither.
+                end.sealed = try sealer.trailer(size: sent, sha256: digest)
+                end.size = 0
+                end.sha256 = []
+            }
             try await outbox.add(
                 Packet(
                     header: PacketHeader(
@@ -626,10 +739,6 @@ private struct CompressionPipeline {
         var data: ByteBuffer
         var compressed: Bool
         var rawLength: UInt32
-
-        func packet(_ transferID: UInt32, _ header: PacketHeader) -> Packet {
-            FileChunk(transferID: transferID, rawLength: rawLength, compressed: compressed, data: data).packet(header)
-        }
     }
 
     private let compressors: [ChunkCompressor]

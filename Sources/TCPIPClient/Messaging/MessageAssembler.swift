@@ -1,4 +1,5 @@
 import NIOCore
+import TCPIPCore
 import TCPIPWire
 
 /// A whole message, put back together.
@@ -8,6 +9,8 @@ public struct AssembledMessage: Sendable {
     /// The flags of its first part (`noReceipt`, `broadcast`).
     public var flags: MessagePart.Flags
     public var bytes: ByteBuffer
+    /// It was sealed to this node's key by the key its sender proved.
+    public var sealed = false
 }
 
 /// Puts messages back together from their parts, separately per sender and message id, with a size limit.
@@ -32,6 +35,7 @@ public struct MessageAssembler {
     private struct Partial {
         var flags: MessagePart.Flags
         var bytes: ByteBuffer
+        var sealed = false
     }
 
     /// The largest message accepted.
@@ -40,6 +44,10 @@ public struct MessageAssembler {
     public let maxInProgress: Int
     private var partials: [Key: Partial] = [:]
     private var refused: Set<Key> = []
+    /// This node's key: sealed parts are opened with it, and a peer that proved a key must seal.
+    public var sealing: SealingKey?
+    /// Each sender's sealed session, from the part that carried its encapsulated key.
+    private var openers: [UInt32: MessageOpener] = [:]
 
     public init(maxMessageSize: Int, maxInProgress: Int = 64) {
         self.maxMessageSize = maxMessageSize
@@ -49,8 +57,40 @@ public struct MessageAssembler {
     /// Messages in progress now.
     public var inProgress: Int { partials.count }
 
-    public mutating func add(_ part: MessagePart, from sender: UInt32) -> Outcome {
+    /// Whether ``add(_:from:record:)`` needs the sender's record for `part`: to open a sealed session (the key it
+    /// proved), or to tell whether an unsealed part comes from a peer that should have sealed it.
+    public func needsRecord(_ part: MessagePart) -> Bool {
+        sealing != nil && !part.flags.contains(.abort)
+            && (part.flags.contains(.keyed) || !part.flags.contains(.sealed))
+    }
+
+    /// Adds one part from peer `sender`; `record` is its record when ``needsRecord(_:)`` said so.
+    public mutating func add(_ part: MessagePart, from sender: UInt32, record: PeerRecord? = nil) -> Outcome {
         let key = Key(from: sender, messageID: part.messageID)
+        var part = part
+        var sealed = false
+        if part.flags.contains(.sealed) {
+            switch open(part, from: sender, record: record) {
+            case .success(let plain):
+                part.bytes = plain
+                part.flags.subtract([.sealed, .keyed])
+                sealed = true
+            case .failure(let failure):
+                return refuse(
+                    key, .refused, failure.description, wantsReceipt: !part.flags.contains(.noReceipt),
+                    ended: part.flags.contains(.end) || !part.flags.contains(.start))
+            }
+        } else if sealing != nil, !part.flags.contains(.abort), let keyID = record?.keyID {
+            return refuse(
+                key, .refused,
+                "an unsealed message from key \(keyID): messages from peers that prove a key must be sealed (a hub that "
+                    + "stripped the sealing could have changed it)",
+                wantsReceipt: !part.flags.contains(.noReceipt), ended: part.flags.contains(.end))
+        }
+        if sealed, !part.flags.contains(.start), partials[key].map({ !$0.sealed }) ?? false {
+            // A sealed part cannot finish a message begun unsealed.
+            return refuse(key, .refused, "a message mixes sealed and unsealed parts", wantsReceipt: true, ended: true)
+        }
         if part.flags.contains(.abort) {
             partials[key] = nil
             refused.remove(key)
@@ -67,15 +107,16 @@ public struct MessageAssembler {
             }
             if part.flags.contains(.end) {
                 return .complete(
-                    AssembledMessage(from: sender, messageID: part.messageID, flags: part.flags, bytes: part.bytes))
+                    AssembledMessage(
+                        from: sender, messageID: part.messageID, flags: part.flags, bytes: part.bytes, sealed: sealed))
             }
             guard partials.count < maxInProgress else {
                 return refuse(key, .refused, "too many messages in progress", wantsReceipt: wantsReceipt, ended: false)
             }
-            partials[key] = Partial(flags: part.flags, bytes: part.bytes)
+            partials[key] = Partial(flags: part.flags, bytes: part.bytes, sealed: sealed)
             return .incomplete
         }
-        guard var partial = partials.removeValue(forKey: key) else {
+        guard var partial = partials.removeValue(forKey: key), partial.sealed == sealed else {
             if part.flags.contains(.end) { refused.remove(key) }
             return .discarded
         }
@@ -88,7 +129,9 @@ public struct MessageAssembler {
         partial.bytes.writeBuffer(&bytes)
         if part.flags.contains(.end) {
             return .complete(
-                AssembledMessage(from: sender, messageID: part.messageID, flags: partial.flags, bytes: partial.bytes))
+                AssembledMessage(
+                    from: sender, messageID: part.messageID, flags: partial.flags, bytes: partial.bytes,
+                    sealed: sealed))
         }
         partials[key] = partial
         return .incomplete
@@ -96,8 +139,42 @@ public struct MessageAssembler {
 
     /// Drops whatever a sender that left had in progress.
     public mutating func forget(sender: UInt32) {
+        openers[sender] = nil
         partials = partials.filter { $0.key.from != sender }
         refused = refused.filter { $0.from != sender }
+    }
+
+    /// Opens a sealed part: the first of a sender's session carries the encapsulated key, checked against the key the
+    /// sender proved (auth mode: only that key's holder could have made it).
+    private mutating func open(_ part: MessagePart, from sender: UInt32, record: PeerRecord?) -> Result<
+        ByteBuffer, SealingFailure
+    > {
+        guard let own = sealing else {
+            return .failure(SealingFailure(.refused, "the message is sealed to a key, and this side has none"))
+        }
+        var bytes = part.bytes
+        do {
+            if part.flags.contains(.keyed) {
+                guard let record, let from = SealingRecipient(record) else {
+                    return .failure(SealingFailure(.refused, "a sealed message from a peer that proved no key"))
+                }
+                guard let enc = bytes.readBytes(length: Sealing.encapsulatedKeySize) else {
+                    return .failure(SealingFailure(.corrupt, "a sealed message without its key"))
+                }
+                openers[sender] = try MessageOpener(encapsulatedKey: enc, key: own, sender: from)
+            }
+            guard var opener = openers[sender] else {
+                return .failure(SealingFailure(.corrupt, "a sealed message part before its sender's key"))
+            }
+            let plain = try opener.open(
+                bytes, messageID: part.messageID, flags: part.flags.subtracting(.keyed).rawValue)
+            openers[sender] = opener
+            return .success(plain)
+        } catch let failure as SealingFailure {
+            return .failure(failure)
+        } catch {
+            return .failure(SealingFailure(.corrupt, "\(error)"))
+        }
     }
 
     private mutating func refuse(

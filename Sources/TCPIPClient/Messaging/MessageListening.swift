@@ -14,9 +14,11 @@ public struct ReceivedMessage: Sendable {
     /// The application type, for packets received with `listen --type`.
     public var applicationType: PacketType?
     public var dataType: UInt16 = 0
+    /// It came sealed to this node's key (and so from the key its sender proved).
+    public var sealed = false
 
-    /// `{"from":{"id":…,"name":…},"to":"me"|"all","receivedAt":…,"bytes":N,"text":…}`; `base64` instead of `text`
-    /// when the bytes are not valid UTF-8.
+    /// `{"from":{"id":…,"name":…},"to":"me"|"all","receivedAt":…,"bytes":N,"sealed":B,"text":…}`; `base64` instead
+    /// of `text` when the bytes are not valid UTF-8.
     public var json: JSON {
         var from: [(String, JSON)] = [("id", .int(Int64(fromID)))]
         from.append(("name", self.from.map { .string($0.name) } ?? .null))
@@ -30,6 +32,7 @@ public struct ReceivedMessage: Sendable {
             fields.append(("dataType", .int(Int64(dataType))))
         }
         fields.append(("bytes", .int(Int64(bytes.readableBytes))))
+        if applicationType == nil { fields.append(("sealed", .bool(sealed))) }
         if let text = try? bytes.getUTF8ValidatedString(at: bytes.readerIndex, length: bytes.readableBytes) {
             fields.append(("text", .string(text)))
         } else {
@@ -63,6 +66,7 @@ public enum MessageListening {
     ) async throws {
         session.acceptsMessages = request.applicationType == nil
         var assembler = MessageAssembler(maxMessageSize: request.maxMessageSize)
+        assembler.sealing = session.configuration.sealing
         var delivered = 0
         let sender = session.sender
 
@@ -117,7 +121,8 @@ public enum MessageListening {
                     }
                     continue
                 }
-                switch assembler.add(part, from: from) {
+                let record = assembler.needsRecord(part) ? try await session.peer(id: from) : nil
+                switch assembler.add(part, from: from, record: record) {
                 case .incomplete, .discarded:
                     continue
                 case .refused(let sender, let id, let status, let reason, let wantsReceipt):
@@ -129,7 +134,7 @@ public enum MessageListening {
                     let message = ReceivedMessage(
                         from: try await session.peer(id: from), fromID: from,
                         broadcast: assembled.flags.contains(.broadcast),
-                        receivedAt: WireClock.now(), bytes: assembled.bytes
+                        receivedAt: WireClock.now(), bytes: assembled.bytes, sealed: assembled.sealed
                     )
                     try await deliverOrFlush(message)
                     delivered += 1

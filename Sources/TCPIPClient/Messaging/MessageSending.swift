@@ -32,6 +32,8 @@ public struct SendRequest: Sendable {
     /// Checks each recipient before anything is sent to it (its key against known_peers or `--to-key`); throwing
     /// stops the send.
     public var checkRecipient: (@Sendable (PeerRecord) throws -> Void)?
+    /// This node's key: messages to peers that proved keys are sealed to them. Nil: the session's.
+    public var sealing: SealingKey?
 
     public init(source: Source) { self.source = source }
 
@@ -53,11 +55,24 @@ public enum MessageSending {
         let tracker = DeliveryTracker(
             recipients: recipients, receipts: !request.noWait && request.applicationType == nil, now: WireClock.now()
         )
-        let partSize = MessageChunking.maxPartBytes(maxFrameSize: session.configuration.maxFrameSize)
+        // Sealed to each recipient (one HPKE context each for the session) when this side has a key and every
+        // recipient proved one; application packets (--type) are the application's own bytes and go as they are.
+        let own = request.sealing ?? session.configuration.sealing
+        let keys = recipients.compactMap(SealingRecipient.init)
+        let sealers: [Producer.Sealed]? =
+            if let own, request.applicationType == nil, keys.count == recipients.count, !keys.isEmpty {
+                try zip(recipients, keys).map { peer, key in
+                    Producer.Sealed(id: peer.id, sealer: try MessageSealer(to: key, from: own))
+                }
+            } else { nil }
+        let partSize =
+            MessageChunking.maxPartBytes(maxFrameSize: session.configuration.maxFrameSize)
+            - (sealers == nil ? 0 : MessageSealer.overhead)
         try await ReceiptCollector.run(
             session: session, tracker: tracker, timeout: request.timeout, receiptType: .messageReceived,
             produce: {
-                var producer = Producer(request: request, sender: sender, tracker: tracker, partSize: partSize)
+                var producer = Producer(
+                    request: request, sender: sender, tracker: tracker, partSize: partSize, sealed: sealers)
                 try await producer.run()
             },
             receipt: { packet, now in
@@ -153,12 +168,48 @@ struct Producer {
     let tracker: DeliveryTracker
     let partSize: Int
     var nextID: UInt32 = 1
+    /// One recipient's sealed session.
+    struct Sealed {
+        var id: UInt32
+        var sealer: MessageSealer
+        var keySent = false
+    }
+    /// Per recipient when messages are sealed; nil sends each part once, to the group.
+    var sealed: [Sealed]?
 
-    init(request: SendRequest, sender: PacketSender, tracker: DeliveryTracker, partSize: Int) {
+    init(request: SendRequest, sender: PacketSender, tracker: DeliveryTracker, partSize: Int, sealed: [Sealed]? = nil) {
         self.request = request
         self.sender = sender
         self.tracker = tracker
         self.partSize = partSize
+        self.sealed = sealed
+    }
+
+    /// A part as it goes out: to the group, or sealed to each recipient in turn (the first part of each session with
+    /// the encapsulated key in front).
+    private mutating func packets(for part: MessagePart) throws -> [Packet] {
+        guard var sealed else { return [part.packet(header)] }
+        defer { self.sealed = sealed }
+        var packets: [Packet] = []
+        packets.reserveCapacity(sealed.count)
+        for index in sealed.indices {
+            let to = PacketHeader(type: .message, maskTo: .client, idTo: sealed[index].id)
+            if part.flags.contains(.abort) {
+                packets.append(part.packet(to))
+                continue
+            }
+            var flags = part.flags.union(.sealed)
+            var body = try sealed[index].sealer.seal(part.bytes, messageID: part.messageID, flags: flags.rawValue)
+            if !sealed[index].keySent {
+                let key = sealed[index].sealer.encapsulatedKey
+                body.moveReaderIndex(to: body.readerIndex - key.count)
+                body.setBytes(key, at: body.readerIndex)
+                flags.insert(.keyed)
+                sealed[index].keySent = true
+            }
+            packets.append(MessagePart(messageID: part.messageID, flags: flags, bytes: body).packet(to))
+        }
+        return packets
     }
 
     private var header: PacketHeader { PacketHeader(type: request.applicationType ?? .message, maskTo: .group) }
@@ -190,7 +241,7 @@ struct Producer {
     private mutating func sendWhole(_ bytes: ByteBuffer) async throws {
         try checkSize(bytes.readableBytes)
         var packets: [Packet] = []
-        appendMessage(bytes, to: &packets)
+        try appendMessage(bytes, to: &packets)
         // The only message: a recipient that acknowledges it and leaves at once has everything.
         tracker.producerFinished()
         try await sender.send(contentsOf: packets)
@@ -208,7 +259,8 @@ struct Producer {
             sent += current.readableBytes
             if sent > request.maxMessageSize {
                 if !flags.contains(.start) {
-                    try await sender.send(MessagePart(messageID: id, flags: .abort, bytes: ByteBuffer()).packet(header))
+                    try await sender.send(
+                        contentsOf: packets(for: MessagePart(messageID: id, flags: .abort, bytes: ByteBuffer())))
                 }
                 try checkSize(sent)
             }
@@ -217,7 +269,7 @@ struct Producer {
                 expect(id, bytes: sent)
                 tracker.producerFinished()
             }
-            try await sender.send(MessagePart(messageID: id, flags: flags, bytes: current).packet(header))
+            try await sender.send(contentsOf: packets(for: MessagePart(messageID: id, flags: flags, bytes: current)))
             guard let next else { return }
             guard !tracker.nobodyLeft else { return }
             current = next
@@ -271,11 +323,11 @@ struct Producer {
             packets.append(Packet(header: header, payload: line))
             tracker.sentWithoutReceipt(bytes: line.readableBytes)
         } else {
-            appendMessage(line, to: &packets)
+            try appendMessage(line, to: &packets)
         }
     }
 
-    private mutating func appendMessage(_ bytes: ByteBuffer, to packets: inout [Packet]) {
+    private mutating func appendMessage(_ bytes: ByteBuffer, to packets: inout [Packet]) throws {
         if request.applicationType != nil {
             var rest = bytes
             repeat {
@@ -288,7 +340,7 @@ struct Producer {
         let id = takeID()
         expect(id, bytes: bytes.readableBytes)
         for part in MessageChunking.parts(of: bytes, messageID: id, partSize: partSize, flags: baseFlags) {
-            packets.append(part.packet(header))
+            packets += try self.packets(for: part)
         }
     }
 

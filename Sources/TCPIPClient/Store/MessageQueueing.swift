@@ -25,13 +25,7 @@ public enum MessageQueueing {
         -> FileResult
     {
         // An unlinked temporary file: the file machinery reads, hashes and resends it like any regular file.
-        var template = Array("\(temporaryDirectory)/tcpip-message-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
-            throw TCPIPError(
-                .cannotCreate, "cannot hold the message in a temporary file: \(String(cString: strerror(errno)))")
-        }
-        unlink(template)
+        let fd = try unlinkedTemporary("tcpip-message")
         let failure = message.withUnsafeBytes { writeAll(fd, $0, at: 0) }
         guard failure == 0 else {
             close(fd)
@@ -46,6 +40,17 @@ public enum MessageQueueing {
         let results = try await FileSending.run(request, descriptors: [.success(fd)], session: session)
         guard let result = results.first else { throw TCPIPError.internalError("no result for the queued message") }
         return result
+    }
+
+    /// A new file in `TMPDIR` (else /tmp), already unlinked: gone with its descriptor.
+    static func unlinkedTemporary(_ prefix: String) throws -> Int32 {
+        var template = Array("\(temporaryDirectory)/\(prefix)-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw TCPIPError(.cannotCreate, "cannot make a temporary file: \(String(cString: strerror(errno)))")
+        }
+        unlink(template)
+        return fd
     }
 
     private static var temporaryDirectory: String {

@@ -19,5 +19,10 @@ extension LinkSecurity {
 /// Fired up the pipeline once a TLS handshake proved which key the peer holds.
 public struct PeerAuthenticated: Sendable, Hashable {
     public var id: NodeID
-    public init(id: NodeID) { self.id = id }
+    /// The key itself (DER SubjectPublicKeyInfo), whose SHA-256 is `id`: peers seal to it (PeerRecord tag 11).
+    public var spki: [UInt8]?
+    public init(id: NodeID, spki: [UInt8]? = nil) {
+        self.id = id
+        self.spki = spki
+    }
 }

@@ -17,6 +17,10 @@ import NIOCore
 /// | 8 | queueFor | UTF-8, only to the hub's store: the receiver the file is queued for |
 /// | 9 | origin | nested ``PeerRecord``, only from the hub's store: who sent the file that it delivers |
 /// | 10 | message | u8 1: the content is a message (`send --queue`): the receiver stores it as one |
+/// | 11 | sealed | the sealed header (docs/PROTOCOL.md "Sealed end to end"): the chunks are sealed to the receivers' keys,
+///   and the real name, SHA-256 and message flag are inside (tag 2 is then a placeholder, tags 6 and 10 absent) |
+/// | 12 | container | u8 1: the file is a sealed container (docs/PROTOCOL.md): queued sealed for the receiver it names
+///   inside, which opens it once it arrived whole. Believed only from the hub's store, as tag 9 is |
 public struct FileStart: ControlPayload, Hashable {
     public static let digestSize = 32
 
@@ -37,6 +41,10 @@ public struct FileStart: ControlPayload, Hashable {
     public var origin: PeerRecord?
     /// The content is a message queued with `send --queue`: a receiver stores it as a message, not under its name.
     public var message = false
+    /// The sealed header: the file is sealed end to end (``name`` is then a placeholder).
+    public var sealed: ByteBuffer?
+    /// The file is a sealed container (``sealed`` is then nil: the header is inside the file).
+    public var container = false
 
     public init(
         transferID: UInt32, name: String, size: UInt64?, chunkSize: UInt32, compression: UInt8 = 0,
@@ -71,6 +79,8 @@ public struct FileStart: ControlPayload, Hashable {
             case 8: queueFor = try field.string()
             case 9: origin = try PeerRecord(tlv: field.value)
             case 10: message = try field.integer(as: UInt8.self) == 1
+            case 11: sealed = field.value
+            case 12: container = try field.integer(as: UInt8.self) == 1
             default: break
             }
         }
@@ -97,6 +107,8 @@ public struct FileStart: ControlPayload, Hashable {
             writer.write(9, bytes: origin)
         }
         if message { writer.write(10, integer: UInt8(1)) }
+        if let sealed { writer.write(11, bytes: sealed) }
+        if container { writer.write(12, integer: UInt8(1)) }
     }
 }
 
@@ -192,22 +204,30 @@ public struct FileSeek: ControlPayload, Hashable {
 /// ```
 ///
 /// dataType 0: `data` is the original bytes (rawLength equals their count). dataType 1: `data` is a complete raw
-/// deflate stream (RFC 1951) that inflates to exactly rawLength bytes. Chunks arrive in order.
+/// deflate stream (RFC 1951) that inflates to exactly rawLength bytes. dataType 2 and 3 are 0 and 1 sealed (the
+/// transfer's FileStart has tag 11): `data` is what 0 or 1 would carry, sealed, 16 bytes longer. Chunks arrive in
+/// order.
 public struct FileChunk: Hashable, Sendable {
     public static let headerSize = 8
     public static let raw: UInt16 = 0
     public static let zlib: UInt16 = 1
+    /// The bit of dataType that says the data is sealed.
+    public static let sealedBit: UInt16 = 2
+    /// What sealing adds to a chunk (the AEAD's tag).
+    public static let sealOverhead = 16
 
     public var transferID: UInt32
     public var rawLength: UInt32
     public var compressed: Bool
     public var data: ByteBuffer
+    public var sealed: Bool
 
-    public init(transferID: UInt32, rawLength: UInt32, compressed: Bool, data: ByteBuffer) {
+    public init(transferID: UInt32, rawLength: UInt32, compressed: Bool, data: ByteBuffer, sealed: Bool = false) {
         self.transferID = transferID
         self.rawLength = rawLength
         self.compressed = compressed
         self.data = data
+        self.sealed = sealed
     }
 
     public init(_ packet: Packet) throws {
@@ -215,21 +235,24 @@ public struct FileChunk: Hashable, Sendable {
         guard let (id, length) = payload.readMultipleIntegers(as: (UInt32, UInt32).self) else {
             throw WireError.invalidValue("a FileChunk payload must start with an 8-byte header")
         }
-        guard packet.header.dataType <= Self.zlib else {
+        guard packet.header.dataType <= Self.zlib | Self.sealedBit else {
             throw WireError.invalidValue("unknown FileChunk encoding \(packet.header.dataType)")
         }
-        let compressed = packet.header.dataType == Self.zlib
-        if !compressed && Int(length) != payload.readableBytes {
-            throw WireError.invalidValue("raw FileChunk says \(length) bytes but carries \(payload.readableBytes)")
+        let compressed = packet.header.dataType & Self.zlib != 0
+        let sealed = packet.header.dataType & Self.sealedBit != 0
+        let overhead = sealed ? Self.sealOverhead : 0
+        if !compressed && Int(length) + overhead != payload.readableBytes {
+            throw WireError.invalidValue(
+                "raw FileChunk says \(length) bytes but carries \(payload.readableBytes - overhead)")
         }
-        self.init(transferID: id, rawLength: length, compressed: compressed, data: payload)
+        self.init(transferID: id, rawLength: length, compressed: compressed, data: payload, sealed: sealed)
     }
 
     /// The packet; `data` is written after the header without copying when it has 8 bytes of unshared headroom.
     public consuming func packet(_ header: PacketHeader) -> Packet {
         var header = header
         header.type = .fileChunk
-        header.dataType = compressed ? Self.zlib : Self.raw
+        header.dataType = (compressed ? Self.zlib : Self.raw) | (sealed ? Self.sealedBit : 0)
         let transferID = self.transferID
         let rawLength = self.rawLength
         var payload = (consume self).data
@@ -254,6 +277,8 @@ public struct FileChunk: Hashable, Sendable {
 /// | 2 | size | u64, original bytes sent |
 /// | 3 | sha256 | 32 bytes, SHA-256 of the original bytes |
 /// | 4 | reason | UTF-8, why the sender aborted |
+/// | 5 | sealed | a sealed transfer's final record: the size, SHA-256 and the sender's signature, sealed after the last
+///   chunk (tags 2 and 3 are then 0 and empty) |
 public struct FileEnd: ControlPayload, Hashable {
     public static let complete: UInt16 = 0
     public static let abort: UInt16 = 1
@@ -262,6 +287,8 @@ public struct FileEnd: ControlPayload, Hashable {
     public var size: UInt64
     public var sha256: [UInt8]
     public var reason: String?
+    /// A sealed transfer's final record.
+    public var sealed: ByteBuffer?
 
     public init(transferID: UInt32, size: UInt64, sha256: [UInt8], reason: String? = nil) {
         self.transferID = transferID
@@ -281,6 +308,7 @@ public struct FileEnd: ControlPayload, Hashable {
             case 2: size = try field.integer()
             case 3: sha256 = Array(field.value.readableBytesView)
             case 4: reason = try field.string()
+            case 5: sealed = field.value
             default: break
             }
         }
@@ -292,6 +320,7 @@ public struct FileEnd: ControlPayload, Hashable {
         writer.write(2, integer: size)
         writer.write(3, bytes: ByteBuffer(bytes: sha256))
         writer.write(4, string: reason)
+        if let sealed { writer.write(5, bytes: sealed) }
     }
 }
 

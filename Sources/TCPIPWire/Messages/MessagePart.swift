@@ -30,6 +30,10 @@ public struct MessagePart: Hashable, Sendable {
         public static let abort = Flags(rawValue: 1 << 3)
         /// The sender addressed every listener (`tcpipctl send --all`), not this peer by name.
         public static let broadcast = Flags(rawValue: 1 << 4)
+        /// The bytes are sealed to the recipient's key: `u64 sequence ‖ ciphertext ‖ tag` (docs/PROTOCOL.md).
+        public static let sealed = Flags(rawValue: 1 << 5)
+        /// With `sealed`: the sender's encapsulated key (65 bytes) comes first; it starts the sender's sealed session.
+        public static let keyed = Flags(rawValue: 1 << 6)
     }
 
     /// Bytes of the part's own header inside the payload.

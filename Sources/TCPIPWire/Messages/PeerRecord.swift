@@ -15,8 +15,11 @@ import NIOCore
 /// | 8 | version | UTF-8 |
 /// | 9 | key | 32 bytes, the SHA-256 of the public key the peer proved over TLS (absent on a plaintext link) |
 /// | 10 | wire | UTF-8: `classic` for a client of the seed's 1024-byte wire (set by the hub alone); absent for this one |
+/// | 11 | publicKey | the public key itself, DER SubjectPublicKeyInfo (at most 512 bytes), whose SHA-256 is tag 9: what peers
+///   seal files and messages to |
 public struct PeerRecord: ControlPayload, Hashable {
     public static let keySize = 32
+    public static let maxPublicKeySize = 512
 
     public var id: UInt32
     public var name: String
@@ -30,6 +33,9 @@ public struct PeerRecord: ControlPayload, Hashable {
     public var key: [UInt8]?
     /// The wire the peer speaks: ``classicWire`` for a classic client (no key, no digests), nil for this protocol.
     public var wire: String?
+    /// The public key whose SHA-256 is ``key`` (DER SPKI), when the hub knows it: what files and messages are sealed to.
+    /// Believe it only once its hash is checked against ``key`` (``SealingRecipient`` does).
+    public var publicKey: [UInt8]?
 
     /// ``wire`` of a client that joined through the hub's classic listener.
     public static let classicWire = "classic"
@@ -39,8 +45,10 @@ public struct PeerRecord: ControlPayload, Hashable {
 
     public init(
         id: UInt32, name: String, host: String = "", user: String = "", address: String = "", role: String = "client",
-        connectedAt: WireTime = 0, version: String = "", key: [UInt8]? = nil, wire: String? = nil
+        connectedAt: WireTime = 0, version: String = "", key: [UInt8]? = nil, wire: String? = nil,
+        publicKey: [UInt8]? = nil
     ) {
+        self.publicKey = publicKey
         self.key = key
         self.wire = wire
         self.id = id
@@ -73,6 +81,11 @@ public struct PeerRecord: ControlPayload, Hashable {
                 }
                 key = Array(field.value.readableBytesView)
             case 10: wire = try field.string()
+            case 11:
+                guard field.value.readableBytes <= Self.maxPublicKeySize else {
+                    throw WireError.invalidValue("a peer's public key must be at most \(Self.maxPublicKeySize) bytes")
+                }
+                publicKey = Array(field.value.readableBytesView)
             default: break
             }
         }
@@ -93,6 +106,7 @@ public struct PeerRecord: ControlPayload, Hashable {
         writer.write(8, string: version)
         if let key { writer.write(9, bytes: ByteBuffer(bytes: key)) }
         if let wire { writer.write(10, string: wire) }
+        if let publicKey { writer.write(11, bytes: ByteBuffer(bytes: publicKey)) }
     }
 }
 

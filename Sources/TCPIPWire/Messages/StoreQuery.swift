@@ -6,22 +6,29 @@ import NIOCore
 /// | tag | field | encoding |
 /// |---|---|---|
 /// | 1 | requestID | u32, echoed in every report |
-/// | 2 | kind | u8: 1 the queue, 2 receipts |
+/// | 2 | kind | u8: 1 the queue, 2 receipts, 3 a receiver's key (for sealing what is queued for it) |
 /// | 3 | all | u8 1: everyone's, not only the asker's (an operator only) |
+/// | 4 | name | UTF-8, the receiver a kind 3 query asks about |
 public struct StoreQuery: ControlPayload, Hashable {
     public enum Kind: UInt8, Sendable {
         case queue = 1
         case receipts = 2
+        /// The key of the receiver named in tag 4, as the store saw it register: one entry
+        /// `{"name":…,"key":ID,"publicKey":BASE64}` (none when the store knows no key for that name).
+        case receiver = 3
     }
 
     public var requestID: UInt32
     public var kind: Kind
     public var all: Bool
+    /// The receiver a `receiver` query asks about.
+    public var name: String?
 
-    public init(requestID: UInt32, kind: Kind, all: Bool = false) {
+    public init(requestID: UInt32, kind: Kind, all: Bool = false, name: String? = nil) {
         self.requestID = requestID
         self.kind = kind
         self.all = all
+        self.name = name
     }
 
     public init(tlv: ByteBuffer) throws {
@@ -37,6 +44,7 @@ public struct StoreQuery: ControlPayload, Hashable {
                 }
                 kind = known
             case 3: all = try field.integer(as: UInt8.self) == 1
+            case 4: name = try field.string()
             default: break
             }
         }
@@ -48,6 +56,7 @@ public struct StoreQuery: ControlPayload, Hashable {
         writer.write(1, integer: requestID)
         writer.write(2, integer: kind.rawValue)
         if all { writer.write(3, integer: UInt8(1)) }
+        writer.write(4, string: name)
     }
 }
 
