@@ -181,7 +181,13 @@ public struct FileSealer: Sendable {
     public private(set) var index: UInt64 = 0
 
     public init(recipients: [SealingRecipient], info: SealedFileInfo, signer: SealingKey) throws {
-        let key = SymmetricKey(size: .bits256)
+        try self.init(recipients: recipients, info: info, signer: signer, fileKey: SymmetricKey(size: .bits256))
+    }
+
+    /// With a chosen file key (golden vectors); anything else uses a fresh random one.
+    package init(recipients: [SealingRecipient], info: SealedFileInfo, signer: SealingKey, fileKey key: SymmetricKey)
+        throws
+    {
         self.key = key
         var stanzas: [UInt8] = []
         var writer = TLVWriter(capacity: 256)
@@ -199,6 +205,16 @@ public struct FileSealer: Sendable {
         }
         writer.write(2, bytes: sealedInfo)
         header = writer.buffer
+        digest = Array(header.withUnsafeReadableBytes { SHA256.hash(data: $0) })
+        self.info = info
+        self.signer = signer
+    }
+
+    /// A sealer with a file key and header already made: golden vectors check the chunks and the end against the
+    /// documented ones, byte for byte.
+    package init(fileKey: SymmetricKey, header: ByteBuffer, info: SealedFileInfo, signer: SealingKey) {
+        key = fileKey
+        self.header = header
         digest = Array(header.withUnsafeReadableBytes { SHA256.hash(data: $0) })
         self.info = info
         self.signer = signer
