@@ -9,18 +9,42 @@ import Testing
         let directory: URL
         var spool: String { directory.appendingPathComponent("spool").path }
         var receiver: RunningProgram?
+        /// Over TLS (`sealed`): the hub's key ID, and the arguments that start it again with the same key.
+        let hubID: String?
+        let tlsArguments: [String]
 
-        init(hubArguments: [String] = []) async throws {
-            hub = try await TestHub(hubArguments)
+        /// `sealed`: a TLS hub, and a key of their own for the sender and the receiver, so files go sealed.
+        init(hubArguments: [String] = [], sealed: Bool = false) async throws {
             directory = try Unprivileged.makeDirectory("e2e")
+            if sealed {
+                let state = directory.appendingPathComponent("hub").path
+                let id = try await RunningProgram.run("tcpipctl", ["id", "--state-dir", state])
+                hubID = id.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                tlsArguments = ["--tls", "--state-dir", state]
+            } else {
+                hubID = nil
+                tlsArguments = []
+            }
+            hub = try await TestHub(tlsArguments + hubArguments)
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
 
+        /// What a program of node `node` needs to reach `hub` (this fixture's unless told): over TLS, its own state
+        /// directory and the hub's pinned key.
+        func environment(_ node: String = "sender", hub: TestHub? = nil) -> [String: String] {
+            var environment = (hub ?? self.hub).environment
+            if let hubID {
+                environment["TCPIP_HUB_ID"] = hubID
+                environment["TCPIP_STATE_DIR"] = directory.appendingPathComponent(node).path
+            }
+            return environment
+        }
+
         func startReceiver(_ extra: [String] = [], name: String = "archive") async throws {
             receiver = try RunningProgram(
-                "tcpiprecvd", ["--spool", spool, "--name", name] + extra, environment: hub.environment)
-            try await hub.waitForPeers([name])
+                "tcpiprecvd", ["--spool", spool, "--name", name] + extra, environment: environment("receiver"))
+            try await hub.waitForPeers([name], environment: environment("probe"))
         }
 
         func file(_ name: String, _ bytes: [UInt8]) throws -> String {
@@ -33,7 +57,7 @@ import Testing
             status: Int32, stdout: String, stderr: String
         ) {
             try await RunningProgram.run(
-                "tcpipctl", ["send-file"] + arguments, environment: hub.environment, stdin: stdin, timeout: 60)
+                "tcpipctl", ["send-file"] + arguments, environment: environment(), stdin: stdin, timeout: 60)
         }
 
         func spooled(_ name: String) -> [UInt8]? {

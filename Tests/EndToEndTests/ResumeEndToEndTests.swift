@@ -31,7 +31,7 @@ import Testing
     {
         let sender = try RunningProgram(
             "tcpipctl", ["send-file", path, "--to", "archive", "--json", "--timeout", "60"],
-            environment: fixture.hub.environment)
+            environment: fixture.environment())
         let spool = fixture.spool
         guard await sender.stop(when: { Self.held(spool: spool) >= Self.size / 4 }) else {
             sender.signal(SIGKILL)
@@ -60,8 +60,10 @@ import Testing
         return try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
     }
 
+    /// Over TLS, so sealed: each run seals with a file key of its own, and the receiver's verified prefix (plain
+    /// bytes) is where the second one starts.
     @Test func aSenderKilledHalfWaySendsOnlyTheRestTheSecondTime() async throws {
-        let fixture = try await Fixture()
+        let fixture = try await Fixture(sealed: true)
         try await fixture.startReceiver()
         let content = FileTransferEndToEndTests.random(Self.size, seed: 11)
         let path = try fixture.file("big.bin", content)
@@ -74,6 +76,8 @@ import Testing
         #expect(resumed >= Self.size / 8, "resumed from \(resumed)")
         #expect(wire <= Self.size - resumed + (1 << 20), "\(wire) bytes crossed the second time, \(resumed) were held")
         #expect(fixture.spooled("big.bin") == content)
+        let record = try String(contentsOfFile: fixture.spool + "/.tcpip/meta/big.bin.json", encoding: .utf8)
+        #expect(record.contains("\"sealed\":true"), "\(record)")
         #expect(Self.held(fixture) == 0, "the partial file was published, not left behind")
         #expect(
             (try? FileManager.default.contentsOfDirectory(atPath: fixture.spool + "/.tcpip/partial"))?.isEmpty == true,
@@ -82,7 +86,7 @@ import Testing
     }
 
     @Test func aReceiverKilledAndRestartedResumesToo() async throws {
-        let fixture = try await Fixture()
+        let fixture = try await Fixture(sealed: true)
         try await fixture.startReceiver()
         let content = FileTransferEndToEndTests.random(Self.size, seed: 12)
         let path = try fixture.file("big.bin", content)
@@ -90,7 +94,7 @@ import Testing
         #expect(first.status == 75, "\(first.stderr)")
         // The hub drops the killed receiver when its connection ends; the new one may register its name after that.
         for _ in 0..<300 {
-            let peers = try await RunningProgram.run("tcpipctl", ["peers"], environment: fixture.hub.environment)
+            let peers = try await RunningProgram.run("tcpipctl", ["peers"], environment: fixture.environment())
             if !peers.stdout.contains("\"archive\"") { break }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -105,16 +109,17 @@ import Testing
     /// The hub SIGKILLed mid-transfer and started again on the same address: the receiver reconnects, keeps what it
     /// had, and the rerun resumes.
     @Test func aHubKilledAndRestartedResumesToo() async throws {
-        let fixture = try await Fixture()
+        let fixture = try await Fixture(sealed: true)
         try await fixture.startReceiver()
         let content = FileTransferEndToEndTests.random(Self.size, seed: 15)
         let path = try fixture.file("big.bin", content)
         let sender = try await Self.interrupt(fixture, path, killing: .hub)
         #expect(sender.status == 75, "\(sender.stderr)")
-        let hub = try await TestHub(["--listen", fixture.hub.address])
-        try await hub.waitForPeers(["archive"], timeout: 60)
+        let hub = try await TestHub(fixture.tlsArguments + ["--listen", fixture.hub.address])
+        try await hub.waitForPeers(["archive"], timeout: 60, environment: fixture.environment("probe", hub: hub))
         let again = try await RunningProgram.run(
-            "tcpipctl", ["send-file", path, "--to", "archive", "--json"], environment: hub.environment, timeout: 60)
+            "tcpipctl", ["send-file", path, "--to", "archive", "--json"],
+            environment: fixture.environment(hub: hub), timeout: 60)
         #expect(again.status == 0, "\(again.stderr)")
         #expect(try Self.summary(again.stdout)["resumedFrom"] as? Int ?? 0 > 0)
         #expect(fixture.spooled("big.bin") == content)
