@@ -58,6 +58,9 @@ public struct HubConfiguration: Sendable {
     var classicIDs: Bool { classicListen != nil }
     /// The version the hub announces.
     public var version = tcpipVersion
+    /// Tests that play a hostile hub change what it writes to its peers here (after its own checks and routing). Not
+    /// an option of `tcpipd`.
+    package var rewriteOutbound: (@Sendable ([Packet]) -> [Packet])?
 
     public init() {}
 

@@ -259,6 +259,7 @@ final class HubConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// Writes packets as frames (run on this connection's loop; ``PacketEncoder/write(_:to:promise:flush:)``: small
     /// frames share buffers, a relayed payload is never copied); then closes, when `close`, once they are written. `bytes` is what the router counted for them in ``queued``.
     func deliver(_ packets: [Packet], close: Bool, bytes: Int) {
+        let packets = router.rewriteOutbound?(packets) ?? packets
         guard let context, !closing else {
             left(bytes)
             return

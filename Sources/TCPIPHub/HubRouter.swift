@@ -77,10 +77,14 @@ final class HubRouter: @unchecked Sendable {
     /// Where the authorized peers come from, when the hub has a list.
     var authorizedFile: AuthorizedPeersFile?
 
+    /// ``HubConfiguration/rewriteOutbound``.
+    let rewriteOutbound: (@Sendable ([Packet]) -> [Packet])?
+
     init(core: HubCore, loop: any EventLoop, logger: Logger) {
         self.core = core
         self.loop = loop
         self.logger = logger
+        rewriteOutbound = core.configuration.rewriteOutbound
         maxFrameSize = core.configuration.maxFrameSize
         queuedHighMark = core.configuration.maxQueuedBytes / 2
         queuedLowMark = core.configuration.maxQueuedBytes / 4

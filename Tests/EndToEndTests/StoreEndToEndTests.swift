@@ -293,6 +293,15 @@ struct StoreEndToEndTests {
         let sent = try await ctl("cron", ["send-file", file, "--to", "archive", "--queue", "--name", "cron", "--json"])
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(sent.stdout.contains("\"status\":\"queued\""))
+        let note = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "archive", "--queue", "--name", "cron"], environment: environment("cron"),
+            stdin: Array("a queued note for archive only\n".utf8), timeout: 30)
+        #expect(note.status == 0, "\(note.stderr)")
+        // Sealed before they left the sender: no byte of either is in the store's files, only its name.
+        let held = FileManager.default.enumerator(atPath: path("store"))?.allObjects.compactMap { $0 as? String } ?? []
+        let stored = held.compactMap { FileManager.default.contents(atPath: path("store") + "/" + $0) }
+        #expect(stored.count >= 2, "\(held)")
+        #expect(!stored.contains { $0.range(of: Data("archive only".utf8)) != nil }, "plaintext in the store: \(held)")
 
         // Another key takes the free name: it gets nothing, and the file stays queued.
         let impostor = try await receiver("impostor", spool: "stolen")
@@ -307,6 +316,17 @@ struct StoreEndToEndTests {
         #expect(FileManager.default.contents(atPath: path("spool") + "/report.txt") == Data("for archive only\n".utf8))
         let record = try String(contentsOfFile: path("spool") + "/.tcpip/meta/report.txt.json", encoding: .utf8)
         #expect(record.contains(ids["cron"] ?? "?"), "the record names the key that queued it: \(record)")
+        #expect(record.contains("\"signedBy\":\"\(ids["cron"] ?? "?")\""), "opened and checked: \(record)")
+        try await eventually {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path("spool"))) ?? []
+            return names.contains { $0.hasPrefix("message-") }
+        }
+        let message = ((try? FileManager.default.contentsOfDirectory(atPath: path("spool"))) ?? []).first {
+            $0.hasPrefix("message-")
+        }
+        #expect(
+            message.flatMap { FileManager.default.contents(atPath: path("spool") + "/" + $0) }
+                == Data("a queued note for archive only\n".utf8))
         real.signal(SIGTERM)
         _ = try await real.waitForExit()
         #expect(try await hub.stop() == 0)

@@ -27,7 +27,9 @@ enum Sealed {
         SealingRecipient(id: key.id, spki: key.spki)!
     }
 
-    static func info(_ name: String = "report.txt", _ content: [UInt8], message: Bool = false, from: SealingKey = sender)
+    static func info(
+        _ name: String = "report.txt", _ content: [UInt8], message: Bool = false, from: SealingKey = sender
+    )
         -> SealedFileInfo
     {
         SealedFileInfo(
@@ -135,7 +137,8 @@ enum Sealed {
 
     @Test func theChunkHeaderIsBoundToo() throws {
         var sealer = try FileSealer(
-            recipients: [Sealed.recipient(Sealed.receiver)], info: Sealed.info("report.txt", Self.content), signer: Sealed.sender)
+            recipients: [Sealed.recipient(Sealed.receiver)], info: Sealed.info("report.txt", Self.content),
+            signer: Sealed.sender)
         let chunk = try sealer.seal(ByteBuffer(bytes: Self.content), compressed: false, rawLength: 29)
         for (compressed, rawLength) in [(true, UInt32(29)), (false, UInt32(28))] {
             var opener = try FileOpener(header: sealer.header, key: Sealed.receiver, sender: Sealed.sender.id)
@@ -153,7 +156,8 @@ enum Sealed {
         // A hub that knows the receiver's public key seals a file of its own naming the sender's key: the header opens,
         // but it cannot sign as the sender.
         var forger = try FileSealer(
-            recipients: [Sealed.recipient(Sealed.receiver)], info: Sealed.info("report.txt", Self.content), signer: Sealed.other)
+            recipients: [Sealed.recipient(Sealed.receiver)], info: Sealed.info("report.txt", Self.content),
+            signer: Sealed.other)
         let chunk = try forger.seal(ByteBuffer(bytes: Self.content), compressed: false, rawLength: 29)
         let end = try forger.trailer(size: 29, sha256: Array(SHA256.hash(data: Self.content)))
         #expect(
@@ -293,7 +297,9 @@ enum Sealed {
 
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard !needle.isEmpty, haystack.count >= needle.count else { return false }
-        return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
+        return (0...(haystack.count - needle.count)).contains {
+            haystack[$0..<($0 + needle.count)].elementsEqual(needle)
+        }
     }
 }
 
