@@ -96,7 +96,7 @@ import Testing
                     return [replaced.packet(packet.header)]
                 case .fileChunk:
                     state.chunks += 1
-                    guard state.chunks == 1, let id = FileChunkID(packet) else { return [] }
+                    guard state.chunks == 1, let id = chunkID(packet) else { return [] }
                     return [
                         FileChunk(
                             transferID: id, rawLength: UInt32(Self.evil.count), compressed: false,
@@ -127,7 +127,7 @@ import Testing
                     return [start.packet(packet.header)]
                 case .fileChunk:
                     state.chunks += 1
-                    guard state.chunks == 1, let id = FileChunkID(packet),
+                    guard state.chunks == 1, let id = chunkID(packet),
                         let sealed = try? state.forged?.seal(
                             ByteBuffer(bytes: Self.evil), compressed: false, rawLength: UInt32(Self.evil.count))
                     else { return [] }
@@ -175,7 +175,7 @@ import Testing
             }
         }
 
-        private func FileChunkID(_ packet: Packet) -> UInt32? {
+        private func chunkID(_ packet: Packet) -> UInt32? {
             packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt32.self)
         }
     }
