@@ -15,8 +15,9 @@ struct Listen: AsyncParsableCommand {
         abstract: "Print incoming messages to stdout, acknowledging each once it is written.",
         discussion: """
             Registers with role "listener" and prints each message as one NDJSON line: \
-            {"from":{"id":…,"name":…,"key":…},"to":"me"|"all","receivedAt":RFC3339,"bytes":N,"text":…} — "text" when the \
-            message is valid UTF-8, "base64" otherwise. --raw writes only the message bytes, each followed by \
+            {"from":{"id":…,"name":…,"key":…},"to":"me"|"all","receivedAt":RFC3339,"bytes":N,"sealed":B,"text":…} — \
+            "text" when the message is valid UTF-8, "base64" otherwise; "sealed" is true when it came sealed to this \
+            node's key (over TLS, from a peer with a key; an unsealed one from such a peer is refused). --raw writes only the message bytes, each followed by \
             --separator. A message is acknowledged only after it was written; when stdout is closed (| head -1) \
             listen exits 0 without acknowledging what it could not write, and it exits as soon as the reader of \
             stdout goes away, even while no message arrives.

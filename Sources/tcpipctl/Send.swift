@@ -29,7 +29,10 @@ struct Send: AsyncParsableCommand {
 
             Over TLS each recipient's key is checked first: the key it proved the first time is remembered in \
             known_peers (state directory; a warning says so), and a recipient whose key changed under that name is \
-            refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead.
+            refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead. \
+            Then messages are sealed end to end to each recipient's key (one session per recipient) and only it \
+            can read them; a message the hub changed is refused by its recipient (77). A queued message is sealed to \
+            the key the hub's store saw the receiver register with (checked against the same pins).
 
             \(ExitStatuses.client)
             """
@@ -87,9 +90,6 @@ struct Send: AsyncParsableCommand {
         if to.isEmpty && !all { throw ValidationError("say who to send to: --to PEER (repeatable) or --all") }
         if !to.isEmpty && all { throw ValidationError("--to and --all cannot be used together") }
         if message != nil && lines { throw ValidationError("--message and --lines cannot be used together") }
-        if queue && !toKey.isEmpty {
-            throw ValidationError("--to-key and --queue cannot be used together: the hub's store cannot prove a key")
-        }
         if queue && !queueable {
             throw ValidationError(
                 "--queue takes one --to, without --all, --lines, --type, --no-wait or --wait-for-peer")
@@ -148,7 +148,8 @@ struct Send: AsyncParsableCommand {
                     }
                     let started = WireClock.now()
                     let queued = try await MessageQueueing.run(
-                        bytes, to: queueFor, session: session, timeout: configuration.timeout)
+                        bytes, to: queueFor, session: session, timeout: configuration.timeout,
+                        check: request.checkRecipient)
                     var result = DeliveryResult(peer: queued.recipient, startedAt: started)
                     result.bytes = UInt64(bytes.count)
                     result.messages = queued.exitStatus == 0 ? 1 : 0
@@ -176,8 +177,7 @@ struct Send: AsyncParsableCommand {
     }
 
     /// `--queue`, or TCPIP_QUEUE=1 in the environment where it applies (one recipient, one whole message).
-    /// Not with --to-key: the store, standing in for an absent recipient, cannot prove the recipient's key.
-    var queueing: Bool { queueable && toKey.isEmpty && connection.queueing(flag: queue) }
+    var queueing: Bool { queueable && connection.queueing(flag: queue) }
 
     var queueable: Bool { to.count == 1 && !all && !lines && type == nil && !noWait && waitForPeer == nil }
 

@@ -46,7 +46,11 @@ struct SendFile: AsyncParsableCommand {
 
             Over TLS each recipient's key is checked first: the key it proved the first time is remembered in \
             known_peers (state directory; a warning says so), and a recipient whose key changed under that name is \
-            refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead.
+            refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead. \
+            Then each file is sealed end to end to the receivers' keys and signed with this node's (the hub relays \
+            what it cannot read; a file it changed is refused by the receiver, 65). Queued files are sealed to the \
+            key the hub's store saw the receiver register with (checked against the same pins): a receiver that \
+            never connected with its key while the store was on cannot be queued for yet (77).
 
             \(ExitStatuses.client)
             """
@@ -152,8 +156,7 @@ struct SendFile: AsyncParsableCommand {
 
     /// `--queue`, or TCPIP_QUEUE=1 in the environment; either only with one recipient (TCPIP_QUEUE does not turn a
     /// command for several into a usage error).
-    /// Not with --to-key: the store, standing in for an absent receiver, cannot prove the receiver's key.
-    var queueing: Bool { to.count == 1 && toKey.isEmpty && connection.queueing(flag: queue) }
+    var queueing: Bool { to.count == 1 && connection.queueing(flag: queue) }
 
     /// `--direct`, else TCPIP_DIRECT, else auto.
     func directMode(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DirectMode {
@@ -172,9 +175,6 @@ struct SendFile: AsyncParsableCommand {
     func validate() throws {
         if to.isEmpty { throw ValidationError("say who to send to: --to PEER (repeatable)") }
         if queue && to.count > 1 { throw ValidationError("--queue takes one --to") }
-        if queue && !toKey.isEmpty {
-            throw ValidationError("--to-key and --queue cannot be used together: the hub's store cannot prove a key")
-        }
         if direct == .only && to.count > 1 {
             throw ValidationError("--direct only takes one --to (several receivers share one upload through the hub)")
         }

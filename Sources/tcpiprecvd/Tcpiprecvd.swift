@@ -58,7 +58,10 @@ struct Tcpiprecvd: AsyncParsableCommand {
             the key's holder can prove (a name alone can be registered by anyone the hub lets in). Senders are \
             pinned as senders pin receivers: the key a sender proved the first time is remembered in known_peers \
             (state directory), and files and messages under its name with another key, or none, are refused (the \
-            sender exits 77) until that line is removed.
+            sender exits 77) until that line is removed. Files and messages from peers with keys come sealed to this \
+            receiver's key and signed by the sender's: each is opened and its signature checked before it is \
+            published (records say "sealed":true and "signedBy"); one that does not open, or an unsealed one from \
+            a peer that proved a key, is refused and nothing is published.
 
             \(ExitStatuses.receiver)
             """,

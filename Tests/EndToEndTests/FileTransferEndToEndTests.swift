@@ -300,7 +300,8 @@ import Testing
         #expect(pwrite(writer, [UInt8(0x55)], 1, off_t(size - 1)) == 1)
         close(writer)
         kill(receiverID, SIGCONT)
-        let status = try await sender.waitForExit()
+        // 256 MiB through the hub: a bound against never, not a timing (a full parallel run once took over 60 s).
+        let status = try await sender.waitForExit(timeout: 240)
         #expect(status == 75, "\(sender.stderr)")
         #expect(sender.stdout.contains("\"status\":\"changed\""), "\(sender.stdout)")
         #expect(fixture.visible.isEmpty)

@@ -414,10 +414,13 @@ enum Sealed {
             .deletingLastPathComponent()
         let text = (try? String(contentsOf: root.appendingPathComponent("docs/PROTOCOL.md"), encoding: .utf8)) ?? ""
         var vectors: [String: [UInt8]] = [:]
+        // Only `sealed NAME: HEX` lines (prose in the doc may start with "sealed" too).
         for line in text.split(separator: "\n") where line.hasPrefix("sealed ") {
             let parts = line.dropFirst("sealed ".count).split(separator: ":", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            vectors[String(parts[0])] = Hex.bytes(String(parts[1]))
+            guard parts.count == 2, parts[0].allSatisfy({ $0.isLetter || $0.isNumber }) else { continue }
+            let hex = parts[1].trimmingCharacters(in: .whitespaces)
+            guard !hex.isEmpty, hex.count % 2 == 0, hex.allSatisfy(\.isHexDigit) else { continue }
+            vectors[String(parts[0])] = Hex.bytes(hex)
         }
         return vectors
     }()

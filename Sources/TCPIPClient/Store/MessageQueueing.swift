@@ -21,9 +21,11 @@ public enum MessageQueueing {
     }
 
     /// Sends `message` to the receiver `name` through the hub's store (or straight to it, if it connected meanwhile).
-    public static func run(_ message: [UInt8], to name: String, session: ClientSession, timeout: Duration) async throws
-        -> FileResult
-    {
+    /// `check` is the sender's pin check of the receiver's key (the one the store hands over to seal to).
+    public static func run(
+        _ message: [UInt8], to name: String, session: ClientSession, timeout: Duration,
+        check: (@Sendable (PeerRecord) throws -> Void)? = nil
+    ) async throws -> FileResult {
         // An unlinked temporary file: the file machinery reads, hashes and resends it like any regular file.
         let fd = try unlinkedTemporary("tcpip-message")
         let failure = message.withUnsafeBytes { writeAll(fd, $0, at: 0) }
@@ -37,6 +39,7 @@ public enum MessageQueueing {
         var request = FileSendRequest(sources: [source], recipients: [name])
         request.queue = true
         request.timeout = timeout
+        request.checkRecipient = check
         let results = try await FileSending.run(request, descriptors: [.success(fd)], session: session)
         guard let result = results.first else { throw TCPIPError.internalError("no result for the queued message") }
         return result
