@@ -124,4 +124,15 @@ talk = (segment(1, our(11, struct.pack(">I", 5) + "héllo → 1252".encode(), da
         + segment(0, classic(2, [])) + segment(0, classic(10, [])))
 write("classic", "message-upload-download-talk", message + upload + download + talk)
 write("classic", "chunk-past-1010", upload[:1027] + segment(0, classic(14, [(2, u16(3)), (6, u16(9)), (8, u16(1011))])))
+# Sealed data (Sources/TCPIPFuzz/SealedFuzzTarget.swift): the first byte picks the documented transfer with edits
+# (what, offset, xor triples), a header of the input's own, the documented message with edits, or a container.
+write("sealed", "transfer-intact", bytes([0]))
+write("sealed", "transfer-chunk-flipped", bytes([0, 1, 3, 0x40]))
+write("sealed", "transfer-swapped", bytes([0, 4, 0, 0]))
+write("sealed", "transfer-last-dropped", bytes([0, 5, 0, 0]))
+write("sealed", "transfer-end-flipped", bytes([0, 3, 9, 1]))
+write("sealed", "header-garbage", bytes([1]) + tlv(1, bytes(145)) + tlv(2, bytes(40)))
+write("sealed", "message-intact", bytes([2]))
+write("sealed", "message-flipped", bytes([2, 70, 1]))
+write("sealed", "container-garbage", bytes([3]) + b"TCPSEAL1" + struct.pack(">I", 3) + b"abc" + bytes([0]) + struct.pack(">I", 4))
 print(f"seeds written to {os.path.relpath(out, root)}", file=sys.stderr)

@@ -10,7 +10,9 @@ import TCPIPWire
 /// driver (`tcpip-fuzz`, built with `-sanitize=fuzzer,address`) and the regression replay in `swift test` both call
 /// these.
 public enum FuzzTargets {
-    public static let names = ["frames", "payloads", "assembler", "hub", "hubkeys", "receiver", "direct", "classic"]
+    public static let names = [
+        "frames", "payloads", "assembler", "hub", "hubkeys", "receiver", "direct", "classic", "sealed",
+    ]
 
     /// Runs target `name` on `bytes`.
     public static func run(_ name: String, _ bytes: [UInt8]) {
@@ -23,6 +25,7 @@ public enum FuzzTargets {
         case "receiver": receiver(bytes)
         case "direct": direct(bytes)
         case "classic": classic(bytes)
+        case "sealed": sealed(bytes)
         default: fatalError("no fuzz target named \(name)")
         }
     }
