@@ -31,8 +31,9 @@ struct Send: AsyncParsableCommand {
             known_peers (state directory; a warning says so), and a recipient whose key changed under that name is \
             refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead. \
             Then messages are sealed end to end to each recipient's key (one session per recipient) and only it \
-            can read them; a message the hub changed is refused by its recipient (77). A queued message is sealed to \
-            the key the hub's store saw the receiver register with (checked against the same pins).
+            can read them; a message the hub changed is refused by its recipient (77). A recipient that proves no \
+            key (a classic client) gets its own copy unsealed. A queued message is sealed to the key the hub's store \
+            saw the receiver register with (checked against the same pins).
 
             \(ExitStatuses.client)
             """

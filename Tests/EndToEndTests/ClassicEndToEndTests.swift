@@ -212,6 +212,47 @@ struct ClassicHub {
         try await classicHub.hub.stop()
     }
 
+    /// Over TLS one message to a keyed listener and a classic client: sealed for the listener, and the classic client
+    /// (which proves no key) gets its own copy unsealed rather than nothing.
+    @Test func overTLSAMessageIsSealedForKeyedRecipientsAndPlainForClassicOnes() async throws {
+        let directory = try Unprivileged.makeDirectory("classic-tls")
+        var ids: [String: String] = [:]
+        for node in ["hub", "ops", "cron"] {
+            let result = try await RunningProgram.run(
+                "tcpipctl", ["id", "--state-dir", directory.appendingPathComponent(node).path])
+            #expect(result.status == 0, "\(result.stderr)")
+            ids[node] = result.stdout.trimmingCharacters(in: .newlines)
+        }
+        let classicHub = try await ClassicHub(["--tls", "--state-dir", directory.appendingPathComponent("hub").path])
+        func environment(_ node: String) -> [String: String] {
+            classicHub.environment.merging([
+                "TCPIP_STATE_DIR": directory.appendingPathComponent(node).path, "TCPIP_HUB_ID": ids["hub"] ?? "",
+            ]) { $1 }
+        }
+        let ops = try RunningProgram(
+            "tcpipctl", ["listen", "--name", "ops", "--count", "1"], environment: environment("ops"))
+        try await classicHub.hub.waitForPeers(["ops"], environment: environment("cron"))
+        let olive = try await ClassicClient(port: classicHub.classicPort, name: "olive")
+        _ = try await olive.registeredID()
+        try await classicHub.hub.waitForPeers(["ops", "olive"], environment: environment("cron"))
+
+        let sent = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "ops", "--to", "olive", "--json", "--name", "cron"],
+            environment: environment("cron"), stdin: Array("rotate the logs\n".utf8))
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stdout.components(separatedBy: "\"status\":\"delivered\"").count == 3, "\(sent.stdout)")
+        #expect(try await ops.waitForExit() == 0, "\(ops.stderr)")
+        let received = try #require(
+            try JSONSerialization.jsonObject(with: Data((ops.stdoutLines.first ?? "").utf8)) as? [String: Any])
+        #expect(received["text"] as? String == "rotate the logs\n")
+        #expect(received["sealed"] as? Bool == true, "\(received)")
+        let message = try await olive.waitFor("message ")
+        #expect(message.hasSuffix(" rotate the logs\\n"), "\(message)")
+        olive.send("close")
+        _ = try await olive.program.waitForExit()
+        try await classicHub.hub.stop()
+    }
+
     @Test func filesGoBothWaysByteIdentical() async throws {
         let classicHub = try await ClassicHub()
         let environment = classicHub.environment

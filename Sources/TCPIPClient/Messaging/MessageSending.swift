@@ -55,14 +55,15 @@ public enum MessageSending {
         let tracker = DeliveryTracker(
             recipients: recipients, receipts: !request.noWait && request.applicationType == nil, now: WireClock.now()
         )
-        // Sealed to each recipient (one HPKE context each for the session) when this side has a key and every
-        // recipient proved one; application packets (--type) are the application's own bytes and go as they are.
+        // Sealed to each recipient that proved a key (one HPKE context each for the session) when this side has one;
+        // a recipient without a key (a classic client) gets its own copy unsealed. Application packets (--type) are
+        // the application's own bytes and go as they are.
         let own = request.sealing ?? session.configuration.sealing
-        let keys = recipients.compactMap(SealingRecipient.init)
         let sealers: [Producer.Sealed]? =
-            if let own, request.applicationType == nil, keys.count == recipients.count, !keys.isEmpty {
-                try zip(recipients, keys).map { peer, key in
-                    Producer.Sealed(id: peer.id, sealer: try MessageSealer(to: key, from: own))
+            if let own, request.applicationType == nil, recipients.contains(where: { SealingRecipient($0) != nil }) {
+                try recipients.map { peer in
+                    Producer.Sealed(
+                        id: peer.id, sealer: try SealingRecipient(peer).map { try MessageSealer(to: $0, from: own) })
                 }
             } else { nil }
         let partSize =
@@ -168,10 +169,10 @@ struct Producer {
     let tracker: DeliveryTracker
     let partSize: Int
     var nextID: UInt32 = 1
-    /// One recipient's sealed session.
+    /// One recipient's sealed session (nil: it has no key, its copy goes unsealed).
     struct Sealed {
         var id: UInt32
-        var sealer: MessageSealer
+        var sealer: MessageSealer?
         var keySent = false
     }
     /// Per recipient when messages are sealed; nil sends each part once, to the group.
@@ -194,14 +195,15 @@ struct Producer {
         packets.reserveCapacity(sealed.count)
         for index in sealed.indices {
             let to = PacketHeader(type: .message, maskTo: .client, idTo: sealed[index].id)
-            if part.flags.contains(.abort) {
+            guard !part.flags.contains(.abort), var sealer = sealed[index].sealer else {
                 packets.append(part.packet(to))
                 continue
             }
             var flags = part.flags.union(.sealed)
-            var body = try sealed[index].sealer.seal(part.bytes, messageID: part.messageID, flags: flags.rawValue)
+            var body = try sealer.seal(part.bytes, messageID: part.messageID, flags: flags.rawValue)
+            sealed[index].sealer = sealer
             if !sealed[index].keySent {
-                let key = sealed[index].sealer.encapsulatedKey
+                let key = sealer.encapsulatedKey
                 body.moveReaderIndex(to: body.readerIndex - key.count)
                 body.setBytes(key, at: body.readerIndex)
                 flags.insert(.keyed)
