@@ -22,6 +22,9 @@ import X509
         let text = key.id.description
         #expect(text.count == 52 + 12)
         #expect(NodeID(text) == key.id)
+        #expect(
+            NodeID(bytes: Array(repeating: 7, count: 32))?.description
+                == "A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ", "RFC 4648 base32, as Python's")
         #expect(NodeID(text.lowercased().replacingOccurrences(of: "-", with: "")) == key.id)
         #expect(NodeKey.id(of: key.certificate) == key.id, "the ID peers compute from the certificate")
         #expect(try NodeKey.loadOrCreate(in: root).id == key.id, "the key is kept")

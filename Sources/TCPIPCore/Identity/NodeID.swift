@@ -39,7 +39,15 @@ public struct NodeID: Hashable, Sendable, CustomStringConvertible, Comparable {
 
     /// Base32 (RFC 4648, no padding) in groups of four letters.
     public var description: String {
-        var letters: [UInt8] = []
+        // Bytes first, one String at the end: `listen` prints a sender's ID with every message.
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        var letters = 0
+        func append(_ letter: UInt8) {
+            if letters > 0 && letters % 4 == 0 { out.append(UInt8(ascii: "-")) }
+            out.append(letter)
+            letters += 1
+        }
         var bits: UInt32 = 0
         var count = 0
         for byte in bytes {
@@ -47,16 +55,11 @@ public struct NodeID: Hashable, Sendable, CustomStringConvertible, Comparable {
             count += 8
             while count >= 5 {
                 count -= 5
-                letters.append(Self.alphabet[Int((bits >> UInt32(count)) & 31)])
+                append(Self.alphabet[Int((bits >> UInt32(count)) & 31)])
             }
         }
-        if count > 0 { letters.append(Self.alphabet[Int((bits << UInt32(5 - count)) & 31)]) }
-        var out = ""
-        for (index, letter) in letters.enumerated() {
-            if index > 0 && index % 4 == 0 { out.append("-") }
-            out.append(Character(UnicodeScalar(letter)))
-        }
-        return out
+        if count > 0 { append(Self.alphabet[Int((bits << UInt32(5 - count)) & 31)]) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The first group, for log lines where the whole ID would be noise.

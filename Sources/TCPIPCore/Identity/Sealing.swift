@@ -83,10 +83,13 @@ public enum Sealing {
     }
 
     static func nonce(_ kind: NonceKind, _ index: UInt64) -> AES.GCM.Nonce {
-        var bytes: [UInt8] = [kind.rawValue, 0, 0, 0]
-        withUnsafeBytes(of: index.bigEndian) { bytes.append(contentsOf: $0) }
-        // 12 bytes: always a valid nonce.
-        return (try? AES.GCM.Nonce(data: bytes)) ?? AES.GCM.Nonce()
+        // On the stack: a line of `send --lines` is a part, and each part takes one.
+        withUnsafeTemporaryAllocation(byteCount: 12, alignment: 8) { bytes in
+            bytes.storeBytes(of: (UInt32(kind.rawValue) << 24).bigEndian, toByteOffset: 0, as: UInt32.self)
+            bytes.storeBytes(of: index.bigEndian, toByteOffset: 4, as: UInt64.self)
+            // 12 bytes: always a valid nonce.
+            return (try? AES.GCM.Nonce(data: UnsafeRawBufferPointer(bytes))) ?? AES.GCM.Nonce()
+        }
     }
 
     static func seal(_ plaintext: UnsafeRawBufferPointer, key: SymmetricKey, nonce: AES.GCM.Nonce, aad: [UInt8])
@@ -102,7 +105,9 @@ public enum Sealing {
         return out
     }
 
-    static func open(_ sealed: ByteBuffer, key: SymmetricKey, nonce: AES.GCM.Nonce, aad: [UInt8]) throws -> ByteBuffer {
+    static func open(_ sealed: ByteBuffer, key: SymmetricKey, nonce: AES.GCM.Nonce, aad: some DataProtocol) throws
+        -> ByteBuffer
+    {
         guard sealed.readableBytes >= tagSize else { throw SealingFailure(.corrupt, "shorter than its tag") }
         let plain = try sealed.withUnsafeReadableBytes { bytes in
             let split = bytes.count - tagSize
@@ -399,10 +404,10 @@ public struct MessageSealer: Sendable {
     /// The sealed body of the next part: `u64 sequence ‖ ciphertext ‖ tag` (with headroom for MessagePart's header).
     public mutating func seal(_ bytes: ByteBuffer, messageID: UInt32, flags: UInt16) throws -> ByteBuffer {
         defer { sequence += 1 }
-        let box = try bytes.withUnsafeReadableBytes {
-            try AES.GCM.seal(
-                $0, using: key, nonce: Sealing.nonce(.message, sequence),
-                authenticating: MessageOpener.aad(messageID: messageID, flags: flags, sequence: sequence))
+        let box = try bytes.withUnsafeReadableBytes { plaintext in
+            try MessageOpener.withAAD(messageID: messageID, flags: flags, sequence: sequence) {
+                try AES.GCM.seal(plaintext, using: key, nonce: Sealing.nonce(.message, sequence), authenticating: $0)
+            }
         }
         let headroom = MessagePart.headerSize + Sealing.encapsulatedKeySize
         var sealed = ByteBufferAllocator().buffer(capacity: headroom + 8 + box.ciphertext.count + Sealing.tagSize)
@@ -438,9 +443,9 @@ public struct MessageOpener: Sendable {
             throw SealingFailure(.corrupt, "a sealed message part out of sequence (replayed or reordered)")
         }
         do {
-            let plain = try Sealing.open(
-                sealed, key: key, nonce: Sealing.nonce(.message, sequence),
-                aad: Self.aad(messageID: messageID, flags: flags, sequence: sequence))
+            let plain = try Self.withAAD(messageID: messageID, flags: flags, sequence: sequence) {
+                try Sealing.open(sealed, key: key, nonce: Sealing.nonce(.message, sequence), aad: $0)
+            }
             next = sequence + 1
             return plain
         } catch {
@@ -448,7 +453,15 @@ public struct MessageOpener: Sendable {
         }
     }
 
-    static func aad(messageID: UInt32, flags: UInt16, sequence: UInt64) -> [UInt8] {
-        Sealing.integer(messageID) + Sealing.integer(flags) + Sealing.integer(sequence)
+    /// `messageID u32 ‖ flags u16 ‖ sequence u64`, on the stack (one per part).
+    static func withAAD<R>(
+        messageID: UInt32, flags: UInt16, sequence: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R
+    ) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: 14, alignment: 8) { bytes in
+            bytes.storeBytes(of: messageID.bigEndian, toByteOffset: 0, as: UInt32.self)
+            bytes.storeBytes(of: flags.bigEndian, toByteOffset: 4, as: UInt16.self)
+            bytes.storeBytes(of: sequence.bigEndian, toByteOffset: 6, as: UInt64.self)
+            return try body(UnsafeRawBufferPointer(bytes))
+        }
     }
 }
