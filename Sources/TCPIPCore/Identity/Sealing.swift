@@ -70,6 +70,7 @@ public enum Sealing {
     /// A P-256 encapsulated key (an uncompressed point).
     public static let encapsulatedKeySize = 65
     public static let tagSize = 16
+    static let nonceSize = 12
     static let fileKeySize = 32
     /// A stanza: the recipient's key ID, the encapsulated key, the file key sealed to it.
     static let stanzaSize = NodeID.byteCount + encapsulatedKeySize + fileKeySize + tagSize
@@ -100,22 +101,30 @@ public enum Sealing {
         // Headroom for FileChunk's header: the packet is then framed without a copy.
         out.moveWriterIndex(forwardBy: FileChunk.headerSize)
         out.moveReaderIndex(forwardBy: FileChunk.headerSize)
-        out.writeBytes(box.ciphertext)
-        out.writeBytes(box.tag)
+        writeSealed(box, to: &out)
         return out
+    }
+
+    /// `ciphertext ‖ tag` from the box's combined bytes: one read of swift-crypto's box instead of two (a sealed line
+    /// is one part, and this is per part).
+    static func writeSealed(_ box: AES.GCM.SealedBox, to out: inout ByteBuffer) {
+        guard let combined = box.combined else {  // only for nonces other than 12 bytes, which are never made here
+            out.writeBytes(box.ciphertext)
+            out.writeBytes(box.tag)
+            return
+        }
+        combined.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0.dropFirst(nonceSize))) }
     }
 
     static func open(_ sealed: ByteBuffer, key: SymmetricKey, nonce: AES.GCM.Nonce, aad: some DataProtocol) throws
         -> ByteBuffer
     {
         guard sealed.readableBytes >= tagSize else { throw SealingFailure(.corrupt, "shorter than its tag") }
-        let plain = try sealed.withUnsafeReadableBytes { bytes in
-            let split = bytes.count - tagSize
-            let box = try AES.GCM.SealedBox(
-                nonce: nonce, ciphertext: UnsafeRawBufferPointer(rebasing: bytes[..<split]),
-                tag: UnsafeRawBufferPointer(rebasing: bytes[split...]))
-            return try AES.GCM.open(box, using: key, authenticating: aad)
-        }
+        // One Data of `nonce ‖ ciphertext ‖ tag` for the box: swift-crypto assembles the pieces more slowly.
+        var combined = Data(capacity: nonceSize + sealed.readableBytes)
+        nonce.withUnsafeBytes { combined.append(contentsOf: $0) }
+        sealed.withUnsafeReadableBytes { combined.append(contentsOf: $0) }
+        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: combined), using: key, authenticating: aad)
         var out = ByteBufferAllocator().buffer(capacity: plain.count)
         out.writeBytes(plain)
         return out
@@ -410,12 +419,11 @@ public struct MessageSealer: Sendable {
             }
         }
         let headroom = MessagePart.headerSize + Sealing.encapsulatedKeySize
-        var sealed = ByteBufferAllocator().buffer(capacity: headroom + 8 + box.ciphertext.count + Sealing.tagSize)
+        var sealed = ByteBufferAllocator().buffer(capacity: headroom + 8 + bytes.readableBytes + Sealing.tagSize)
         sealed.moveWriterIndex(forwardBy: headroom)
         sealed.moveReaderIndex(forwardBy: headroom)
         sealed.writeInteger(sequence)
-        sealed.writeBytes(box.ciphertext)
-        sealed.writeBytes(box.tag)
+        Sealing.writeSealed(box, to: &sealed)
         return sealed
     }
 }
