@@ -108,7 +108,9 @@ public struct HubCore {
     /// The TLS handshake on connection `id` proved that its peer holds the key `key`.
     public mutating func authenticated(_ id: ConnectionID, key: NodeID, spki: [UInt8]? = nil) -> [HubAction] {
         connections[id]?.key = key
-        connections[id]?.spki = spki.flatMap { NodeID(spki: $0) == key ? $0 : nil }
+        // Announced only when it is a key peers can seal to (P-256, its hash the ID): another kind of key (RSA, say)
+        // is of no use to them, and may be larger than a record carries.
+        connections[id]?.spki = spki.flatMap { SealingRecipient(id: key, spki: $0) == nil ? nil : $0 }
         return []
     }
 

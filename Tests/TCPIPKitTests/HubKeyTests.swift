@@ -96,3 +96,32 @@ import Testing
         #expect(Self.error(second)?.code == .authenticationFailed)
     }
 }
+
+@Suite struct AnnouncedKeyTests {
+    /// The hub announces a key peers can seal to (P-256, its hash the ID), and nothing for another kind: an RSA-4096
+    /// key's 550 bytes in a record would have cut off every peer that looked this one up. A record that carries one
+    /// anyway still decodes, without it.
+    @Test func onlyKeysPeersCanSealToAreAnnounced() throws {
+        var hub = HubHarness()
+        func registered(spki: [UInt8], name: String) throws -> PeerRecord {
+            let id = hub.open()
+            _ = hub.core.authenticated(id, key: NodeID(spki: spki), spki: spki)
+            let actions = hub.core.received(
+                Credentials(name: name).packet(PacketHeader(type: .myCredentials)), from: id, now: hub.now)
+            let packet = try #require(actions.first { $0.type == .registered }?.packet)
+            return try Registered(tlv: packet.payload).peer
+        }
+        let sealing = try registered(spki: Sealed.receiver.spki, name: "archive")
+        #expect(sealing.publicKey == Sealed.receiver.spki)
+        let rsaSized = (0..<550).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let other = try registered(spki: rsaSized, name: "legacy")
+        #expect(other.key == NodeID(spki: rsaSized).bytes, "still known by its key")
+        #expect(other.publicKey == nil)
+
+        var writer = TLVWriter()
+        PeerRecord(id: 3, name: "legacy", key: NodeID(spki: rsaSized).bytes).write(to: &writer)
+        writer.write(11, bytes: ByteBuffer(bytes: rsaSized))
+        let decoded = try PeerRecord(tlv: writer.buffer)
+        #expect(decoded.name == "legacy" && decoded.publicKey == nil)
+    }
+}

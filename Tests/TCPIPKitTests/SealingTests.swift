@@ -1,6 +1,7 @@
 import Crypto
 import FoundationEssentials
 import NIOCore
+import TCPIPClient
 import TCPIPCore
 import TCPIPReceiver
 import TCPIPTestSupport
@@ -213,6 +214,63 @@ enum Sealed {
                         sender: Sealed.recipient(Sealed.other))
                     return try wrong.open(parts[0], messageID: 1, flags: flags)
                 } == .corrupt)
+    }
+
+    /// A receiver's assembler: a sealed session replayed whole, a part left out of a message, and a part numbered
+    /// with the session's last number are refused (the last would have trapped on the next number).
+    @Test func theAssemblerRefusesReplayedSessionsGapsAndTheLastNumber() throws {
+        let record = PeerRecord(id: 7, name: "cron", key: Sealed.sender.id.bytes, publicKey: Sealed.sender.spki)
+        func sealedParts(_ texts: [String], sealer: inout MessageSealer, messageID: UInt32) throws -> [MessagePart] {
+            try texts.enumerated().map { index, text in
+                var flags = MessagePart.Flags.sealed
+                if index == 0 { flags.insert(.start) }
+                if index == texts.count - 1 { flags.insert(.end) }
+                var body = try sealer.seal(ByteBuffer(string: text), messageID: messageID, flags: flags.rawValue)
+                if sealer.sequence == 1 {  // the session's first part carries its key
+                    var keyed = ByteBuffer(bytes: sealer.encapsulatedKey)
+                    keyed.writeBuffer(&body)
+                    body = keyed
+                    flags.insert(.keyed)
+                }
+                return MessagePart(messageID: messageID, flags: flags, bytes: body)
+            }
+        }
+        func assembler() -> MessageAssembler {
+            var assembler = MessageAssembler(maxMessageSize: 1 << 20)
+            assembler.sealing = Sealed.receiver
+            return assembler
+        }
+        func text(_ outcome: MessageAssembler.Outcome) -> String? {
+            if case .complete(let message) = outcome, message.sealed { return String(buffer: message.bytes) }
+            return nil
+        }
+        func isRefused(_ outcome: MessageAssembler.Outcome) -> Bool {
+            if case .refused(_, _, .refused, _, _) = outcome { return true }
+            return false
+        }
+
+        var sealer = try MessageSealer(to: Sealed.recipient(Sealed.receiver), from: Sealed.sender)
+        let first = try sealedParts(["rotate ", "the ", "logs"], sealer: &sealer, messageID: 1)
+        let second = try sealedParts(["purge ", "the ", "cache"], sealer: &sealer, messageID: 2)
+        var receiver = assembler()
+        #expect(text(receiver.add(first[0], from: 7, record: record)) == nil)
+        #expect(text(receiver.add(first[1], from: 7, record: record)) == nil)
+        #expect(text(receiver.add(first[2], from: 7, record: record)) == "rotate the logs")
+        // The middle part of the second message left out: refused, not delivered short.
+        #expect(text(receiver.add(second[0], from: 7, record: record)) == nil)
+        #expect(isRefused(receiver.add(second[2], from: 7, record: record)))
+        // The first session replayed whole on the same connection (even under another peer id): refused.
+        #expect(isRefused(receiver.add(first[0], from: 8, record: record)))
+        #expect(isRefused(receiver.add(first[0], from: 7, record: record)))
+
+        // The last sequence number never opens (the session has no number after it).
+        var last = try MessageSealer(to: Sealed.recipient(Sealed.receiver), from: Sealed.sender)
+        let keyed = try sealedParts(["first"], sealer: &last, messageID: 1)
+        last.sequence = .max
+        let final = try sealedParts(["last"], sealer: &last, messageID: 2)
+        var other = assembler()
+        #expect(text(other.add(keyed[0], from: 7, record: record)) == "first")
+        #expect(isRefused(other.add(final[0], from: 7, record: record)))
     }
 
     @Test func aPublicKeyIsBelievedOnlyUnderItsOwnID() {

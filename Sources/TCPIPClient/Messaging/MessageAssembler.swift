@@ -36,6 +36,8 @@ public struct MessageAssembler {
         var flags: MessagePart.Flags
         var bytes: ByteBuffer
         var sealed = false
+        /// The sealed session's number of its last part: the next must follow it (a part left out is refused).
+        var sequence: UInt64?
     }
 
     /// The largest message accepted.
@@ -48,6 +50,11 @@ public struct MessageAssembler {
     public var sealing: SealingKey?
     /// Each sender's sealed session, from the part that carried its encapsulated key.
     private var openers: [UInt32: MessageOpener] = [:]
+    /// The encapsulated keys of the sessions opened on this connection: a session replayed whole (its keyed part
+    /// again, then its parts) is refused. Bounded: the oldest are forgotten.
+    private var sessionsSeen: Set<[UInt8]> = []
+    private var sessionsSeenOrder: [[UInt8]] = []
+    static let sessionsRemembered = 4096
 
     public init(maxMessageSize: Int, maxInProgress: Int = 64) {
         self.maxMessageSize = maxMessageSize
@@ -69,12 +76,14 @@ public struct MessageAssembler {
         let key = Key(from: sender, messageID: part.messageID)
         var part = part
         var sealed = false
+        var sequence: UInt64?
         if part.flags.contains(.sealed) {
             switch open(part, from: sender, record: record) {
-            case .success(let plain):
-                part.bytes = plain
+            case .success(let opened):
+                part.bytes = opened.plain
                 part.flags.subtract([.sealed, .keyed])
                 sealed = true
+                sequence = opened.sequence
             case .failure(let failure):
                 return refuse(
                     key, .refused, failure.description, wantsReceipt: !part.flags.contains(.noReceipt),
@@ -113,12 +122,21 @@ public struct MessageAssembler {
             guard partials.count < maxInProgress else {
                 return refuse(key, .refused, "too many messages in progress", wantsReceipt: wantsReceipt, ended: false)
             }
-            partials[key] = Partial(flags: part.flags, bytes: part.bytes, sealed: sealed)
+            partials[key] = Partial(flags: part.flags, bytes: part.bytes, sealed: sealed, sequence: sequence)
             return .incomplete
         }
         guard var partial = partials.removeValue(forKey: key), partial.sealed == sealed else {
             if part.flags.contains(.end) { refused.remove(key) }
             return .discarded
+        }
+        if sealed {
+            // One message's parts go consecutively in the session: a gap is a part the hub left out.
+            guard let last = partial.sequence, let sequence, sequence == last &+ 1 else {
+                return refuse(
+                    key, .refused, "a part of a sealed message is missing (left out on the way)",
+                    wantsReceipt: !partial.flags.contains(.noReceipt), ended: part.flags.contains(.end))
+            }
+            partial.sequence = sequence
         }
         guard partial.bytes.readableBytes + part.bytes.readableBytes <= maxMessageSize else {
             return refuse(
@@ -147,7 +165,7 @@ public struct MessageAssembler {
     /// Opens a sealed part: the first of a sender's session carries the encapsulated key, checked against the key the
     /// sender proved (auth mode: only that key's holder could have made it).
     private mutating func open(_ part: MessagePart, from sender: UInt32, record: PeerRecord?) -> Result<
-        ByteBuffer, SealingFailure
+        (plain: ByteBuffer, sequence: UInt64), SealingFailure
     > {
         guard let own = sealing else {
             return .failure(SealingFailure(.refused, "the message is sealed to a key, and this side has none"))
@@ -161,7 +179,11 @@ public struct MessageAssembler {
                 guard let enc = bytes.readBytes(length: Sealing.encapsulatedKeySize) else {
                     return .failure(SealingFailure(.corrupt, "a sealed message without its key"))
                 }
+                guard !sessionsSeen.contains(enc) else {
+                    return .failure(SealingFailure(.corrupt, "a sealed session replayed (its key came before)"))
+                }
                 openers[sender] = try MessageOpener(encapsulatedKey: enc, key: own, sender: from)
+                remember(session: enc)
             }
             guard var opener = openers[sender] else {
                 return .failure(SealingFailure(.corrupt, "a sealed message part before its sender's key"))
@@ -169,11 +191,19 @@ public struct MessageAssembler {
             let plain = try opener.open(
                 bytes, messageID: part.messageID, flags: part.flags.subtracting(.keyed).rawValue)
             openers[sender] = opener
-            return .success(plain)
+            return .success((plain, opener.lastOpened ?? 0))
         } catch let failure as SealingFailure {
             return .failure(failure)
         } catch {
             return .failure(SealingFailure(.corrupt, "\(error)"))
+        }
+    }
+
+    private mutating func remember(session enc: [UInt8]) {
+        sessionsSeen.insert(enc)
+        sessionsSeenOrder.append(enc)
+        if sessionsSeenOrder.count > Self.sessionsRemembered {
+            sessionsSeen.remove(sessionsSeenOrder.removeFirst())
         }
     }
 

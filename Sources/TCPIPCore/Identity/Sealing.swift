@@ -400,7 +400,9 @@ public struct MessageSealer: Sendable {
     /// Sent with the first part (the `keyed` flag), once per recipient and session.
     public let encapsulatedKey: [UInt8]
     private let key: SymmetricKey
-    public private(set) var sequence: UInt64 = 0
+    public package(set) var sequence: UInt64 = 0
+    /// The last number was used (a nonce is never sealed twice: nothing more is).
+    private var exhausted = false
 
     public init(to recipient: SealingRecipient, from own: SealingKey) throws {
         let hpke = try HPKE.Sender(
@@ -412,7 +414,8 @@ public struct MessageSealer: Sendable {
 
     /// The sealed body of the next part: `u64 sequence ‖ ciphertext ‖ tag` (with headroom for MessagePart's header).
     public mutating func seal(_ bytes: ByteBuffer, messageID: UInt32, flags: UInt16) throws -> ByteBuffer {
-        defer { sequence += 1 }
+        guard !exhausted else { throw SealingFailure(.refused, "the sealed session has used all its numbers") }
+        defer { if sequence == .max { exhausted = true } else { sequence += 1 } }
         let box = try bytes.withUnsafeReadableBytes { plaintext in
             try MessageOpener.withAAD(messageID: messageID, flags: flags, sequence: sequence) {
                 try AES.GCM.seal(plaintext, using: key, nonce: Sealing.nonce(.message, sequence), authenticating: $0)
@@ -445,9 +448,13 @@ public struct MessageOpener: Sendable {
         }
     }
 
+    /// The sequence number of the part opened last (a message's parts are consecutive).
+    public private(set) var lastOpened: UInt64?
+
     public mutating func open(_ sealed: ByteBuffer, messageID: UInt32, flags: UInt16) throws -> ByteBuffer {
         var sealed = sealed
-        guard let sequence = sealed.readInteger(as: UInt64.self), sequence >= next else {
+        // The last number is never used: the session would have no next one (and `next` would overflow).
+        guard let sequence = sealed.readInteger(as: UInt64.self), sequence >= next, sequence < .max else {
             throw SealingFailure(.corrupt, "a sealed message part out of sequence (replayed or reordered)")
         }
         do {
@@ -455,6 +462,7 @@ public struct MessageOpener: Sendable {
                 try Sealing.open(sealed, key: key, nonce: Sealing.nonce(.message, sequence), aad: $0)
             }
             next = sequence + 1
+            lastOpened = sequence
             return plain
         } catch {
             throw SealingFailure(.corrupt, "a sealed message part does not open: changed, or not from its sender")

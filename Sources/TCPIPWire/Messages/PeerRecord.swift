@@ -82,10 +82,10 @@ public struct PeerRecord: ControlPayload, Hashable {
                 key = Array(field.value.readableBytesView)
             case 10: wire = try field.string()
             case 11:
-                guard field.value.readableBytes <= Self.maxPublicKeySize else {
-                    throw WireError.invalidValue("a peer's public key must be at most \(Self.maxPublicKeySize) bytes")
+                // Larger than any key sealing uses: left out (the peer cannot be sealed to), not fatal to the record.
+                if field.value.readableBytes <= Self.maxPublicKeySize {
+                    publicKey = Array(field.value.readableBytesView)
                 }
-                publicKey = Array(field.value.readableBytesView)
             default: break
             }
         }
