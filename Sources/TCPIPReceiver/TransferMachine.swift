@@ -339,7 +339,7 @@ public struct TransferMachine: Sendable {
         if !start.message, let size = start.size, let limit = policy.maxFileSize, size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
         }
-        if start.message, (start.size ?? UInt64.max) > UInt64(policy.maxMessageSize) {
+        if start.message, (start.size ?? UInt64.max) > messageLimit(start) {
             return refuse("the message is larger than the receiver's limit of \(policy.maxMessageSize) bytes")
         }
         guard start.chunkSize > 0, Int(start.chunkSize) <= policy.maxChunkSize else {
@@ -485,7 +485,7 @@ public struct TransferMachine: Sendable {
         if let announced = transfer.start.size, total > announced {
             return fail(.corrupt, "more bytes than the announced \(announced)")
         }
-        if let limit = transfer.start.message ? UInt64(policy.maxMessageSize) : policy.maxFileSize, total > limit {
+        if let limit = transfer.start.message ? messageLimit(transfer.start) : policy.maxFileSize, total > limit {
             return fail(.refused, "the file grew past the receiver's limit of \(limit) bytes")
         }
         if chunk.compressed && transfer.start.compression == 0 {
@@ -558,6 +558,13 @@ public struct TransferMachine: Sendable {
     }
 
     // MARK: helpers
+
+    /// The most bytes a message may come in: a sealed container holds it with its header, tags and signature (its
+    /// content is held to the limit itself once opened).
+    func messageLimit(_ start: FileStart) -> UInt64 {
+        let limit = UInt64(policy.maxMessageSize)
+        return start.container ? SealedContainer.sizeLimit(forContent: limit) : limit
+    }
 
     /// The name a transfer is known by in the already-stored index: a message (tag 10) never under a file's name, so it
     /// cannot pass for a file, nor a file for it.

@@ -48,7 +48,9 @@ struct SendFile: AsyncParsableCommand {
             known_peers (state directory; a warning says so), and a recipient whose key changed under that name is \
             refused with 77, both IDs named, before anything is sent. --to-key ID pins the key explicitly instead. \
             Then each file is sealed end to end to the receivers' keys and signed with this node's (the hub relays \
-            what it cannot read; a file it changed is refused by the receiver, 65). Queued files are sealed to the \
+            what it cannot read; a file it changed is refused by the receiver, 65). A recipient whose record \
+            names a key but brings no public key to seal to is refused (77), and a classic client cannot be sent \
+            the same files as receivers with keys (64: send its files separately). Queued files are sealed to the \
             key the hub's store saw the receiver register with (checked against the same pins): a receiver that \
             never connected with its key while the store was on cannot be queued for yet (77).
 

@@ -236,6 +236,18 @@ struct ClassicHub {
         _ = try await olive.registeredID()
         try await classicHub.hub.waitForPeers(["ops", "olive"], environment: environment("cron"))
 
+        // A file cannot be sealed to some receivers and not others: to a keyed peer and a classic client at once it is
+        // a usage error, and nothing is sent.
+        let file = directory.appendingPathComponent("notes.txt")
+        try Data("notes\n".utf8).write(to: file)
+        try Unprivileged.handOver(file.path)
+        let mixed = try await RunningProgram.run(
+            "tcpipctl", ["send-file", file.path, "--to", "ops", "--to", "olive", "--name", "cron"],
+            environment: environment("cron"))
+        #expect(mixed.status == 64, "\(mixed.stderr)")
+        #expect(mixed.stderr.contains("proves no key to seal to"), "\(mixed.stderr)")
+        #expect(olive.lines("file-received").isEmpty)
+
         let sent = try await RunningProgram.run(
             "tcpipctl", ["send", "--to", "ops", "--to", "olive", "--json", "--name", "cron"],
             environment: environment("cron"), stdin: Array("rotate the logs\n".utf8))

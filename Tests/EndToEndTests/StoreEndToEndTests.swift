@@ -152,6 +152,13 @@ struct StoreEndToEndTests {
         let nobody = try await fixture.run(["send", "--to", "nobody", "--queue", "-m", "x"])
         #expect(nobody.status == 68, "\(nobody.stderr)")
         #expect(try await fixture.run(["send", "--to", "archive", "--queue", "--lines", "-m", "x"]).status == 64)
+        // A pinned key on a link without keys: the store's record proves none, so nothing is queued (77).
+        let pinned = try await fixture.run([
+            "send", "--to", "archive", "--queue", "-m", "x", "--name", "cron", "--to-key",
+            "A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ-OBYH-A4DQ",
+        ])
+        #expect(pinned.status == 77, "\(pinned.stderr)")
+        #expect(Self.lines(try await fixture.run(["queue", "--name", "cron"]).stdout).count == 1)
         // TCPIP_QUEUE=1 queues as --queue does, and leaves a send it does not apply to as it was (not a usage error).
         let queueing = ["TCPIP_QUEUE": "1"]
         let fromEnvironment = try await fixture.run(

@@ -25,6 +25,8 @@ import Testing
         case replaceSealed
         /// A receiver named `archive` is presented with the hub's own key.
         case otherKeyForArchive
+        /// `archive` keeps its key ID but comes without the public key to seal to (to have it sent in the clear).
+        case stripPublicKey
         case flipMessage
     }
 
@@ -147,12 +149,17 @@ import Testing
                 default:
                     return [packet]
                 }
-            case .otherKeyForArchive:
+            case .otherKeyForArchive, .stripPublicKey:
+                let strip = state.attack == .stripPublicKey
                 func swapped(_ peer: PeerRecord) -> PeerRecord {
                     guard peer.name == "archive" else { return peer }
                     var peer = peer
-                    peer.key = hubKey.id.bytes
-                    peer.publicKey = hubKey.spki
+                    if strip {
+                        peer.publicKey = nil
+                    } else {
+                        peer.key = hubKey.id.bytes
+                        peer.publicKey = hubKey.spki
+                    }
                     return peer
                 }
                 switch type {
@@ -240,6 +247,7 @@ import Testing
             (.replaceUnsealed, 77, "takes only sealed files"),
             (.replaceSealed, 65, "signature"),
             (.otherKeyForArchive, 77, "the key of archive changed"),
+            (.stripPublicKey, 77, "announces no public key to seal to"),
         ]
         for (attack, status, words) in attacks {
             hostile.set(attack)
@@ -253,6 +261,13 @@ import Testing
         let message = try await RunningProgram.run(
             "tcpipctl", ["send", "--to", "archive", "--message", "a sealed note"], environment: environment("cron"))
         #expect(message.status == 77, "\(message.stderr)")
+        #expect(published() == ["honest.bin"])
+        // Nor is a message sent in the clear to a receiver whose public key the hub left out.
+        hostile.set(.stripPublicKey)
+        let stripped = try await RunningProgram.run(
+            "tcpipctl", ["send", "--to", "archive", "--message", "a sealed note"], environment: environment("cron"))
+        #expect(stripped.status == 77, "\(stripped.stderr)")
+        #expect(stripped.stderr.contains("announces no public key to seal to"), "\(stripped.stderr)")
         #expect(published() == ["honest.bin"])
 
         // The receiver took all of it and is still there for an honest hub.

@@ -299,7 +299,7 @@ public enum FileSending {
         do {
             recipients = try await MessageSending.resolveRecipients(
                 request.recipients, all: false, waitForPeer: request.waitForPeer, session: session,
-                check: request.checkRecipient
+                check: request.checkRecipient, sealed: request.sealing != nil
             )
         } catch let error as TCPIPError where request.queue && error.kind == .unknownPeer {
             guard request.recipients.count == 1, let name = request.recipients.first else { throw error }
@@ -333,9 +333,19 @@ public enum FileSending {
                 }
                 store.key = id.bytes
                 store.publicKey = Array(spki)
-                try request.checkRecipient?(store)
             }
+            // Without a key (a plaintext link) the record proves none: a pin (--to-key, known_peers) refuses it.
+            try request.checkRecipient?(store)
             return [store]
+        }
+        // One upload goes to every receiver: sealed to all of their keys, or to none. A receiver with a key refuses a
+        // file that is not sealed, and a classic client has no key to seal to: they take their files separately.
+        if request.sealing != nil, recipients.contains(where: { SealingRecipient($0) != nil }),
+            let keyless = recipients.first(where: { SealingRecipient($0) == nil })
+        {
+            throw TCPIPError.usage(
+                "'\(escapedForLog(keyless.name))' proves no key to seal to, and the other receivers take only sealed "
+                    + "files: send it its files separately")
         }
         // A classic client takes files too (the hub's classic listener speaks for it).
         for peer in recipients where peer.role != ClientSession.receiverRole && !peer.isClassic {
@@ -427,7 +437,9 @@ public enum FileSending {
                     let input = descriptor
                     let info = SealedFileInfo(
                         name: source.name, sha256: nil, message: source.message, senderSPKI: own.spki)
-                    let chunkSize = request.chunkSize
+                    // Records of at least 64 KiB whatever the wire's chunks: their tags and framing stay small beside
+                    // what they hold (a receiver allows for that much over its message limit).
+                    let chunkSize = max(request.chunkSize, 64 << 10)
                     descriptor = try await NIOThreadPool.singleton.runIfActive {
                         let output = try MessageQueueing.unlinkedTemporary("tcpip-sealed")
                         do {

@@ -48,7 +48,8 @@ public enum MessageSending {
     public static func run(_ request: SendRequest, session: ClientSession) async throws -> [DeliveryResult] {
         let recipients = try await resolveRecipients(
             request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session,
-            check: request.checkRecipient)
+            check: request.checkRecipient,
+            sealed: (request.sealing ?? session.configuration.sealing) != nil && request.applicationType == nil)
         let sender = session.sender
         try await sender.send(
             Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
@@ -92,11 +93,22 @@ public enum MessageSending {
     /// Looks the recipients up (waiting for them if asked). Fails with 68 before anything is sent.
     static func resolveRecipients(
         _ names: [String], all: Bool, waitForPeer: Duration?, session: ClientSession,
-        check: (@Sendable (PeerRecord) throws -> Void)? = nil
+        check: (@Sendable (PeerRecord) throws -> Void)? = nil, sealed: Bool = false
     ) async throws -> [PeerRecord] {
         let found = try await findRecipients(names, all: all, waitForPeer: waitForPeer, session: session)
         if let check { for peer in found { try check(peer) } }
+        if sealed { for peer in found { try requireSealable(peer) } }
         return found
+    }
+
+    /// A peer that proved a key (tag 9) must come with the public key to seal to (tag 11): a hub that left it out
+    /// would have what is sent in the clear. Refused (77) before anything is sent.
+    static func requireSealable(_ peer: PeerRecord) throws {
+        guard let key = peer.keyID, SealingRecipient(peer) == nil else { return }
+        throw TCPIPError(
+            .permissionDenied,
+            "the hub names the key \(key) for '\(escapedForLog(peer.name))' but announces no public key to seal to "
+                + "(a hub that leaves it out would read what is sent): nothing was sent")
     }
 
     private static func findRecipients(

@@ -23,6 +23,14 @@ public enum SealedContainer {
     public static let maxRecord = (4 << 20) + Sealing.tagSize
     static let maxHeader = 64 << 10
 
+    /// The most a container of content up to `limit` bytes may take: its header, and each record's framing and tag
+    /// (generously: records of 1 KiB and more), and the signed end. What it holds is checked against `limit` itself
+    /// once opened.
+    public static func sizeLimit(forContent limit: UInt64) -> UInt64 {
+        let (more, overflow) = limit.addingReportingOverflow(limit / 16 + UInt64(maxHeader) + 4096)
+        return overflow ? .max : more
+    }
+
     /// Seals `input` (read to its end) into `output`; returns the original size and SHA-256.
     public static func seal(
         from input: Int32, to output: Int32, recipients: [SealingRecipient], info: SealedFileInfo, signer: SealingKey,
