@@ -402,6 +402,27 @@ enum Sealed {
         #expect(TransferMachineTests.receipts(actions).isEmpty)
     }
 
+    /// A queued message comes as a sealed container, a little larger than what it holds: the receiver's message limit
+    /// allows for that (what it holds is held to the limit once opened), and no more.
+    @Test func aContainerMayExceedTheMessageLimitByItsSealingOnly() {
+        func refused(size: UInt64) -> Bool {
+            var policy = TransferMachine.Policy()
+            policy.sealingKey = Sealed.receiver
+            policy.maxMessageSize = 1 << 20
+            var machine = TransferMachine(policy: policy)
+            var start = FileStart(transferID: 1, name: "message-1.txt", size: size, chunkSize: 64 << 10)
+            start.message = true
+            start.container = true
+            start.origin = Self.cron
+            let store = PeerRecord(id: 2, name: "store", role: ClientSession.storeRole)
+            let actions = TransferMachineTests.run(&machine, [.start(start, from: 2, sender: store)])
+            #expect(!TransferMachineTests.receipts(actions).contains { $0.status == .invalid }, "\(actions)")
+            return TransferMachineTests.receipts(actions).contains { $0.status == .refused }
+        }
+        #expect(!refused(size: (1 << 20) + 2048), "a message at the limit, sealed")
+        #expect(refused(size: SealedContainer.sizeLimit(forContent: 1 << 20) + 1))
+    }
+
     @Test func tamperingIsRefusedAndNothingIsCommitted() throws {
         let sealed = try Sealed.transfer(Self.content)
         var flipped = sealed
