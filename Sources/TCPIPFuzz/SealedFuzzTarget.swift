@@ -20,25 +20,26 @@ extension FuzzTargets {
         static let content = Array("sealed end to end\n".utf8)
         static let plain = [Array(content[..<11]), Array(content[11...])]
         static let header = bytes(
-            "010091ccde1779ea863db88f3df1f19602672025bccb6c159bc7bf78d7df561e59cc810485122cef9df5ab1ef817bec5",
-            "80797d9cefffd6c644af1d0fedeeacf73e8166154d944ace3d3268f2c0aac056885fea5f5428d3c95022433be74dfe5a",
-            "e78801077e92ccf8ebb2a219f9f3f2f63b0c911feb1780c9de4a514e5afbcc939db74a38ac5920a876d76e417806fbc4",
-            "b7796cd802009efe326a3f078c6458ca84e35609f370cd91e93ac4cad8f2bd2d473c487ce09c530db429f5c5ca4d4a47",
-            "7f4e725235724e29cc4c4558e534e0217346688c574d4af6db2e7ed2a27ec5d38028197013c6853ced05b359edd13cd2",
-            "16c22b07e2cbcf258e68e01d9535b58cdddc93f0feddfca41451de19dc479f9c10cde12f7235bf9fd75da1286a1ad198",
-            "0ffb4aea5ac9043da81eebfaf73bcf9e27b6cc4342")
+            "010091ccde1779ea863db88f3df1f19602672025bccb6c159bc7bf78d7df561e59cc8104439a9be4fd7d8b8811eb702a",
+            "26e1002ac3902d5992dd4bc8b3953e8a49695ce9dfab0da516475aff38f50624fc2fd6629aa07af9057cc3b58716da0f",
+            "48ab995cb8ce71cc60c880a32ad4ffe4c060db8c136f385477af178067e66177372fb76fc50af0787cba74cc94522c81",
+            "4d1baad50200e7c3e3a742f1dab9d168a27b71c96d20bfd92e11fe6e0b713b19c2df9892448a53be82f9c0cd89dca1b5",
+            "a54b565e26f14d99071034d25dc17502fcec4d8cf40a3008af5d618dd5266fd87eee79b6c139031c9e5d9898f27a4b59",
+            "d898daf65c6ed1d4bb731ef2dc82c05d812377dbcad87ed60eaa152da3735b0f9e541c47d5fd5cc8ed01367c3b2bd495",
+            "d835055f4924bc8c0e29679dad5a908a9b25798778d9d2133ca3e688fbe097bd58afecabd832d93288727484112af502",
+            "3d78f16ab5cba9a2a6cb5b5f2a1fc280b64cd719297574c99b22c65a5053b468cafc9e2a28daaa6a163713f0a8db")
         static let chunks = [
-            bytes("f19fbd2b13d9bc44c151881e85a4484a16d18901feb531c6abd79e"),
-            bytes("4432e9d9520ff0e7725fd78e86bb5212e9161a0f858869"),
+            bytes("70113a040596f7dac30848c20137aa09fa0eb519d3a48ea45c351e"),
+            bytes("38691a66e6935400d7b79147fe4e7cf22d1b434d318ad8"),
         ]
         static let end = bytes(
-            "f295041455110943a7eba7d2cd3118dcf4d9291219cbf044c83503eefbda441780b123dc2e9efbd86099146a920acef6",
-            "829e978a3b5771f222563953428a5368b9ad704bc9de169f23d3647d6ee706c9e7967d1a65ed83dcc874b54ceb7e73d6",
-            "3f3aebab2120a014f5741b78af23f08b59379a062e5e4e30058d437597884e5cc3f2cd164087919c8a")
+            "aa4d952488ba9d762e0a5bb87d2b7d0025b62c6047b59e8034c6ba5a566f1f66d0f528460af74b65ae31e582a60621a2",
+            "ab87f64d456acced8607bb7eeb95051960ff901ac1b6f9badfd667b2be4c407cf9c7f88b67b2fa64136a1809d02c6bfe",
+            "e549bdbbad10ef9ede29e2d68091ad0f84d0f0a84912cd4f10a5ba7503e5bd1754852d48a7228670")
         static let messageKey = bytes(
-            "04e3a11cba3628c0b33bc17e4b2d2d3538cb0bd3d98ac6de1e567018927a049776fe4a9a216dd3bc13b2130692e884ba",
-            "627c5a17770286c94553dd8fd96582dc8c")
-        static let message = bytes("00000000000000006474d8800a6b90c19f55a8543553463d3a540788f1")
+            "04daa95e2b77dcdc7b08bbc9fb2ec4648cba8b7ded636bd01334359a7a431408d08bfa4ffc2d6ea75855d872c7501692",
+            "7941b5cbe9a7e3471726e7eebc98026f7a")
+        static let message = bytes("00000000000000005cd70db472e184aea4860ae95169c3fcaa621fcfd5")
 
         static func bytes(_ hex: String...) -> [UInt8] {
             var out: [UInt8] = []

@@ -67,6 +67,7 @@ public enum Sealing {
     static let fileInfo = Data("tcpip sealed file v1".utf8)
     static let messageInfo = Data("tcpip sealed messages v1".utf8)
     static let signatureLabel = Array("tcpip sealed file v1 signature\u{0}".utf8)
+    static let headerSignatureLabel = Array("tcpip sealed file v1 header\u{0}".utf8)
     /// A P-256 encapsulated key (an uncompressed point).
     public static let encapsulatedKeySize = 65
     public static let tagSize = 16
@@ -142,6 +143,9 @@ public struct SealedFileInfo: Sendable, Hashable {
     public var message: Bool
     /// The sender's public key (DER SPKI): the receiver checks it is the key the sender proved, and its signature.
     public var senderSPKI: [UInt8]
+    /// The sender's signature over this header (its stanzas and what the fields above say): checked before the
+    /// receiver acts on any of it (an "already stored" answer, a resume offer).
+    var headerSignature: [UInt8] = []
 
     public init(name: String, sha256: [UInt8]?, message: Bool, senderSPKI: [UInt8]) {
         self.name = name
@@ -156,6 +160,7 @@ public struct SealedFileInfo: Sendable, Hashable {
         if let sha256 { writer.write(2, bytes: ByteBuffer(bytes: sha256)) }
         if message { writer.write(3, integer: UInt8(1)) }
         writer.write(4, bytes: ByteBuffer(bytes: senderSPKI))
+        if !headerSignature.isEmpty { writer.write(5, bytes: ByteBuffer(bytes: headerSignature)) }
         return writer.buffer
     }
 
@@ -173,6 +178,7 @@ public struct SealedFileInfo: Sendable, Hashable {
                 sha256 = Array(field.value.readableBytesView)
             case 3: message = try field.integer(as: UInt8.self) == 1
             case 4: spki = Array(field.value.readableBytesView)
+            case 5: headerSignature = Array(field.value.readableBytesView)
             default: break
             }
         }
@@ -213,9 +219,13 @@ public struct FileSealer: Sendable {
             stanzas += stanza
             writer.write(1, bytes: ByteBuffer(bytes: stanza))
         }
+        let stanzasDigest = Array(SHA256.hash(data: stanzas))
+        var info = info
+        info.headerSignature = Array(
+            try signer.signing.signature(for: FileOpener.headerSignedBytes(stanzasDigest, info: info)).derRepresentation
+        )
         let sealedInfo = try info.encoded().withUnsafeReadableBytes {
-            try Sealing.seal(
-                $0, key: key, nonce: Sealing.nonce(.info, 0), aad: Array(SHA256.hash(data: stanzas)))
+            try Sealing.seal($0, key: key, nonce: Sealing.nonce(.info, 0), aad: stanzasDigest)
         }
         writer.write(2, bytes: sealedInfo)
         header = writer.buffer
@@ -273,6 +283,7 @@ public struct FileOpener: Sendable {
         var stanzas: [UInt8] = []
         var mine: [UInt8]?
         var sealedInfo: ByteBuffer?
+        var stanzasDigest: [UInt8] { Array(SHA256.hash(data: stanzas)) }
         do {
             try TLVReader.forEach(in: header) { field in
                 switch field.tag {
@@ -304,8 +315,7 @@ public struct FileOpener: Sendable {
             let opened = SymmetricKey(data: try hpke.open(wrapped, authenticating: own.id.bytes))
             key = opened
             info = try SealedFileInfo(
-                tlv: try Sealing.open(
-                    sealedInfo, key: opened, nonce: Sealing.nonce(.info, 0), aad: Array(SHA256.hash(data: stanzas))))
+                tlv: try Sealing.open(sealedInfo, key: opened, nonce: Sealing.nonce(.info, 0), aad: stanzasDigest))
         } catch let error as SealingFailure {
             throw error
         } catch {
@@ -322,6 +332,13 @@ public struct FileOpener: Sendable {
             senderKey = try P256.Signing.PublicKey(derRepresentation: info.senderSPKI)
         } catch {
             throw SealingFailure(.corrupt, "the sender's key in the sealed header is not a P-256 key")
+        }
+        // Anyone can seal a header to this key (HPKE base mode): only the sender's signature says the name, digest
+        // and kind are its own, and the receiver answers on them before the end (already stored, a resume offer).
+        guard let signature = try? P256.Signing.ECDSASignature(derRepresentation: info.headerSignature),
+            senderKey.isValidSignature(signature, for: Self.headerSignedBytes(stanzasDigest, info: info))
+        else {
+            throw SealingFailure(.corrupt, "the sender's signature over the sealed header does not verify")
         }
         self.info = info
         digest = Array(header.withUnsafeReadableBytes { SHA256.hash(data: $0) })
@@ -372,6 +389,14 @@ public struct FileOpener: Sendable {
             throw SealingFailure(.corrupt, "the sender's signature over the file does not verify")
         }
         return (size, sha256)
+    }
+
+    /// What the sender signs in the header: the stanzas' digest (this transfer's receivers and keys), the name,
+    /// whether it is a message, and the SHA-256 when known.
+    static func headerSignedBytes(_ stanzasDigest: [UInt8], info: SealedFileInfo) -> [UInt8] {
+        let name = Array(info.name.utf8)
+        return Sealing.headerSignatureLabel + stanzasDigest + Sealing.integer(UInt32(name.count)) + name
+            + [info.message ? 1 : 0] + (info.sha256 ?? [])
     }
 
     static func chunkAAD(_ digest: [UInt8], _ index: UInt64, compressed: Bool, rawLength: UInt32) -> [UInt8] {
