@@ -23,6 +23,8 @@ extension FileReceiver {
             var deduplicate = true
             /// Handed to `onPublished` (the --exec hook) once published.
             var notify = true
+            /// Came sealed: its receipt, which crosses the hub, leaves out the stored name (the real one, or near it).
+            var sealed = false
         }
 
         private struct State {
@@ -148,7 +150,8 @@ extension FileReceiver {
                     published.path = spool.root + "/" + storedAs
                     if job.notify { onPublished?(published) }
                     receipt = FileReceipt(
-                        transferID: job.transferID, status: .stored, storedAs: storedAs, size: job.published.size)
+                        transferID: job.transferID, status: .stored, storedAs: job.sealed ? nil : storedAs,
+                        size: job.published.size)
                 case .failure(let error):
                     logger.warning(
                         "file failed", metadata: ["file": "\(escapedForLog(job.file.name))", "reason": "\(error)"])
@@ -174,7 +177,7 @@ extension FileReceiver {
                 logger.info("already stored", metadata: ["file": "\(escapedForLog(storedAs ?? job.published.sentAs))"])
                 receipts.append(
                     FileReceipt(
-                        transferID: job.transferID, status: .alreadyStored, storedAs: storedAs,
+                        transferID: job.transferID, status: .alreadyStored, storedAs: job.sealed ? nil : storedAs,
                         size: job.published.size
                     ).packet(to: job.published.fromID))
             }

@@ -383,7 +383,7 @@ public final class FileReceiver {
                 published: Published(
                     path: "", storedAs: "", sentAs: commit.message ? "\u{0}message/" + sentAs : sentAs,
                     from: commit.sender, fromID: from, size: size, sha256: hex),
-                deduplicate: commit.announced, notify: !commit.message))
+                deduplicate: commit.announced, notify: !commit.message, sealed: signedBy != nil))
     }
 }
 

@@ -357,8 +357,8 @@ public struct TransferMachine: Sendable {
                     ]),
                 .send(
                     FileReceipt(
-                        transferID: start.transferID, status: .alreadyStored, storedAs: storedAs,
-                        size: start.size ?? 0),
+                        transferID: start.transferID, status: .alreadyStored,
+                        storedAs: opener == nil ? storedAs : nil, size: start.size ?? 0),
                     to: from),
             ]
         }
@@ -425,7 +425,9 @@ public struct TransferMachine: Sendable {
             return [
                 .log(.info, "already stored", ["file": "\(escapedForLog(storedAs))", "from": "\(key.from)"]),
                 .send(
-                    FileReceipt(transferID: key.id, status: .alreadyStored, storedAs: storedAs, size: size),
+                    FileReceipt(
+                        transferID: key.id, status: .alreadyStored, storedAs: transfer.opener == nil ? storedAs : nil,
+                        size: size),
                     to: key.from),
             ]
         }

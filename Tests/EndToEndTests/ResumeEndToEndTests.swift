@@ -78,6 +78,12 @@ import Testing
         #expect(fixture.spooled("big.bin") == content)
         let record = try String(contentsOfFile: fixture.spool + "/.tcpip/meta/big.bin.json", encoding: .utf8)
         #expect(record.contains("\"sealed\":true"), "\(record)")
+        // The receipt crosses the hub: for a sealed file it does not name what the receiver stored it as.
+        let result = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(again.stdout.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8))
+                as? [String: Any])
+        #expect(result["status"] as? String == "stored" && result["storedAs"] is NSNull, "\(result)")
         #expect(Self.held(fixture) == 0, "the partial file was published, not left behind")
         #expect(
             (try? FileManager.default.contentsOfDirectory(atPath: fixture.spool + "/.tcpip/partial"))?.isEmpty == true,
