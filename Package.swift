@@ -33,6 +33,7 @@ let package = Package(
             name: "TCPIPCore",
             dependencies: [
                 "TCPIPWire",
+                "CTCPIPSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

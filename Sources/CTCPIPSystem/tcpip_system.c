@@ -3,7 +3,19 @@
 #include <errno.h>
 #include <spawn.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "tcpip_system.h"
+
+void tcpip_malloc_thresholds(int mmap_threshold, int trim_threshold) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, trim_threshold);
+#else
+    (void)mmap_threshold; (void)trim_threshold;
+#endif
+}
 
 int tcpip_syncfs(int fd) {
 #ifdef __linux__

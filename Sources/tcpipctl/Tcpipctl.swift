@@ -23,6 +23,7 @@ struct Tcpipctl: AsyncParsableCommand {
         // One connection per run: one event-loop thread carries it. The default, a thread per core, costs a one-shot
         // the start of threads it never uses.
         NIOSingletons.groupLoopCountSuggestion = 1
+        MemoryTuning.forLargeBuffers()
         var arguments = Array(CommandLine.arguments.dropFirst())
         // `send-file … -- NAMES`: the names after `--` are operands whatever they look like, so they skip the parser
         // (whose time grows with the square of their number).

@@ -14,6 +14,10 @@ int tcpip_start_writeback(int fd, long long offset, long long length);
 /// the file system or kernel has no O_TMPFILE).
 int tcpip_open_tmpfile(const char *directory, unsigned int mode);
 
+/// mallopt(3): M_MMAP_THRESHOLD and M_TRIM_THRESHOLD in bytes (malloc.h is not in Swift's Glibc module). A no-op
+/// where the C library has no mallopt.
+void tcpip_malloc_thresholds(int mmap_threshold, int trim_threshold);
+
 #include <spawn.h>
 
 /// posix_spawn_file_actions_addclosefrom_np(3) (glibc 2.34): the child closes every descriptor from `from` on.
