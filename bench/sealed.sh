@@ -10,9 +10,10 @@
 #
 #   bench/sealed.sh            uses .build/release (swift build -c release --static-swift-stdlib first)
 #   BENCH_DIR=/dev/shm bench/sealed.sh    in memory: without the disk's writeback, which varies ±40 % here
-#   git worktree add /tmp/before 57b22c3 && git -C /tmp/before checkout fd25cb5 -- Sources/TCPIPCore/Identity/NodeID.swift &&
+#   git worktree add /tmp/before 57b22c3 && git -C /tmp/before apply "$PWD/bench/sealed-baseline.patch" &&
 #   (cd /tmp/before && swift build -c release --static-swift-stdlib) && BEFORE=/tmp/before/.build/release bench/sealed.sh
-# (fd25cb5's NodeID.swift, which prints IDs faster, is not sealing: without it the baseline's listen is slower.)
+# The patch gives the baseline what came with sealing and is not sealing: node IDs printed faster (listen prints one
+# per message) and tcpipctl's malloc thresholds (Sources/TCPIPCore/Support/MemoryTuning.swift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(pwd)/.build/release
