@@ -215,6 +215,7 @@ public final class FileReceiver {
         let spool = configuration.spool
         let key = configuration.sealing
         let maxMessageSize = configuration.maxMessageSize
+        let maxFileSize = configuration.maxFileSize
         let container = commit.temporary
         defer { perform([.discard(container)]) }
         func failure(_ status: FileReceipt.Status, _ reason: String) -> Opened {
@@ -261,9 +262,11 @@ public final class FileReceiver {
                 }
                 ?? (info.message && size > UInt64(maxMessageSize)
                     ? "the message is larger than the receiver's limit of \(maxMessageSize) bytes" : nil)
+                ?? (!info.message && maxFileSize.map { size > $0 } == true
+                    ? "the file is \(size) bytes, more than the receiver's limit of \(maxFileSize ?? 0)" : nil)
             if let problem {
                 perform([.discard(temporary)])
-                return failure(info.message ? .refused : .invalid, problem)
+                return failure(SpoolName.problem(withPath: info.name) == nil ? .refused : .invalid, problem)
             }
             return .opened(opened)
         case .failure(let error as SealingFailure):

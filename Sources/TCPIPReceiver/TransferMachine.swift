@@ -336,8 +336,8 @@ public struct TransferMachine: Sendable {
         if let problem = SpoolName.problem(withPath: start.name) {
             return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
         }
-        if !start.message, let size = start.size, let limit = policy.maxFileSize, size > limit {
-            return refuse("the file is \(size) bytes, more than the receiver's limit of \(limit)")
+        if !start.message, let size = start.size, let limit = fileLimit(start), size > limit {
+            return refuse("the file is \(size) bytes, more than the receiver's limit of \(policy.maxFileSize ?? limit)")
         }
         if start.message, (start.size ?? UInt64.max) > messageLimit(start) {
             return refuse("the message is larger than the receiver's limit of \(policy.maxMessageSize) bytes")
@@ -346,7 +346,14 @@ public struct TransferMachine: Sendable {
             return refuse("chunk size \(start.chunkSize) is outside 1…\(policy.maxChunkSize)", .invalid)
         }
         guard start.compression <= 1 else { return refuse("unknown compression \(start.compression)", .invalid) }
-        if let digest = start.sha256, let storedAs = policy.alreadyStored?(Self.indexName(start), digest.hex) {
+        // Answered on the header only when it is believed: a receiver with a key answers only a sealed header (its
+        // sender's signature checked above); a container's or a keyless peer's name and digest are the hub's to
+        // make up, and the answer (already stored, a resume offer with the stored file's SHA-256) would tell it what
+        // is stored. A container is deduplicated once it opens.
+        let answersOnHeader = policy.sealingKey == nil || opener != nil
+        if answersOnHeader, let digest = start.sha256,
+            let storedAs = policy.alreadyStored?(Self.indexName(start), digest.hex)
+        {
             // Sent again (a retried cron job): acknowledged, not stored twice. Its chunks are ignored.
             return actions + [
                 .log(
@@ -362,7 +369,7 @@ public struct TransferMachine: Sendable {
                     to: from),
             ]
         }
-        if start.resumable, start.sha256 == nil, let size = start.size,
+        if answersOnHeader, start.resumable, start.sha256 == nil, let size = start.size,
             let stored = policy.storedLike?(Self.indexName(start), size)
         {
             // Perhaps sent again: the sender checks the stored file's SHA-256 against its own before anything moves.
@@ -487,7 +494,8 @@ public struct TransferMachine: Sendable {
         if let announced = transfer.start.size, total > announced {
             return fail(.corrupt, "more bytes than the announced \(announced)")
         }
-        if let limit = transfer.start.message ? messageLimit(transfer.start) : policy.maxFileSize, total > limit {
+        if let limit = transfer.start.message ? messageLimit(transfer.start) : fileLimit(transfer.start), total > limit
+        {
             return fail(.refused, "the file grew past the receiver's limit of \(limit) bytes")
         }
         if chunk.compressed && transfer.start.compression == 0 {
@@ -566,6 +574,11 @@ public struct TransferMachine: Sendable {
     func messageLimit(_ start: FileStart) -> UInt64 {
         let limit = UInt64(policy.maxMessageSize)
         return start.container ? SealedContainer.sizeLimit(forContent: limit) : limit
+    }
+
+    /// The same for a file, when the receiver has a limit (what a container holds is checked once opened).
+    func fileLimit(_ start: FileStart) -> UInt64? {
+        policy.maxFileSize.map { start.container ? SealedContainer.sizeLimit(forContent: $0) : $0 }
     }
 
     /// The name a transfer is known by in the already-stored index: a message (tag 10) never under a file's name, so it

@@ -280,7 +280,12 @@ public final class StoreService: Service, Sendable {
         if start.container, start.sealed != nil {
             return try await refuse(.invalid, "a sealed container is not also a sealed transfer")
         }
-        if start.message, (start.size ?? UInt64.max) > UInt64(ReceiverConfiguration.defaultMaxMessageSize) {
+        // A sealed container holds the message with its sealing: allowed for (receivers check what it holds).
+        let messageLimit = UInt64(ReceiverConfiguration.defaultMaxMessageSize)
+        if start.message,
+            (start.size ?? UInt64.max)
+                > (start.container ? SealedContainer.sizeLimit(forContent: messageLimit) : messageLimit)
+        {
             return try await refuse(
                 .refused,
                 "the hub's store takes messages of at most \(ReceiverConfiguration.defaultMaxMessageSize) bytes")

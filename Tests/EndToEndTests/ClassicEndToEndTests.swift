@@ -246,6 +246,10 @@ struct ClassicHub {
             environment: environment("cron"))
         #expect(mixed.status == 64, "\(mixed.stderr)")
         #expect(mixed.stderr.contains("proves no key to seal to"), "\(mixed.stderr)")
+        let dryRun = try await RunningProgram.run(
+            "tcpipctl", ["send-file", "--dry-run", file.path, "--to", "ops", "--to", "olive", "--name", "cron"],
+            environment: environment("cron"))
+        #expect(dryRun.status == 64, "--dry-run refuses what a run would: \(dryRun.stderr)")
         #expect(olive.lines("file-received").isEmpty)
 
         let sent = try await RunningProgram.run(

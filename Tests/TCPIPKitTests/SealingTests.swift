@@ -268,6 +268,15 @@ enum Sealed {
         #expect(isRefused(receiver.add(first[0], from: 8, record: record)))
         #expect(isRefused(receiver.add(first[0], from: 7, record: record)))
 
+        // A genuine session's key copied onto another body: refused, and the genuine part still opens after it.
+        var fresh = try MessageSealer(to: Sealed.recipient(Sealed.receiver), from: Sealed.sender)
+        let genuine = try sealedParts(["genuine"], sealer: &fresh, messageID: 1)
+        var forged = genuine[0]
+        forged.bytes = ByteBuffer(
+            bytes: Array(genuine[0].bytes.readableBytesView.prefix(Sealing.encapsulatedKeySize)) + [1, 2, 3])
+        #expect(isRefused(receiver.add(forged, from: 7, record: record)))
+        #expect(text(receiver.add(genuine[0], from: 7, record: record)) == "genuine")
+
         // The last sequence number never opens (the session has no number after it).
         var last = try MessageSealer(to: Sealed.recipient(Sealed.receiver), from: Sealed.sender)
         let keyed = try sealedParts(["first"], sealer: &last, messageID: 1)
@@ -426,6 +435,43 @@ enum Sealed {
         }
         #expect(!refused(size: (1 << 20) + 2048), "a message at the limit, sealed")
         #expect(refused(size: SealedContainer.sizeLimit(forContent: 1 << 20) + 1))
+    }
+
+    /// A receiver with a key answers "already stored" or offers a stored file only on a header its sender signed: a
+    /// container's or a keyless peer's name and digest are the hub's to make up, and the answer would tell it what is
+    /// stored. The same file sealed is answered.
+    @Test func onlyASignedHeaderIsAnsweredFromTheIndex() throws {
+        var policy = TransferMachine.Policy()
+        policy.sealingKey = Sealed.receiver
+        policy.alreadyStored = { _, _ in "report.txt" }
+        policy.storedLike = { _, _ in (sha256: Array(repeating: 1, count: 32), storedAs: "report.txt") }
+        func answers(_ start: FileStart, sender: PeerRecord, from: UInt32) -> [FileReceipt.Status] {
+            var machine = TransferMachine(policy: policy)
+            let actions = TransferMachineTests.run(&machine, [.start(start, from: from, sender: sender)])
+            // A stored file offered as held whole (its SHA-256 for the sender to compare) counts as an answer too.
+            let offers = actions.filter {
+                if case .offer(let resume, _) = $0 { resume.offset == start.size } else { false }
+            }.count
+            return TransferMachineTests.receipts(actions).map(\.status) + (offers > 0 ? [.alreadyStored] : [])
+        }
+        let digest = Array(SHA256.hash(data: Self.content))
+        var container = FileStart(transferID: 1, name: "report.txt", size: 100, chunkSize: 64, sha256: digest)
+        container.container = true
+        container.origin = Self.cron
+        let store = PeerRecord(id: 2, name: "store", role: ClientSession.storeRole)
+        #expect(answers(container, sender: store, from: 2).isEmpty)
+        var resumable = FileStart(transferID: 2, name: "report.txt", size: 100, chunkSize: 64)
+        resumable.container = true
+        resumable.resumable = true
+        resumable.origin = Self.cron
+        #expect(answers(resumable, sender: store, from: 2).isEmpty)
+        let keyless = PeerRecord(id: 9, name: "olive")
+        let plain = FileStart(transferID: 3, name: "report.txt", size: 100, chunkSize: 64, sha256: digest)
+        #expect(answers(plain, sender: keyless, from: 9).isEmpty)
+        // Sealed and signed by its sender: answered.
+        var sealed = FileStart(transferID: 4, name: "sealed", size: UInt64(Self.content.count), chunkSize: 4)
+        sealed.sealed = try Sealed.transfer(Self.content).header
+        #expect(answers(sealed, sender: Self.cron, from: 7) == [.alreadyStored])
     }
 
     @Test func tamperingIsRefusedAndNothingIsCommitted() throws {

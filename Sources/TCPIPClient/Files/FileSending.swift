@@ -295,6 +295,9 @@ public enum FileSending {
     /// refuse every file: say so at once (77), with nothing sent, as `send` does for a peer that takes no messages.
     public static func resolveReceivers(_ request: FileSendRequest, session: ClientSession) async throws -> [PeerRecord]
     {
+        // As run() fills it in: --dry-run comes here directly, and must refuse what a real run would.
+        var request = request
+        request.sealing = request.sealing ?? session.configuration.sealing
         let recipients: [PeerRecord]
         do {
             recipients = try await MessageSending.resolveRecipients(

@@ -182,8 +182,14 @@ public struct MessageAssembler {
                 guard !sessionsSeen.contains(enc) else {
                     return .failure(SealingFailure(.corrupt, "a sealed session replayed (its key came before)"))
                 }
-                openers[sender] = try MessageOpener(encapsulatedKey: enc, key: own, sender: from)
+                // Kept, and its key remembered, only once its first part opens: a key copied onto another body
+                // must not displace the session or mark the genuine part as a replay.
+                var opener = try MessageOpener(encapsulatedKey: enc, key: own, sender: from)
+                let plain = try opener.open(
+                    bytes, messageID: part.messageID, flags: part.flags.subtracting(.keyed).rawValue)
+                openers[sender] = opener
                 remember(session: enc)
+                return .success((plain, opener.lastOpened ?? 0))
             }
             guard var opener = openers[sender] else {
                 return .failure(SealingFailure(.corrupt, "a sealed message part before its sender's key"))
