@@ -83,17 +83,17 @@ import Testing
         /// The hub answers, the receiver and listener are still there, and a good file and message still arrive.
         func everyoneIsStillServed(_ attack: String) async throws {
             let peers = try await RunningProgram.run(
-                "tcpipctl", ["peers", "--timeout", "5"], environment: fixture.hub.environment)
+                "tcpipctl", ["peers", "--timeout", "45"], environment: fixture.hub.environment)
             #expect(peers.status == 0, "\(attack): the hub does not answer: \(peers.stderr)")
             #expect(peers.stdout.contains("\"name\":\"archive\""), "\(attack): the receiver was knocked off")
             #expect(peers.stdout.contains("\"name\":\"ops\""), "\(attack): the listener was knocked off")
             let name = "after-\(UUID().uuidString.prefix(8)).txt"
             let path = try fixture.file(name, Array(attack.utf8))
-            let sent = try await fixture.sendFile(["--to", "archive", "--timeout", "10", path])
+            let sent = try await fixture.sendFile(["--to", "archive", "--timeout", "45", path])
             #expect(sent.status == 0, "\(attack): \(sent.stderr)")
             #expect(fixture.spooled(name) == Array(attack.utf8), "\(attack)")
             let note = try await RunningProgram.run(
-                "tcpipctl", ["send", "--to", "ops", "--timeout", "10", "-m", attack],
+                "tcpipctl", ["send", "--to", "ops", "--timeout", "45", "-m", attack],
                 environment: fixture.hub.environment)
             #expect(note.status == 0, "\(attack): \(note.stderr)")
         }
@@ -248,7 +248,7 @@ import Testing
         #expect(log.contains("as many as the descriptor limit allows"), "\(log.suffix(500))")
         held.removeAll()
         let peers = try await RunningProgram.run(
-            "tcpipctl", ["peers", "--timeout", "10"], environment: hub.environment)
+            "tcpipctl", ["peers", "--timeout", "45"], environment: hub.environment)
         #expect(peers.status == 0, "a peer after the flood: \(peers.stderr)")
         #expect(try await hub.stop() == 0)
     }

@@ -169,7 +169,7 @@ import Testing
         // head has exited, and listen with it (it watches its stdout): the next message finds nobody to take it.
         #expect(try await pipeline.waitForExit() == 0)
         let second = try await RunningProgram.run(
-            "tcpipctl", ["send", "--to", "head", "-m", "two", "--timeout", "10"], environment: hub.environment)
+            "tcpipctl", ["send", "--to", "head", "-m", "two", "--timeout", "45"], environment: hub.environment)
         #expect(second.status == 68)
         #expect(pipeline.stdoutLines.count == 2)
         #expect(pipeline.stdoutLines.last == "rc=0")
