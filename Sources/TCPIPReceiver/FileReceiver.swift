@@ -256,17 +256,21 @@ public final class FileReceiver {
             opened.signedBy = senderID
             opened.announced = true
             opened.container = false
-            let problem =
-                SpoolName.problem(withPath: info.name).map {
-                    "unsafe file name '\(escapedForLog(info.name.clipped))': \($0)"
-                }
-                ?? (info.message && size > UInt64(maxMessageSize)
-                    ? "the message is larger than the receiver's limit of \(maxMessageSize) bytes" : nil)
-                ?? (!info.message && maxFileSize.map { size > $0 } == true
-                    ? "the file is \(size) bytes, more than the receiver's limit of \(maxFileSize ?? 0)" : nil)
-            if let problem {
+            // What it holds is checked as a transfer's announcement is: its name, then the receiver's limits.
+            if let problem = SpoolName.problem(withPath: info.name) {
                 perform([.discard(temporary)])
-                return failure(SpoolName.problem(withPath: info.name) == nil ? .refused : .invalid, problem)
+                return failure(
+                    info.message ? .refused : .invalid,
+                    "unsafe file name '\(escapedForLog(info.name.clipped))': \(problem)")
+            }
+            let limit = info.message ? UInt64(maxMessageSize) : maxFileSize
+            if let limit, size > limit {
+                perform([.discard(temporary)])
+                return failure(
+                    .refused,
+                    info.message
+                        ? "the message is larger than the receiver's limit of \(limit) bytes"
+                        : "the file is \(size) bytes, more than the receiver's limit of \(limit)")
             }
             return .opened(opened)
         case .failure(let error as SealingFailure):

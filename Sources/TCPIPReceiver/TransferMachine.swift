@@ -336,10 +336,10 @@ public struct TransferMachine: Sendable {
         if let problem = SpoolName.problem(withPath: start.name) {
             return refuse("unsafe file name '\(escapedForLog(start.name.clipped))': \(problem)", .invalid)
         }
-        if !start.message, let size = start.size, let limit = fileLimit(start), size > limit {
+        if !start.message, let size = start.size, let limit = sizeLimit(start), size > limit {
             return refuse("the file is \(size) bytes, more than the receiver's limit of \(policy.maxFileSize ?? limit)")
         }
-        if start.message, (start.size ?? UInt64.max) > messageLimit(start) {
+        if start.message, let limit = sizeLimit(start), (start.size ?? UInt64.max) > limit {
             return refuse("the message is larger than the receiver's limit of \(policy.maxMessageSize) bytes")
         }
         guard start.chunkSize > 0, Int(start.chunkSize) <= policy.maxChunkSize else {
@@ -494,8 +494,7 @@ public struct TransferMachine: Sendable {
         if let announced = transfer.start.size, total > announced {
             return fail(.corrupt, "more bytes than the announced \(announced)")
         }
-        if let limit = transfer.start.message ? messageLimit(transfer.start) : fileLimit(transfer.start), total > limit
-        {
+        if let limit = sizeLimit(transfer.start), total > limit {
             return fail(.refused, "the file grew past the receiver's limit of \(limit) bytes")
         }
         if chunk.compressed && transfer.start.compression == 0 {
@@ -569,16 +568,10 @@ public struct TransferMachine: Sendable {
 
     // MARK: helpers
 
-    /// The most bytes a message may come in: a sealed container holds it with its header, tags and signature (its
-    /// content is held to the limit itself once opened).
-    func messageLimit(_ start: FileStart) -> UInt64 {
-        let limit = UInt64(policy.maxMessageSize)
-        return start.container ? SealedContainer.sizeLimit(forContent: limit) : limit
-    }
-
-    /// The same for a file, when the receiver has a limit (what a container holds is checked once opened).
-    func fileLimit(_ start: FileStart) -> UInt64? {
-        policy.maxFileSize.map { start.container ? SealedContainer.sizeLimit(forContent: $0) : $0 }
+    /// The most bytes a transfer may come in: the message limit, or the file limit when there is one, with a sealed
+    /// container's sealing on top.
+    func sizeLimit(_ start: FileStart) -> UInt64? {
+        (start.message ? UInt64(policy.maxMessageSize) : policy.maxFileSize).map(start.sizeLimit(forContent:))
     }
 
     /// The name a transfer is known by in the already-stored index: a message (tag 10) never under a file's name, so it

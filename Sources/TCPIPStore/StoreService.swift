@@ -281,10 +281,9 @@ public final class StoreService: Service, Sendable {
             return try await refuse(.invalid, "a sealed container is not also a sealed transfer")
         }
         // A sealed container holds the message with its sealing: allowed for (receivers check what it holds).
-        let messageLimit = UInt64(ReceiverConfiguration.defaultMaxMessageSize)
         if start.message,
             (start.size ?? UInt64.max)
-                > (start.container ? SealedContainer.sizeLimit(forContent: messageLimit) : messageLimit)
+                > start.sizeLimit(forContent: UInt64(ReceiverConfiguration.defaultMaxMessageSize))
         {
             return try await refuse(
                 .refused,

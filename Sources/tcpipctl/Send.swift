@@ -33,8 +33,9 @@ struct Send: AsyncParsableCommand {
             Then messages are sealed end to end to each recipient's key (one session per recipient) and only it \
             can read them; a message the hub changed is refused by its recipient (77). A recipient that proves no \
             key (a classic client) gets its own copy unsealed; one whose record names a key without a public key to \
-            seal to is refused (77, nothing sent; with --all too, as long as such a peer is connected). A queued message is sealed to the key the hub's store \
-            saw the receiver register with (checked against the same pins).
+            seal to is refused (77, nothing sent; with --all too, as long as such a peer is connected). A queued \
+            message is sealed to the key the hub's store saw the receiver register with (checked against the same \
+            pins).
 
             \(ExitStatuses.client)
             """

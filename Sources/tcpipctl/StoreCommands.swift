@@ -54,8 +54,9 @@ struct Receipts: AsyncParsableCommand {
             Asks the hub's store (tcpipd --store) for the receipts it keeps (for tcpipd --store-receipt-max-age, 30 \
             days by default), oldest first: one JSON object per line with file, recipient, from (name, key), size, \
             sha256, queuedAt, status (delivered, refused or expired), at (when), storedAs (the name the receiver \
-            stored it under, when delivered; null for a sealed file, whose name the hub does not see) and reason. A sender sees its own files: by key over TLS, by name on a \
-            plaintext hub; --all shows everyone's, to an operator. A hub without a store: 69.
+            stored it under, when delivered; null for a sealed file, whose name the hub does not see) and reason. A \
+            sender sees its own files: by key over TLS, by name on a plaintext hub; --all shows everyone's, to an \
+            operator. A hub without a store: 69.
 
             For cron: 'tcpipctl receipts | jq -r "select(.status != \\"delivered\\") | .file"' lists what never \
             arrived.

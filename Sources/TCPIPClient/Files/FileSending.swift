@@ -57,6 +57,9 @@ public struct FileSendRequest: Sendable {
     /// session's (``ClientConfiguration/sealing``).
     public var sealing: SealingKey?
 
+    /// The key it seals with in `session`: its own, else the session's.
+    func sealing(in session: ClientSession) -> SealingKey? { sealing ?? session.configuration.sealing }
+
     public init(sources: [Source], recipients: [String]) {
         self.sources = sources
         self.recipients = recipients
@@ -108,7 +111,7 @@ public enum FileSending {
         let inputs = SendInputs(descriptors)
         defer { inputs.closeRest() }
         var request = request
-        if request.sealing == nil { request.sealing = session.configuration.sealing }
+        request.sealing = request.sealing(in: session)
         let recipients = try await resolveReceivers(request, session: session)
         // Point to point when there is one receiver (several share one upload through the hub's group routing) and
         // the files are for it, not for the hub's store.
@@ -295,14 +298,13 @@ public enum FileSending {
     /// refuse every file: say so at once (77), with nothing sent, as `send` does for a peer that takes no messages.
     public static func resolveReceivers(_ request: FileSendRequest, session: ClientSession) async throws -> [PeerRecord]
     {
-        // As run() fills it in: --dry-run comes here directly, and must refuse what a real run would.
-        var request = request
-        request.sealing = request.sealing ?? session.configuration.sealing
+        // --dry-run comes here directly, and must refuse what a real run would.
+        let sealing = request.sealing(in: session)
         let recipients: [PeerRecord]
         do {
             recipients = try await MessageSending.resolveRecipients(
                 request.recipients, all: false, waitForPeer: request.waitForPeer, session: session,
-                check: request.checkRecipient, sealed: request.sealing != nil
+                check: request.checkRecipient, sealed: sealing != nil
             )
         } catch let error as TCPIPError where request.queue && error.kind == .unknownPeer {
             guard request.recipients.count == 1, let name = request.recipients.first else { throw error }
@@ -311,7 +313,7 @@ public enum FileSending {
             }
             // The store stands in for the receiver: its answers are about the file queued for `name`.
             store.name = name
-            if request.sealing != nil {
+            if sealing != nil {
                 // What is queued is sealed to the receiver's key, which the store saw it register with; the sender's
                 // pins (known_peers, --to-key) are checked against it as they are for a receiver that is connected.
                 let entries = try await StoreQuerying.run(
@@ -343,9 +345,8 @@ public enum FileSending {
         }
         // One upload goes to every receiver: sealed to all of their keys, or to none. A receiver with a key refuses a
         // file that is not sealed, and a classic client has no key to seal to: they take their files separately.
-        if request.sealing != nil, recipients.contains(where: { SealingRecipient($0) != nil }),
-            let keyless = recipients.first(where: { SealingRecipient($0) == nil })
-        {
+        let keyed = recipients.map { SealingRecipient($0) != nil }
+        if sealing != nil, keyed.contains(true), let keyless = zip(recipients, keyed).first(where: { !$1 })?.0 {
             throw TCPIPError.usage(
                 "'\(escapedForLog(keyless.name))' proves no key to seal to, and the other receivers take only sealed "
                     + "files: send it its files separately")

@@ -172,6 +172,8 @@ public struct MessageAssembler {
         }
         var bytes = part.bytes
         do {
+            var opener: MessageOpener
+            var newSession: [UInt8]?
             if part.flags.contains(.keyed) {
                 guard let record, let from = SealingRecipient(record) else {
                     return .failure(SealingFailure(.refused, "a sealed message from a peer that proved no key"))
@@ -182,21 +184,20 @@ public struct MessageAssembler {
                 guard !sessionsSeen.contains(enc) else {
                     return .failure(SealingFailure(.corrupt, "a sealed session replayed (its key came before)"))
                 }
-                // Kept, and its key remembered, only once its first part opens: a key copied onto another body
-                // must not displace the session or mark the genuine part as a replay.
-                var opener = try MessageOpener(encapsulatedKey: enc, key: own, sender: from)
-                let plain = try opener.open(
-                    bytes, messageID: part.messageID, flags: part.flags.subtracting(.keyed).rawValue)
-                openers[sender] = opener
-                remember(session: enc)
-                return .success((plain, opener.lastOpened ?? 0))
-            }
-            guard var opener = openers[sender] else {
-                return .failure(SealingFailure(.corrupt, "a sealed message part before its sender's key"))
+                opener = try MessageOpener(encapsulatedKey: enc, key: own, sender: from)
+                newSession = enc
+            } else {
+                guard let current = openers[sender] else {
+                    return .failure(SealingFailure(.corrupt, "a sealed message part before its sender's key"))
+                }
+                opener = current
             }
             let plain = try opener.open(
                 bytes, messageID: part.messageID, flags: part.flags.subtracting(.keyed).rawValue)
+            // A new session is kept, and its key remembered, only once its first part opened: a key copied onto
+            // another body must not displace the session or mark the genuine part as a replay.
             openers[sender] = opener
+            if let newSession { remember(session: newSession) }
             return .success((plain, opener.lastOpened ?? 0))
         } catch let failure as SealingFailure {
             return .failure(failure)

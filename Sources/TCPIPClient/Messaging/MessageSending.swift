@@ -46,10 +46,11 @@ public struct SendRequest: Sendable {
 /// One task reads the input and sends, the calling task collects the receipts (``ReceiptCollector``).
 public enum MessageSending {
     public static func run(_ request: SendRequest, session: ClientSession) async throws -> [DeliveryResult] {
+        // Application packets (--type) are the application's own bytes and go as they are: nothing to seal with.
+        let own = request.applicationType == nil ? request.sealing ?? session.configuration.sealing : nil
         let recipients = try await resolveRecipients(
             request.recipients, all: request.all, waitForPeer: request.waitForPeer, session: session,
-            check: request.checkRecipient,
-            sealed: (request.sealing ?? session.configuration.sealing) != nil && request.applicationType == nil)
+            check: request.checkRecipient, sealed: own != nil)
         let sender = session.sender
         try await sender.send(
             Recipients(ids: recipients.map(\.id)).packet(PacketHeader(type: .recipients, maskTo: .hub)))
@@ -57,14 +58,12 @@ public enum MessageSending {
             recipients: recipients, receipts: !request.noWait && request.applicationType == nil, now: WireClock.now()
         )
         // Sealed to each recipient that proved a key (one HPKE context each for the session) when this side has one;
-        // a recipient without a key (a classic client) gets its own copy unsealed. Application packets (--type) are
-        // the application's own bytes and go as they are.
-        let own = request.sealing ?? session.configuration.sealing
+        // a recipient without a key (a classic client) gets its own copy unsealed.
+        let keys = recipients.map(SealingRecipient.init)
         let sealers: [Producer.Sealed]? =
-            if let own, request.applicationType == nil, recipients.contains(where: { SealingRecipient($0) != nil }) {
-                try recipients.map { peer in
-                    Producer.Sealed(
-                        id: peer.id, sealer: try SealingRecipient(peer).map { try MessageSealer(to: $0, from: own) })
+            if let own, keys.contains(where: { $0 != nil }) {
+                try zip(recipients, keys).map { peer, key in
+                    Producer.Sealed(id: peer.id, sealer: try key.map { try MessageSealer(to: $0, from: own) })
                 }
             } else { nil }
         let partSize =

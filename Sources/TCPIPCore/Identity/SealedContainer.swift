@@ -178,3 +178,11 @@ public enum SealedContainer {
         }
     }
 }
+
+extension FileStart {
+    /// The most bytes this transfer may come in for content of at most `limit` bytes: a sealed container's sealing on
+    /// top (what it holds is checked against `limit` once it opens).
+    public func sizeLimit(forContent limit: UInt64) -> UInt64 {
+        container ? SealedContainer.sizeLimit(forContent: limit) : limit
+    }
+}

@@ -86,10 +86,10 @@ public enum Sealing {
 
     static func nonce(_ kind: NonceKind, _ index: UInt64) -> AES.GCM.Nonce {
         // On the stack: a line of `send --lines` is a part, and each part takes one.
-        withUnsafeTemporaryAllocation(byteCount: 12, alignment: 8) { bytes in
+        withUnsafeTemporaryAllocation(byteCount: nonceSize, alignment: 8) { bytes in
             bytes.storeBytes(of: (UInt32(kind.rawValue) << 24).bigEndian, toByteOffset: 0, as: UInt32.self)
             bytes.storeBytes(of: index.bigEndian, toByteOffset: 4, as: UInt64.self)
-            // 12 bytes: always a valid nonce.
+            // nonceSize (12) bytes: always a valid nonce.
             return (try? AES.GCM.Nonce(data: UnsafeRawBufferPointer(bytes))) ?? AES.GCM.Nonce()
         }
     }
@@ -283,7 +283,6 @@ public struct FileOpener: Sendable {
         var stanzas: [UInt8] = []
         var mine: [UInt8]?
         var sealedInfo: ByteBuffer?
-        var stanzasDigest: [UInt8] { Array(SHA256.hash(data: stanzas)) }
         do {
             try TLVReader.forEach(in: header) { field in
                 switch field.tag {
@@ -305,6 +304,7 @@ public struct FileOpener: Sendable {
             throw SealingFailure(.refused, "the file is not sealed to this receiver's key \(own.id)")
         }
         guard let sealedInfo else { throw SealingFailure(.corrupt, "the sealed header has no info") }
+        let stanzasDigest = Array(SHA256.hash(data: stanzas))
         let enc = Data(mine[NodeID.byteCount..<NodeID.byteCount + Sealing.encapsulatedKeySize])
         let wrapped = mine[(NodeID.byteCount + Sealing.encapsulatedKeySize)...]
         let info: SealedFileInfo
