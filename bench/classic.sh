@@ -9,18 +9,7 @@
 #
 #   bench/classic.sh           uses .build/release (swift build -c release --static-swift-stdlib first)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bin=$(pwd)/.build/release
-w=$(mktemp -d -p "${BENCH_DIR:-/tmp}")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$w"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
-cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
-since() { echo "$(now) - $1" | bc -l; }
+. "$(dirname "$0")/lib.sh"
 wait_for() {  # FILE PATTERN [COUNT]: until COUNT lines (default 1) match (at most 10 minutes)
     for _ in $(seq 12000); do
         [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ] && return 0

@@ -9,20 +9,9 @@
 #   bench/direct.sh            uses .build/release (swift build -c release --static-swift-stdlib first)
 #   BENCH_DIR=/dev/shm bench/direct.sh    the same in memory: without the disk's writeback, which varies ±40 % here
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bin=$(pwd)/.build/release
-w=$(mktemp -d -p "${BENCH_DIR:-/tmp}")
-pids=()
+. "$(dirname "$0")/lib.sh"
 ns=tcpipbench$$
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for h in hub alice bob sw; do ip netns del "$ns-$h" 2>/dev/null || true; done
-    rm -rf "$w"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
-cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
-rate() { printf %.3f "$(echo "$1 / $2 / 1000000000" | bc -l)"; }
+on_exit() { for h in hub alice bob sw; do ip netns del "$ns-$h" 2>/dev/null || true; done; }
 
 size=$((1 << 30))
 head -c "$size" /dev/urandom > "$w/random.bin"
@@ -59,7 +48,6 @@ for round in $(seq "$rounds"); do
     d+=("$(ours auto)"); r+=("$(ours never)"); s+=("$(socat_relay)")
     echo "loopback 1 GiB, round $round: direct ${d[-1]}; relay ${r[-1]}; socat relay ${s[-1]} GB/s"
 done
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 md=$(printf '%s\n' "${d[@]}" | cut -d' ' -f1 | median); mr=$(printf '%s\n' "${r[@]}" | cut -d' ' -f1 | median)
 ms=$(printf '%s\n' "${s[@]}" | median)
 echo "loopback 1 GiB, medians of $rounds: direct $md, relay $mr, socat relay $ms GB/s;" \

@@ -15,19 +15,7 @@
 # The patch gives the baseline what came with sealing and is not sealing: node IDs printed faster (listen prints one
 # per message) and tcpipctl's malloc thresholds (Sources/TCPIPCore/Support/MemoryTuning.swift).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bin=$(pwd)/.build/release
-w=$(mktemp -d -p "${BENCH_DIR:-/tmp}")
-pids=()
-cleanup() {
-    # A program started through run() is the child of a subshell: stop both.
-    for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-    rm -rf "$w"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
-rate() { printf %.3f "$(echo "$1 / $2 / 1000000000" | bc -l)"; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
+. "$(dirname "$0")/lib.sh"
 
 size=$((1 << 30))
 head -c "$size" /dev/urandom > "$w/random.bin"
@@ -59,24 +47,36 @@ run() {
     fi
 }
 
+await_peer() {  # side, name: until it answers a ping (at most 10 s)
+    for _ in $(seq 100); do run "$1" tx tcpipctl ping --to "$2" --timeout 5 >/dev/null 2>&1 && return; sleep 0.1; done
+}
 for s in "${sides[@]}"; do
     run "$s" recv tcpiprecvd --spool "$w/spool-$s" --name "r-$s" --direct-listen off -q 2>/dev/null &
     pids+=($!)
 done
-for s in "${sides[@]}"; do
-    for _ in $(seq 100); do run "$s" tx tcpipctl ping --to "r-$s" --timeout 5 >/dev/null 2>&1 && break; sleep 0.1; done
-done
+for s in "${sides[@]}"; do await_peer "$s" "r-$s"; done
 
 file() {  # plain|sealed
     rm -f "$w/spool-$1"/*.bin; sync
     local t0; t0=$(now)
     run "$1" tx tcpipctl send-file --to "r-$1" --direct never --progress never "$w/random.bin" >/dev/null
-    rate "$size" "$(echo "$(now) - $t0" | bc -l)"
+    rate "$size" "$(since "$t0")"
 }
 # Figures per side, one line per round; then medians, and sealed against each unsealed side.
 declare -A got
+measure() {  # rounds, label, unit, function of the side: each round runs every side in turn
+    local line r s
+    for s in "${sides[@]}"; do got[$s]=""; done
+    for round in $(seq "$1"); do
+        line="$2, round $round:"
+        for s in "${sides[@]}"; do
+            r=$("$4" "$s"); got[$s]="${got[$s]} $r"; line="$line $s $r $3;"
+        done
+        echo "$line"
+    done
+}
 report() {  # label, unit
-    local line="$1, medians:" m
+    local line="$1, medians:"
     declare -A med
     for s in "${sides[@]}"; do
         med[$s]=$(printf '%s\n' ${got[$s]} | median)
@@ -86,44 +86,29 @@ report() {  # label, unit
     [ -n "${BEFORE:-}" ] && line="$line, sealed/TLS-unsealed $(printf %.2f "$(echo "${med[sealed]} / ${med[before]}" | bc -l)")"
     echo "$line"
 }
-rounds=${ROUNDS:-5}
-for s in "${sides[@]}"; do got[$s]=""; done
-for round in $(seq "$rounds"); do
-    line="1 GiB through the hub, round $round:"
-    for s in "${sides[@]}"; do
-        r=$(file "$s"); got[$s]="${got[$s]} $r"; line="$line $s $r GB/s;"
-    done
-    echo "$line"
-done
+measure "${ROUNDS:-5}" "1 GiB through the hub" GB/s file
 grep -q '"sealed":true' "$w/spool-sealed/.tcpip/meta/random.bin.json" || { echo "the sealed run was not sealed" >&2; exit 1; }
 report "1 GiB through the hub" GB/s
 
 lines() {  # plain|sealed: 100,000 lines with receipts, the sender's time
     run "$1" rx tcpipctl listen --name "l-$1" --count 100000 > "$w/listen-$1.out" 2>/dev/null &
     local l=$!
-    for _ in $(seq 100); do run "$1" tx tcpipctl ping --to "l-$1" --timeout 5 >/dev/null 2>&1 && break; sleep 0.1; done
+    await_peer "$1" "l-$1"
     local t0; t0=$(now)
     seq 100000 | run "$1" tx tcpipctl send --to "l-$1" --lines
-    local t; t=$(echo "$(now) - $t0" | bc -l)
+    local t; t=$(since "$t0")
     wait "$l"
     [ "$(wc -l < "$w/listen-$1.out")" -eq 100000 ] || { echo "lines lost ($1)" >&2; exit 1; }
     printf %.0f "$(echo "100000 / $t" | bc -l)"
 }
-for s in "${sides[@]}"; do got[$s]=""; done
-for round in 1 2 3; do
-    line="100,000 lines with receipts, round $round:"
-    for s in "${sides[@]}"; do
-        r=$(lines "$s"); got[$s]="${got[$s]} $r"; line="$line $s $r msg/s;"
-    done
-    echo "$line"
-done
+measure 3 "100,000 lines with receipts" msg/s lines
 grep -q '"sealed":true' "$w/listen-sealed.out" || { echo "the sealed lines were not sealed" >&2; exit 1; }
 report "100,000 lines with receipts" msg/s
 
 oneshot() {  # plain|sealed: median of 20, ms
     run "$1" rx tcpipctl listen --name "o-$1" > /dev/null 2>&1 &
     local l=$!
-    for _ in $(seq 100); do run "$1" tx tcpipctl ping --to "o-$1" --timeout 5 >/dev/null 2>&1 && break; sleep 0.1; done
+    await_peer "$1" "o-$1"
     local times=()
     for _ in $(seq 20); do
         local t0; t0=$(now)
