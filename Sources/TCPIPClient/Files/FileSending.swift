@@ -345,8 +345,10 @@ public enum FileSending {
         }
         // One upload goes to every receiver: sealed to all of their keys, or to none. A receiver with a key refuses a
         // file that is not sealed, and a classic client has no key to seal to: they take their files separately.
-        let keyed = recipients.map { SealingRecipient($0) != nil }
-        if sealing != nil, keyed.contains(true), let keyless = zip(recipients, keyed).first(where: { !$1 })?.0 {
+        // (A peer with a key ID came with its public key: resolveRecipients refused any other when sealing.)
+        if sealing != nil, recipients.contains(where: { $0.keyID != nil }),
+            let keyless = recipients.first(where: { $0.keyID == nil })
+        {
             throw TCPIPError.usage(
                 "'\(escapedForLog(keyless.name))' proves no key to seal to, and the other receivers take only sealed "
                     + "files: send it its files separately")

@@ -35,9 +35,10 @@ public struct MessageAssembler {
     private struct Partial {
         var flags: MessagePart.Flags
         var bytes: ByteBuffer
-        var sealed = false
-        /// The sealed session's number of its last part: the next must follow it (a part left out is refused).
+        /// A sealed message's number of its last part in the session: the next must follow it (a part left out is
+        /// refused). Nil: the message came unsealed.
         var sequence: UInt64?
+        var sealed: Bool { sequence != nil }
     }
 
     /// The largest message accepted.
@@ -75,14 +76,12 @@ public struct MessageAssembler {
     public mutating func add(_ part: MessagePart, from sender: UInt32, record: PeerRecord? = nil) -> Outcome {
         let key = Key(from: sender, messageID: part.messageID)
         var part = part
-        var sealed = false
-        var sequence: UInt64?
+        var sequence: UInt64?  // the part's in its sealed session; nil when it came unsealed
         if part.flags.contains(.sealed) {
             switch open(part, from: sender, record: record) {
             case .success(let opened):
                 part.bytes = opened.plain
                 part.flags.subtract([.sealed, .keyed])
-                sealed = true
                 sequence = opened.sequence
             case .failure(let failure):
                 return refuse(
@@ -96,6 +95,7 @@ public struct MessageAssembler {
                     + "stripped the sealing could have changed it)",
                 wantsReceipt: !part.flags.contains(.noReceipt), ended: part.flags.contains(.end))
         }
+        let sealed = sequence != nil
         if sealed, !part.flags.contains(.start), partials[key].map({ !$0.sealed }) ?? false {
             // A sealed part cannot finish a message begun unsealed.
             return refuse(key, .refused, "a message mixes sealed and unsealed parts", wantsReceipt: true, ended: true)
@@ -122,7 +122,7 @@ public struct MessageAssembler {
             guard partials.count < maxInProgress else {
                 return refuse(key, .refused, "too many messages in progress", wantsReceipt: wantsReceipt, ended: false)
             }
-            partials[key] = Partial(flags: part.flags, bytes: part.bytes, sealed: sealed, sequence: sequence)
+            partials[key] = Partial(flags: part.flags, bytes: part.bytes, sequence: sequence)
             return .incomplete
         }
         guard var partial = partials.removeValue(forKey: key), partial.sealed == sealed else {
@@ -198,7 +198,7 @@ public struct MessageAssembler {
             // another body must not displace the session or mark the genuine part as a replay.
             openers[sender] = opener
             if let newSession { remember(session: newSession) }
-            return .success((plain, opener.lastOpened ?? 0))
+            return .success((plain, opener.next - 1))  // `next` follows the part just opened
         } catch let failure as SealingFailure {
             return .failure(failure)
         } catch {

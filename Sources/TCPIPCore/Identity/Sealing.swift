@@ -460,7 +460,8 @@ public struct MessageSealer: Sendable {
 /// increasing sequence (a part replayed, reordered or changed does not open).
 public struct MessageOpener: Sendable {
     private let key: SymmetricKey
-    private var next: UInt64 = 0
+    /// The least sequence number the next part may have: one past the part opened last.
+    public private(set) var next: UInt64 = 0
 
     public init(encapsulatedKey: [UInt8], key own: SealingKey, sender: SealingRecipient) throws {
         do {
@@ -473,9 +474,6 @@ public struct MessageOpener: Sendable {
         }
     }
 
-    /// The sequence number of the part opened last (a message's parts are consecutive).
-    public private(set) var lastOpened: UInt64?
-
     public mutating func open(_ sealed: ByteBuffer, messageID: UInt32, flags: UInt16) throws -> ByteBuffer {
         var sealed = sealed
         // The last number is never used: the session would have no next one (and `next` would overflow).
@@ -487,7 +485,6 @@ public struct MessageOpener: Sendable {
                 try Sealing.open(sealed, key: key, nonce: Sealing.nonce(.message, sequence), aad: $0)
             }
             next = sequence + 1
-            lastOpened = sequence
             return plain
         } catch {
             throw SealingFailure(.corrupt, "a sealed message part does not open: changed, or not from its sender")
